@@ -1,0 +1,175 @@
+"""The define-by-run graph: nodes recorded by the forward pass, walked backwards by ``backward``.
+
+Every op result that depends on a tensor requiring grad carries a :class:`Node`. The node holds
+the op's backward (a closure over what the forward saved) and the op's input tensors. Backward
+visits nodes in reverse topological order, so a node runs only once all the gradients flowing
+into its output (from every consumer: a tensor used twice, a residual addition) have been
+summed, which is the chain rule over a DAG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from convprop.autograd.tensor import Tensor
+
+BackwardFn = Callable[[np.ndarray, tuple[bool, ...]], Sequence[np.ndarray | None]]
+
+
+class _GradMode(threading.local):
+    enabled: bool = True
+
+
+_grad_mode = _GradMode()
+
+
+def is_grad_enabled() -> bool:
+    """Whether ops currently record the graph."""
+    return _grad_mode.enabled
+
+
+class no_grad(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name
+    """Context manager (and decorator) in which no op records the graph, as ``torch.no_grad``."""
+
+    def __enter__(self) -> None:
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = False
+
+    def __exit__(self, *exc: object) -> None:
+        _grad_mode.enabled = self._previous
+
+
+class enable_grad(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name
+    """Re-enables graph recording inside a ``no_grad`` block."""
+
+    def __enter__(self) -> None:
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = True
+
+    def __exit__(self, *exc: object) -> None:
+        _grad_mode.enabled = self._previous
+
+
+class Node:
+    """One recorded op: maps the gradient of its output to the gradients of its inputs."""
+
+    __slots__ = ("name", "backward_fn", "inputs", "needs_input_grad", "__weakref__")
+
+    def __init__(
+        self, name: str, backward_fn: BackwardFn, inputs: tuple[Tensor | None, ...]
+    ) -> None:
+        self.name = name
+        self.backward_fn: BackwardFn | None = backward_fn
+        self.inputs = inputs
+        self.needs_input_grad = tuple(t is not None and t.requires_grad for t in inputs)
+
+    def release(self) -> None:
+        """Drop the saved arrays and the links to the inputs once backward has used them."""
+        self.backward_fn = None
+        self.inputs = ()
+
+    def __repr__(self) -> str:
+        return f"<{self.name[:1].upper()}{self.name[1:]}Backward>"
+
+
+def record(
+    name: str, output: np.ndarray, inputs: Sequence[Tensor | None], backward_fn: BackwardFn
+) -> Tensor:
+    """Wrap ``output`` in a Tensor; record a node if grad mode is on and an input needs grad.
+
+    ``backward_fn(grad_out, needs_input_grad)`` returns one gradient per entry of ``inputs``.
+    """
+    from convprop.autograd.tensor import Tensor
+
+    if _grad_mode.enabled and any(t is not None and t.requires_grad for t in inputs):
+        return Tensor._from_op(output, Node(name, backward_fn, tuple(inputs)))
+    return Tensor._from_op(output, None)
+
+
+def apply(
+    forward: Callable[..., tuple[np.ndarray, Any]],
+    backward: Callable[[np.ndarray, Any, tuple[bool, ...]], Sequence[np.ndarray | None]],
+    inputs: Sequence[Tensor | None],
+    *params: Any,
+) -> Tensor:
+    """Run an op of ``convprop.ops`` on the arrays of ``inputs`` and record its backward."""
+    arrays = [None if t is None else t.data for t in inputs]
+    output, saved = forward(*arrays, *params)
+    name = forward.__name__.removesuffix("_forward")
+    return record(name, output, inputs, lambda grad, needs: backward(grad, saved, needs))
+
+
+def _topological_order(root: Node) -> list[Node]:
+    """Nodes reachable from ``root``, each after every node that consumes its output."""
+    order: list[Node] = []
+    visited: set[int] = {id(root)}
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        stack.append((node, True))
+        for tensor in node.inputs:
+            child = None if tensor is None else tensor.grad_fn
+            if child is not None and id(child) not in visited:
+                visited.add(id(child))
+                stack.append((child, False))
+    order.reverse()
+    return order
+
+
+def run_backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
+    """Propagate ``grad`` (dL/d root) to every leaf that requires grad, accumulating ``.grad``."""
+    if root.grad_fn is None:
+        _accumulate_leaf(root, grad)
+        return
+    pending: dict[int, np.ndarray] = {id(root.grad_fn): grad}
+    for node in _topological_order(root.grad_fn):
+        grad_out = pending.pop(id(node), None)
+        if grad_out is None:
+            continue
+        if node.backward_fn is None:
+            raise RuntimeError(
+                "backward: trying to backward through the graph a second time; its saved "
+                "values were freed by the first backward (pass retain_graph=True to keep them)"
+            )
+        input_grads = node.backward_fn(grad_out, node.needs_input_grad)
+        for tensor, need, input_grad in zip(
+            node.inputs, node.needs_input_grad, input_grads, strict=True
+        ):
+            if not need or input_grad is None:
+                continue
+            assert tensor is not None
+            if input_grad.dtype != tensor.dtype:
+                input_grad = input_grad.astype(tensor.dtype)
+            if tensor.grad_fn is None:
+                _accumulate_leaf(tensor, input_grad)
+                continue
+            if tensor._retains_grad:
+                _accumulate_leaf(tensor, input_grad)
+            key = id(tensor.grad_fn)
+            # Out of place: input_grad may be the very array handed to another input.
+            pending[key] = input_grad if key not in pending else pending[key] + input_grad
+        if not retain_graph:
+            node.release()
+
+
+def _accumulate_leaf(tensor: Tensor, grad: np.ndarray) -> None:
+    from convprop.autograd.tensor import Tensor
+
+    if grad.shape != tensor.shape:
+        raise RuntimeError(
+            f"backward: gradient of shape {grad.shape} does not match the tensor's shape "
+            f"{tensor.shape}"
+        )
+    if tensor.grad is None:
+        tensor.grad = Tensor(np.array(grad, dtype=tensor.dtype, copy=True))
+    else:
+        tensor.grad.data = tensor.grad.data + grad

@@ -1,0 +1,69 @@
+"""Argument normalisation and validation shared by every op.
+
+Every error names the function, the argument, the value received and the rule it broke, e.g.
+``conv2d: stride must be positive, got (0, 1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def to_tuple(value: int | Sequence[int], n: int, func: str, name: str) -> tuple[int, ...]:
+    """Normalise an int-or-sequence argument to a tuple of ``n`` Python ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (int(value),) * n
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        items = tuple(value)
+        if len(items) == 1 and n > 1:
+            items = items * n
+        if len(items) == n and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items
+        ):
+            return tuple(int(v) for v in items)
+    raise TypeError(f"{func}: {name} must be an int or a sequence of {n} ints, got {value!r}")
+
+
+def check_positive(values: tuple[int, ...], func: str, name: str) -> None:
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{func}: {name} must be positive, got {_show(values)}")
+
+
+def check_non_negative(values: tuple[int, ...], func: str, name: str) -> None:
+    if any(v < 0 for v in values):
+        raise ValueError(f"{func}: {name} must be non-negative, got {_show(values)}")
+
+
+def check_float(array: np.ndarray, func: str, name: str) -> None:
+    """Floating-point inputs only: integer, bool and object arrays are refused."""
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(
+            f"{func}: {name} must have a floating-point dtype (float32 or float64), "
+            f"got {array.dtype}"
+        )
+
+
+def check_ndim(array: np.ndarray, allowed: Sequence[int], func: str, name: str, layout: str) -> None:
+    if array.ndim not in allowed:
+        expected = " or ".join(f"{n}-D" for n in allowed)
+        raise ValueError(
+            f"{func}: {name} must be {expected} ({layout}), got {array.ndim}-D with shape "
+            f"{tuple(array.shape)}"
+        )
+
+
+def check_same_dtype(arrays: dict[str, np.ndarray | None], func: str) -> None:
+    present = {name: a for name, a in arrays.items() if a is not None}
+    dtypes = {a.dtype for a in present.values()}
+    if len(dtypes) > 1:
+        listing = ", ".join(f"{name} is {a.dtype}" for name, a in present.items())
+        raise TypeError(f"{func}: all inputs must have the same dtype, but {listing}")
+
+
+def _show(values: Any) -> str:
+    if isinstance(values, tuple) and len(set(values)) == 1:
+        return f"{values!r}"
+    return repr(values)
