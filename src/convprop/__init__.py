@@ -4,6 +4,7 @@ import numpy as np
 
 from convprop import autograd
 from convprop.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
+from convprop.random import manual_seed
 from convprop.autograd.tensor import (
     arange,
     cat,
@@ -70,6 +71,7 @@ __all__ = [
     "int64",
     "is_grad_enabled",
     "log",
+    "manual_seed",
     "matmul",
     "no_grad",
     "ones",

@@ -1,0 +1,1 @@
+"""PyTorch-named functional wrappers (see convprop.nn.functional)."""
