@@ -213,11 +213,8 @@ def matmul_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     a, b = saved
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
-    grad = grad_out
-    if a.ndim == 1:
-        grad = np.expand_dims(grad, -2)
-    if b.ndim == 1:
-        grad = np.expand_dims(grad, -1)
+    promoted_out = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1])
+    grad = grad_out.reshape(promoted_out)
     grad_a = grad_b = None
     if needs[0]:
         grad_a = unbroadcast(grad @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
