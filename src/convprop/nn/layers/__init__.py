@@ -1,0 +1,1 @@
+"""The layers of ``convprop.nn``, one module per family (as ``torch.nn.modules``)."""
