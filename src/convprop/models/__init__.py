@@ -1,0 +1,19 @@
+"""The model zoo of the notes: LeNet-5, CIFAR ResNets, DenseNet-BC, TDNN, scanning MLP."""
+
+from convprop.models.densenet import DenseNetBC, densenet_bc
+from convprop.models.lenet import LeNet5, lenet5
+from convprop.models.resnet import CifarResNet, resnet20, resnet32, resnet56
+from convprop.models.tdnn import TDNN, tdnn
+
+__all__ = [
+    "TDNN",
+    "CifarResNet",
+    "DenseNetBC",
+    "LeNet5",
+    "densenet_bc",
+    "lenet5",
+    "resnet20",
+    "resnet32",
+    "resnet56",
+    "tdnn",
+]
