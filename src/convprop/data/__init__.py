@@ -1,0 +1,45 @@
+"""Data: the bundled MNIST subset, file loaders, batching and augmentation."""
+
+from convprop.data.datasets import (
+    ArrayDataset,
+    DataError,
+    load,
+    load_idx_directory,
+    load_image,
+    load_image_folder,
+    load_mnist_5k,
+    load_npz,
+    read_idx,
+    stratified_split,
+)
+from convprop.data.loader import DataLoader
+from convprop.data.transforms import (
+    AUGMENTATIONS,
+    Compose,
+    ElasticDeformation,
+    Normalize,
+    RandomAffine,
+    build_augmentation,
+    channel_statistics,
+)
+
+__all__ = [
+    "AUGMENTATIONS",
+    "ArrayDataset",
+    "Compose",
+    "DataError",
+    "DataLoader",
+    "ElasticDeformation",
+    "Normalize",
+    "RandomAffine",
+    "build_augmentation",
+    "channel_statistics",
+    "load",
+    "load_idx_directory",
+    "load_image",
+    "load_image_folder",
+    "load_mnist_5k",
+    "load_npz",
+    "read_idx",
+    "stratified_split",
+]
