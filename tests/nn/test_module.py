@@ -138,3 +138,16 @@ def test_module_errors() -> None:
         cnn.Module()(1)
     with pytest.raises(AttributeError, match="'Linear' object has no attribute 'kernel'"):
         _ = cnn.Linear(1, 1).kernel
+
+
+def test_forward_hooks_see_outputs_and_can_be_removed() -> None:
+    seen = []
+    layer = cnn.Flatten()
+    handle = layer.register_forward_hook(lambda module, inputs, output: seen.append(output.shape))
+    layer(cp.tensor(np.zeros((2, 3, 4))))
+    handle.remove()
+    layer(cp.tensor(np.zeros((2, 3, 4))))
+    assert seen == [(2, 12)]
+    with layer.register_forward_hook(lambda module, inputs, output: output * 2):
+        np.testing.assert_array_equal(layer(cp.tensor(np.ones((1, 2)))).numpy(), [[2.0, 2.0]])
+    np.testing.assert_array_equal(layer(cp.tensor(np.ones((1, 2)))).numpy(), [[1.0, 1.0]])
