@@ -1,0 +1,693 @@
+"""Convolution and transposed convolution (1-D and 2-D, one N-d implementation).
+
+Forward (cross-correlation, as PyTorch; decks 000/001 write the same layer as a true
+convolution with the kernel rotated by 180 degrees), for output channel f in group g,
+output position o, kernel tap k and the zero-padded input x_pad:
+
+    z[n, f, o] = b[f] + sum_{c in g} sum_k w[f, c, k] x_pad[n, c, o * S + k * D]
+
+Backward, with the local gradient delta = dL/dz = ``grad_out`` (decks 000, 001, 002, 004):
+
+* dL/db[f] = sum_{n, o} delta[n, f, o]: the bias is shared by every position.
+* dL/dw[f, c, k] = sum_{n, o} delta[n, f, o] x_pad[n, c, o * S + k * D]: the correlation of
+  the (padded) input with delta, "weight sharing" summing over every position the kernel visited.
+* dL/dx: the *full* correlation of delta -- zero-inserted (S - 1 zeros between samples, the
+  notes' upsampling) when S > 1 and zero-padded by D (K - 1) on every side -- with the kernel
+  rotated 180 degrees and its in/out channel axes swapped (within each group); the result has
+  the padded input's shape, and the padding region is removed before backprop continues.
+
+Transposed convolution is the adjoint of convolution: its forward *is* convolution's input
+gradient (the notes' "upsampling followed by a convolution", a fractional stride 1/S), and its
+backward uses convolution's forward (for dL/dx) and weight gradient (for dL/dw). The same three
+kernels below serve both:
+
+* ``_correlate``: the forward contraction (zero-copy window view, then one GEMM per sample
+  and group);
+* ``_correlate_weight``: the weight gradient (the same window view contracted with delta);
+* ``_backproject``: the input gradient (full correlation with the Rot180 kernel, or its
+  equal adjoint form "+=" per tap for strided layers).
+
+Layouts: input (N, C, L) / (N, C, H, W), or unbatched (C, L) / (C, H, W); convolution weight
+(out_channels, in_channels / groups, *kernel_size); transposed-convolution weight
+(in_channels, out_channels / groups, *kernel_size), the same tensor as the convolution it is
+the adjoint of.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from convprop.ops._util import (
+    check_float,
+    check_ndim,
+    check_non_negative,
+    check_positive,
+    check_same_dtype,
+    to_tuple,
+)
+from convprop.ops.elementwise import Grads, Needs
+from convprop.ops.windows import (
+    output_size,
+    pad_spatial,
+    scatter_windows,
+    unpad_spatial,
+    window_view,
+)
+
+IntOrTuple = int | Sequence[int]
+
+_LAYOUTS = {1: "N, C, L", 2: "N, C, H, W"}
+_UNBATCHED_LAYOUTS = {1: "C, L", 2: "C, H, W"}
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Everything about a (transposed) convolution but the arrays' values.
+
+    ``pads`` are the (before, after) zero paddings of the convolution's input along each
+    spatial axis; for a transposed convolution they are those of the convolution it is the
+    adjoint of (so its output is that convolution's *unpadded* input).
+    """
+
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+    groups: int
+    input_size: tuple[int, ...]  # spatial size of the convolution's (unpadded) input
+    output_size: tuple[int, ...]  # spatial size of the convolution's output
+
+    @property
+    def padded_size(self) -> tuple[int, ...]:
+        return tuple(
+            size + before + after
+            for size, (before, after) in zip(self.input_size, self.pads, strict=True)
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The three kernels shared by convolution and transposed convolution.
+# --------------------------------------------------------------------------------------------
+
+
+# Columns of this many bytes (for a block of samples) stay in the L2/L3 cache between their
+# copy and the GEMM that reads them; the whole batch's columns would make the GEMM read them
+# back from memory (measured 1.6x slower on 32x32 images with 16 channels).
+_BLOCK_BYTES = 2 * 1024 * 1024
+
+
+def _sample_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
+    """Split the batch into blocks whose im2col columns fit in ``_BLOCK_BYTES``.
+
+    This is cache blocking of one big contraction, not a loop over samples: each block is a
+    single batched GEMM, and small inputs are one block.
+    """
+    size = max(1, _BLOCK_BYTES // max(1, bytes_per_sample))
+    return [slice(start, start + size) for start in range(0, max(batch, 1), size)]
+
+
+def _columns(
+    padded: np.ndarray,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    out_size: Sequence[int],
+    groups: int,
+) -> np.ndarray:
+    """The windows of ``padded`` laid out for a GEMM: (N, G, C/G * prod(K), prod(O)).
+
+    ``window_view`` costs nothing; the one copy made here (im2col) puts taps next to channels
+    so a single matrix product per sample and group contracts over both. Output positions stay
+    last, so the product lands directly in NCHW order with no copy of the output.
+    """
+    spatial = len(kernel_size)
+    windows = window_view(padded, kernel_size, stride, dilation, out_size)  # N, C, *O, *K
+    taps_first = (0, 1, *range(2 + spatial, 2 + 2 * spatial), *range(2, 2 + spatial))
+    batch, channels = padded.shape[:2]
+    return np.ascontiguousarray(windows.transpose(taps_first)).reshape(
+        batch, groups, channels // groups * math.prod(kernel_size), math.prod(out_size)
+    )
+
+
+def _column_bytes(padded: np.ndarray, kernel_size: Sequence[int], out_size: Sequence[int]) -> int:
+    return padded.shape[1] * math.prod(kernel_size) * math.prod(out_size) * padded.itemsize
+
+
+def _correlate(
+    padded: np.ndarray,
+    weight: np.ndarray,
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    out_size: Sequence[int],
+) -> np.ndarray:
+    """z[n, f, o] = sum_{c in group(f)} sum_k w[f, c, k] padded[n, c, o * S + k * D].
+
+    ``weight`` is (F, C/G, *K); the result is (N, F, *out_size).
+    """
+    batch = padded.shape[0]
+    out_channels = weight.shape[0]
+    kernel_size = weight.shape[2:]
+    kernels = weight.reshape(groups, out_channels // groups, -1)
+    out = np.empty(
+        (batch, groups, out_channels // groups, math.prod(out_size)),
+        dtype=np.result_type(padded, weight),
+    )
+    for block in _sample_blocks(batch, _column_bytes(padded, kernel_size, out_size)):
+        columns = _columns(padded[block], kernel_size, stride, dilation, out_size, groups)
+        # (G, F/G, C/G K) @ (n, G, C/G K, O) -> (n, G, F/G, O)
+        np.matmul(kernels, columns, out=out[block])
+    return out.reshape(batch, out_channels, *out_size)
+
+
+def _correlate_weight(
+    padded: np.ndarray,
+    grad_out: np.ndarray,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> np.ndarray:
+    """dL/dw[f, c, k] = sum_{n, o} delta[n, f, o] padded[n, c, o * S + k * D].
+
+    The correlation of the padded input with the local gradient ``grad_out`` (N, F, *O): the
+    same windows the forward read, contracted with delta instead of with the weight. The
+    result is (F, C/G, *K).
+    """
+    batch, out_channels = grad_out.shape[:2]
+    out_size = grad_out.shape[2:]
+    in_per_group = padded.shape[1] // groups
+    delta = grad_out.reshape(batch, groups, out_channels // groups, math.prod(out_size))
+    grad_weight = np.zeros(
+        (groups, out_channels // groups, in_per_group * math.prod(kernel_size)),
+        dtype=np.result_type(padded, grad_out),
+    )
+    for block in _sample_blocks(batch, _column_bytes(padded, kernel_size, out_size)):
+        columns = _columns(padded[block], kernel_size, stride, dilation, out_size, groups)
+        # Weight sharing: every sample and position adds its delta * input product ("+=").
+        grad_weight += np.matmul(delta[block], columns.swapaxes(-1, -2)).sum(axis=0)
+    return grad_weight.reshape(out_channels, in_per_group, *kernel_size)
+
+
+def _rot180_channel_swapped(weight: np.ndarray, groups: int) -> np.ndarray:
+    """Rot180 of every kernel, with in/out channel axes swapped within each group.
+
+    (F, C/G, *K) -> (C, F/G, *K): the kernel of the full correlation that maps delta back to
+    the input (deck 004: "the transposed and flipped filter").
+    """
+    out_channels, in_per_group = weight.shape[:2]
+    kernel_size = weight.shape[2:]
+    grouped = weight.reshape(groups, out_channels // groups, in_per_group, *kernel_size)
+    swapped = grouped.swapaxes(1, 2)
+    flipped = swapped[(Ellipsis, *(slice(None, None, -1),) * len(kernel_size))]
+    return np.ascontiguousarray(flipped).reshape(
+        groups * in_per_group, out_channels // groups, *kernel_size
+    )
+
+
+def _pad_or_crop(x: np.ndarray, pads: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Zero-pad the trailing axes by (before, after); a negative amount crops instead."""
+    lead = x.ndim - len(pads)
+    crop = (slice(None),) * lead + tuple(
+        slice(max(0, -before), size - max(0, -after))
+        for size, (before, after) in zip(x.shape[lead:], pads, strict=True)
+    )
+    return pad_spatial(x[crop], [(max(0, before), max(0, after)) for before, after in pads])
+
+
+def _backproject(
+    grad_out: np.ndarray, weight: np.ndarray, geometry: ConvGeometry, channels: int
+) -> np.ndarray:
+    """dL/dx of z = conv(x, w): (N, F, *O) -> (N, C, *input_size).
+
+    The notes' formula: dL/dx_pad = full correlation of delta, zero-inserted (S - 1 zeros
+    between samples) and padded by D (K - 1) on every side, with Rot180(w) channel-swapped;
+    then the padding region is removed. Component-wise (deck 004),
+    dL/dx_pad[n, c, i] = sum_f sum_{o, k: o S + k D = i} delta[n, f, o] w[f, c, k].
+
+    Stride 1: computed literally as that full correlation (``_correlate`` with the flipped
+    kernel). Only the part of the result that survives the removal of the padding region is
+    computed, by padding delta with D (K - 1) - pad_before instead of D (K - 1) (cropping
+    where that is negative).
+
+    Stride > 1: the zero-inserted delta would make S^d - 1 of every S^d products multiply a
+    zero, so the same sum is computed in its adjoint form: the product w^T delta gives every
+    (position, tap) contribution, and ``scatter_windows`` adds ("+=", windows overlap) each
+    one onto the input sample o S + k D it came from. Tests check both forms against the
+    formula.
+    """
+    stride, dilation, groups = geometry.stride, geometry.dilation, geometry.groups
+    spatial = len(stride)
+    if all(s == 1 for s in stride):
+        delta_pads = []
+        for i in range(spatial):
+            full = dilation[i] * (geometry.kernel_size[i] - 1)
+            before, _ = geometry.pads[i]
+            # Trailing input samples no window reached get zero gradient: pad for them too.
+            after = geometry.input_size[i] - geometry.output_size[i] + before
+            delta_pads.append((full - before, after))
+        padded_delta = _pad_or_crop(grad_out, delta_pads)
+        return _correlate(
+            padded_delta,
+            _rot180_channel_swapped(weight, groups),
+            (1,) * spatial,
+            dilation,
+            groups,
+            geometry.input_size,
+        )
+    batch, out_channels = grad_out.shape[:2]
+    kernels = weight.reshape(groups, out_channels // groups, -1)
+    delta = grad_out.reshape(
+        batch, groups, out_channels // groups, math.prod(geometry.output_size)
+    )
+    contributions = np.matmul(kernels.swapaxes(-1, -2), delta)  # (N, G, C/G * K, O)
+    contributions = contributions.reshape(
+        batch, channels, *geometry.kernel_size, *geometry.output_size
+    )
+    positions_first = (0, 1, *range(2 + spatial, 2 + 2 * spatial), *range(2, 2 + spatial))
+    grad_padded = scatter_windows(
+        contributions.transpose(positions_first),
+        (batch, channels, *geometry.padded_size),
+        stride,
+        dilation,
+    )
+    return np.ascontiguousarray(unpad_spatial(grad_padded, geometry.pads))
+
+
+def _sum_over_batch_and_positions(grad_out: np.ndarray) -> np.ndarray:
+    """dL/db[f] = sum_{n, o} delta[n, f, o]."""
+    return grad_out.sum(axis=(0, *range(2, grad_out.ndim)))
+
+
+def _add_bias(out: np.ndarray, bias: np.ndarray | None) -> None:
+    if bias is not None:
+        out += bias.reshape(-1, *(1,) * (out.ndim - 2))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: one place, so every caller gets the same errors.
+# --------------------------------------------------------------------------------------------
+
+
+def _check_arrays(
+    func: str,
+    spatial: int,
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    weight_layout: str,
+) -> None:
+    for name, array in (("input", x), ("weight", weight), ("bias", bias)):
+        if array is not None and not isinstance(array, np.ndarray):
+            raise TypeError(f"{func}: {name} must be an ndarray, got {type(array).__name__}")
+    check_float(x, func, "input")
+    check_float(weight, func, "weight")
+    if bias is not None:
+        check_float(bias, func, "bias")
+    check_same_dtype({"input": x, "weight": weight, "bias": bias}, func)
+    check_ndim(
+        x,
+        (spatial + 1, spatial + 2),
+        func,
+        "input",
+        f"{_LAYOUTS[spatial]}, or unbatched {_UNBATCHED_LAYOUTS[spatial]}",
+    )
+    check_ndim(weight, (spatial + 2,), func, "weight", weight_layout)
+    if 0 in weight.shape:
+        raise ValueError(
+            f"{func}: weight must have no zero-size dimension (channels and kernel size must be "
+            f"positive), got weight shape {tuple(weight.shape)}"
+        )
+
+
+def _check_groups(func: str, groups: Any) -> int:
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool):
+        raise TypeError(f"{func}: groups must be an int, got {groups!r}")
+    if groups <= 0:
+        raise ValueError(f"{func}: groups must be positive, got {groups}")
+    return int(groups)
+
+
+def _check_bias(func: str, bias: np.ndarray | None, channels: int, weight: np.ndarray) -> None:
+    if bias is not None and (bias.ndim != 1 or bias.shape[0] != channels):
+        raise ValueError(
+            f"{func}: bias must be 1-D with {channels} elements (one per output channel of "
+            f"weight shape {tuple(weight.shape)}), got shape {tuple(bias.shape)}"
+        )
+
+
+def _as_batched(x: np.ndarray, spatial: int) -> tuple[np.ndarray, bool]:
+    unbatched = x.ndim == spatial + 1
+    return (x[np.newaxis] if unbatched else x), unbatched
+
+
+def _conv_geometry(
+    func: str,
+    spatial: int,
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: IntOrTuple,
+    padding: IntOrTuple | str,
+    dilation: IntOrTuple,
+    groups: int,
+) -> ConvGeometry:
+    """Validate a convolution's arguments (``x`` batched) and work out its geometry."""
+    groups = _check_groups(func, groups)
+    strides = to_tuple(stride, spatial, func, "stride")
+    check_positive(strides, func, "stride")
+    dilations = to_tuple(dilation, spatial, func, "dilation")
+    check_positive(dilations, func, "dilation")
+    out_channels, in_per_group = weight.shape[:2]
+    kernel_size = tuple(weight.shape[2:])
+    if out_channels % groups:
+        raise ValueError(
+            f"{func}: groups={groups} must divide the weight's {out_channels} output channels "
+            f"(weight shape {tuple(weight.shape)})"
+        )
+    channels = x.shape[1]
+    if channels != in_per_group * groups:
+        raise ValueError(
+            f"{func}: input has {channels} channels but weight expects "
+            f"{in_per_group * groups} (weight shape {tuple(weight.shape)}, groups={groups})"
+        )
+    _check_bias(func, bias, out_channels, weight)
+
+    effective_kernel = tuple(d * (k - 1) + 1 for k, d in zip(kernel_size, dilations, strict=True))
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = ((0, 0),) * spatial
+        elif padding == "same":
+            if any(s != 1 for s in strides):
+                raise ValueError(
+                    f"{func}: padding='same' is not supported for strided convolutions, got "
+                    f"stride={strides}"
+                )
+            # PyTorch's rule: the odd sample of an even effective kernel goes after.
+            pads = tuple((
+                (e - 1) // 2, (e - 1) - (e - 1) // 2) for e in effective_kernel
+            )
+        else:
+            raise ValueError(
+                f"{func}: padding must be an int, a tuple of ints, 'valid' or 'same', "
+                f"got {padding!r}"
+            )
+    else:
+        amounts = to_tuple(padding, spatial, func, "padding")
+        check_non_negative(amounts, func, "padding")
+        pads = tuple((p, p) for p in amounts)
+
+    input_size = tuple(x.shape[2:])
+    padded_size = tuple(
+        size + before + after for size, (before, after) in zip(input_size, pads, strict=True)
+    )
+    if any(p < e for p, e in zip(padded_size, effective_kernel, strict=True)):
+        raise ValueError(
+            f"{func}: kernel size can't be greater than the padded input: effective kernel "
+            f"size {effective_kernel} (kernel {kernel_size}, dilation {dilations}) but padded "
+            f"input size {padded_size} (input {input_size}, padding "
+            f"{tuple(p for p in pads)})"
+        )
+    out_size = tuple(
+        output_size(size, k, s, before + after, d)
+        for size, k, s, (before, after), d in zip(
+            input_size, kernel_size, strides, pads, dilations, strict=True
+        )
+    )
+    return ConvGeometry(kernel_size, strides, dilations, pads, groups, input_size, out_size)
+
+
+def _conv_transpose_geometry(
+    func: str,
+    spatial: int,
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: IntOrTuple,
+    padding: IntOrTuple,
+    output_padding: IntOrTuple,
+    groups: int,
+    dilation: IntOrTuple,
+) -> ConvGeometry:
+    """Validate a transposed convolution's arguments (``x`` batched); returns the geometry of
+    the convolution it is the adjoint of (whose output has x's size)."""
+    groups = _check_groups(func, groups)
+    strides = to_tuple(stride, spatial, func, "stride")
+    check_positive(strides, func, "stride")
+    dilations = to_tuple(dilation, spatial, func, "dilation")
+    check_positive(dilations, func, "dilation")
+    if isinstance(padding, str):
+        raise TypeError(
+            f"{func}: padding must be an int or a tuple of ints (no 'same'/'valid' for "
+            f"transposed convolutions), got {padding!r}"
+        )
+    amounts = to_tuple(padding, spatial, func, "padding")
+    check_non_negative(amounts, func, "padding")
+    extra = to_tuple(output_padding, spatial, func, "output_padding")
+    check_non_negative(extra, func, "output_padding")
+    if any(e >= max(s, d) for e, s, d in zip(extra, strides, dilations, strict=True)):
+        raise ValueError(
+            f"{func}: output_padding must be smaller than either stride or dilation in every "
+            f"dimension, got output_padding={extra}, stride={strides}, dilation={dilations}"
+        )
+    in_channels, out_per_group = weight.shape[:2]
+    kernel_size = tuple(weight.shape[2:])
+    if in_channels % groups:
+        raise ValueError(
+            f"{func}: groups={groups} must divide the weight's {in_channels} input channels "
+            f"(weight shape {tuple(weight.shape)})"
+        )
+    channels = x.shape[1]
+    if channels != in_channels:
+        raise ValueError(
+            f"{func}: input has {channels} channels but weight expects {in_channels} "
+            f"(weight shape {tuple(weight.shape)}, groups={groups})"
+        )
+    _check_bias(func, bias, out_per_group * groups, weight)
+
+    in_size = tuple(x.shape[2:])
+    out_size = tuple(
+        (size - 1) * s - 2 * p + d * (k - 1) + e + 1
+        for size, s, p, d, k, e in zip(
+            in_size, strides, amounts, dilations, kernel_size, extra, strict=True
+        )
+    )
+    if any(size <= 0 for size in out_size):
+        raise ValueError(
+            f"{func}: output size (L - 1) * stride - 2 * padding + dilation * (kernel - 1) + "
+            f"output_padding + 1 must be positive, got {out_size} for input size {in_size}, "
+            f"stride {strides}, padding {amounts}, dilation {dilations}, kernel "
+            f"{kernel_size}, output_padding {extra}"
+        )
+    pads = tuple((p, p) for p in amounts)
+    return ConvGeometry(kernel_size, strides, dilations, pads, groups, out_size, in_size)
+
+
+# --------------------------------------------------------------------------------------------
+# Convolution.
+# --------------------------------------------------------------------------------------------
+
+
+def _conv_forward(
+    func: str,
+    spatial: int,
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: IntOrTuple,
+    padding: IntOrTuple | str,
+    dilation: IntOrTuple,
+    groups: int,
+) -> tuple[np.ndarray, Any]:
+    _check_arrays(func, spatial, x, weight, bias, "out_channels, in_channels/groups, *kernel")
+    batched, unbatched = _as_batched(x, spatial)
+    geometry = _conv_geometry(
+        func, spatial, batched, weight, bias, stride, padding, dilation, groups
+    )
+    padded = pad_spatial(batched, geometry.pads)
+    out = _correlate(
+        padded, weight, geometry.stride, geometry.dilation, geometry.groups, geometry.output_size
+    )
+    _add_bias(out, bias)
+    # The input itself (held by its tensor anyway) rather than its padded copy.
+    saved = (batched, weight, geometry, unbatched)
+    return (out[0] if unbatched else out), saved
+
+
+def conv_backward(grad_out: np.ndarray, saved: Any, needs_input_grad: Needs) -> Grads:
+    """Gradients of convolution, delta = grad_out = dL/dz:
+
+    dL/db[f]       = sum_{n, o} delta[n, f, o]
+    dL/dw[f, c, k] = sum_{n, o} delta[n, f, o] x_pad[n, c, o S + k D]
+                     (correlation of the padded input with delta)
+    dL/dx          = full correlation of delta (zero-inserted for S > 1, padded by D (K - 1))
+                     with the Rot180, in/out-channel-swapped kernel; padding region removed.
+    """
+    x, weight, geometry, unbatched = saved
+    if unbatched:
+        grad_out = grad_out[np.newaxis]
+    grad_input = grad_weight = grad_bias = None
+    if needs_input_grad[0]:
+        grad_input = _backproject(grad_out, weight, geometry, x.shape[1])
+        if unbatched:
+            grad_input = grad_input[0]
+    if needs_input_grad[1]:
+        grad_weight = _correlate_weight(
+            pad_spatial(x, geometry.pads),
+            grad_out,
+            geometry.kernel_size,
+            geometry.stride,
+            geometry.dilation,
+            geometry.groups,
+        )
+    if len(needs_input_grad) > 2 and needs_input_grad[2]:
+        grad_bias = _sum_over_batch_and_positions(grad_out)
+    return grad_input, grad_weight, grad_bias
+
+
+def conv1d_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple | str = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+) -> tuple[np.ndarray, Any]:
+    """z[n, f, l] = b[f] + sum_{c in group(f)} sum_k w[f, c, k] x_pad[n, c, l S + k D]."""
+    return _conv_forward("conv1d", 1, x, weight, bias, stride, padding, dilation, groups)
+
+
+conv1d_backward = conv_backward
+
+
+def conv2d_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple | str = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+) -> tuple[np.ndarray, Any]:
+    """z[n, f, i, j] = b[f] + sum_{c in group(f)} sum_{p, q} w[f, c, p, q]
+    x_pad[n, c, i S_h + p D_h, j S_w + q D_w]."""
+    return _conv_forward("conv2d", 2, x, weight, bias, stride, padding, dilation, groups)
+
+
+conv2d_backward = conv_backward
+
+
+# --------------------------------------------------------------------------------------------
+# Transposed convolution: the adjoint of convolution.
+# --------------------------------------------------------------------------------------------
+
+
+def _conv_transpose_forward(
+    func: str,
+    spatial: int,
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    stride: IntOrTuple,
+    padding: IntOrTuple,
+    output_padding: IntOrTuple,
+    groups: int,
+    dilation: IntOrTuple,
+) -> tuple[np.ndarray, Any]:
+    _check_arrays(func, spatial, x, weight, bias, "in_channels, out_channels/groups, *kernel")
+    batched, unbatched = _as_batched(x, spatial)
+    geometry = _conv_transpose_geometry(
+        func, spatial, batched, weight, bias, stride, padding, output_padding, groups, dilation
+    )
+    out_channels = weight.shape[1] * geometry.groups
+    # y = conv's dL/dx with delta = x: the zero-inserted (upsampled) input, padded by
+    # D (K - 1), correlated with the Rot180 channel-swapped kernel, padding region removed.
+    out = _backproject(batched, weight, geometry, out_channels)
+    _add_bias(out, bias)
+    saved = (batched, weight, geometry, unbatched)
+    return (out[0] if unbatched else out), saved
+
+
+def conv_transpose_backward(grad_out: np.ndarray, saved: Any, needs_input_grad: Needs) -> Grads:
+    """Gradients of the transposed convolution y = C^T x (C: the convolution with this weight):
+
+    dL/dx = C dL/dy: convolution's forward applied to grad_out (padded, strided, dilated);
+    dL/dw[c, f, k] = sum_{n, o} x[n, c, o] dL/dy_pad[n, f, o S + k D]: convolution's weight
+                     gradient with the roles swapped (grad_out as input, x as delta);
+    dL/db[f] = sum_{n, o} dL/dy[n, f, o].
+    """
+    x, weight, geometry, unbatched = saved
+    if unbatched:
+        grad_out = grad_out[np.newaxis]
+    grad_input = grad_weight = grad_bias = None
+    if needs_input_grad[0] or needs_input_grad[1]:
+        padded_grad = pad_spatial(grad_out, geometry.pads)
+    if needs_input_grad[0]:
+        grad_input = _correlate(
+            padded_grad,
+            weight,
+            geometry.stride,
+            geometry.dilation,
+            geometry.groups,
+            geometry.output_size,
+        )
+        if unbatched:
+            grad_input = grad_input[0]
+    if needs_input_grad[1]:
+        grad_weight = _correlate_weight(
+            padded_grad,
+            x,
+            geometry.kernel_size,
+            geometry.stride,
+            geometry.dilation,
+            geometry.groups,
+        )
+    if len(needs_input_grad) > 2 and needs_input_grad[2]:
+        grad_bias = _sum_over_batch_and_positions(grad_out)
+    return grad_input, grad_weight, grad_bias
+
+
+def conv_transpose1d_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+) -> tuple[np.ndarray, Any]:
+    """y = conv1d's input gradient with delta = x, plus bias (output (L - 1) S - 2 P + D (K - 1)
+    + output_padding + 1)."""
+    return _conv_transpose_forward(
+        "conv_transpose1d", 1, x, weight, bias, stride, padding, output_padding, groups, dilation
+    )
+
+
+conv_transpose1d_backward = conv_transpose_backward
+
+
+def conv_transpose2d_forward(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+) -> tuple[np.ndarray, Any]:
+    """y = conv2d's input gradient with delta = x, plus bias (output per axis (L - 1) S - 2 P
+    + D (K - 1) + output_padding + 1)."""
+    return _conv_transpose_forward(
+        "conv_transpose2d", 2, x, weight, bias, stride, padding, output_padding, groups, dilation
+    )
+
+
+conv_transpose2d_backward = conv_transpose_backward
