@@ -1,0 +1,155 @@
+"""Batch normalisation as a forward/backward pair.
+
+Per channel c, over the m = N * (product of spatial sizes) values x_i of that channel:
+
+    mu = (1/m) sum_i x_i,    var = (1/m) sum_i (x_i - mu)^2    (the biased batch variance)
+    xhat_i = (x_i - mu) / sqrt(var + eps),    y_i = gamma xhat_i + beta
+
+In training mode mu and var are the batch statistics and the running statistics are updated in
+place, running <- (1 - momentum) running + momentum * batch, with the *unbiased* variance
+var * m / (m - 1) (as PyTorch). In evaluation mode mu and var are the running statistics, so the
+layer is a fixed per-channel affine map.
+
+Backward, with dxhat_i = gamma dL/dy_i. In evaluation mode the statistics are constants and
+dL/dx_i = dxhat_i / sqrt(var + eps). In training mode mu and var depend on every x_i of the
+channel, and the chain rule through them gives the standard formula
+
+    dL/dx_i = (1 / m) / sqrt(var + eps) * (m dxhat_i - sum_j dxhat_j - xhat_i sum_j dxhat_j xhat_j).
+
+dL/dgamma = sum_i dL/dy_i xhat_i and dL/dbeta = sum_i dL/dy_i in both modes.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from convprop.ops._util import check_float, check_same_dtype
+from convprop.ops.elementwise import Grads, Needs
+
+
+def _check_batch_norm(
+    x: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    training: bool,
+) -> None:
+    check_float(x, "batch_norm", "input")
+    if x.ndim < 2:
+        raise ValueError(
+            f"batch_norm: input must be at least 2-D (N, C, *), got shape {tuple(x.shape)}"
+        )
+    channels = x.shape[1]
+    named = {"weight": weight, "bias": bias, "running_mean": running_mean,
+             "running_var": running_var}
+    for name, array in named.items():
+        if array is None:
+            continue
+        check_float(array, "batch_norm", name)
+        if array.shape != (channels,):
+            raise ValueError(
+                f"batch_norm: {name} must have one entry per channel, shape ({channels},) for "
+                f"input of shape {tuple(x.shape)}, got shape {tuple(array.shape)}"
+            )
+    check_same_dtype({"input": x, **named}, "batch_norm")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(
+            "batch_norm: running_mean and running_var must either both be None or neither be "
+            f"None, got running_mean={'None' if running_mean is None else 'an array'} and "
+            f"running_var={'None' if running_var is None else 'an array'}"
+        )
+    if not training and running_mean is None:
+        raise ValueError(
+            "batch_norm: running_mean and running_var must be given in evaluation mode "
+            "(training=False); pass training=True to normalise with the batch statistics"
+        )
+    values_per_channel = x.size // channels if channels else 0
+    if training and values_per_channel == 1:
+        raise ValueError(
+            "batch_norm: Expected more than 1 value per channel when training, got input of "
+            f"shape {tuple(x.shape)} (1 value per channel, its variance is undefined)"
+        )
+
+
+def batch_norm_forward(
+    x: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> tuple[np.ndarray, Any]:
+    """y = gamma (x - mu) / sqrt(var + eps) + beta, statistics per channel (axis 1).
+
+    ``running_mean``/``running_var`` are updated in place when ``training`` is true.
+    """
+    _check_batch_norm(x, weight, bias, running_mean, running_var, training)
+    axes = (0, *range(2, x.ndim))
+    # Per-channel arrays of shape (C,) broadcast against x as (1, C, 1, ...).
+    channel_shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    count = math.prod(x.shape[i] for i in axes)
+    if x.size == 0:
+        return x.copy(), (x.copy(), None, weight, training, axes, channel_shape, count)
+
+    if training:
+        mean = x.mean(axis=axes)
+        centered = x - mean.reshape(channel_shape)
+        # NumPy's pairwise summation keeps float32 statistics accurate over large batches.
+        variance = np.square(centered).sum(axis=axes) / count
+        if running_mean is not None and running_var is not None:
+            running_mean *= 1.0 - momentum
+            running_mean += momentum * mean
+            running_var *= 1.0 - momentum
+            running_var += (momentum * count / (count - 1)) * variance
+    else:
+        # Evaluation mode: _check_batch_norm guarantees the running statistics are given.
+        centered = x - np.asarray(running_mean).reshape(channel_shape)
+        variance = np.asarray(running_var)
+    inv_std = 1.0 / np.sqrt(variance + eps)
+    normalized = centered
+    normalized *= inv_std.reshape(channel_shape)
+    # A fresh output array even without affine parameters: backward keeps ``normalized``.
+    out = normalized.copy() if weight is None else normalized * weight.reshape(channel_shape)
+    if bias is not None:
+        out += bias.reshape(channel_shape)
+    return out, (normalized, inv_std, weight, training, axes, channel_shape, count)
+
+
+def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
+    """dL/dx (training): (1/m) inv_std (m dxhat - sum dxhat - xhat sum(dxhat xhat));
+    dL/dx (evaluation): dxhat inv_std; dL/dgamma = sum dL/dy xhat; dL/dbeta = sum dL/dy.
+
+    Here dxhat = gamma dL/dy, inv_std = 1/sqrt(var + eps), sums over batch and positions.
+    """
+    normalized, inv_std, weight, training, axes, channel_shape, count = saved
+    if grad_out.size == 0:
+        empty_channel = np.zeros(normalized.shape[1], dtype=grad_out.dtype)
+        return (
+            np.zeros_like(grad_out) if needs[0] else None,
+            empty_channel if needs[1] else None,
+            empty_channel.copy() if needs[2] else None,
+        )
+    grad_sum = grad_out.sum(axis=axes)
+    grad_dot_normalized = (grad_out * normalized).sum(axis=axes)
+    grad_x = grad_weight = grad_bias = None
+    if needs[0]:
+        scale = inv_std if weight is None else weight * inv_std
+        if training:
+            # sum dxhat = gamma grad_sum and sum dxhat xhat = gamma grad_dot_normalized, so the
+            # factor gamma is pulled out of the whole bracket.
+            grad_x = grad_out - (grad_sum / count).reshape(channel_shape)
+            grad_x -= normalized * (grad_dot_normalized / count).reshape(channel_shape)
+            grad_x *= scale.reshape(channel_shape)
+        else:
+            grad_x = grad_out * scale.reshape(channel_shape)
+    if needs[1]:
+        grad_weight = grad_dot_normalized
+    if needs[2]:
+        grad_bias = grad_sum
+    return grad_x, grad_weight, grad_bias
