@@ -1,0 +1,912 @@
+"""Pooling layers: max, mean (average), adaptive and max-unpooling, as forward/backward pairs.
+
+Deck 004 ("Max pooling", "Mean pooling", "Max Pooling with Downsampling") scans every map j
+separately with a K x K pooling window moved by ``stride`` and keeps track of where each
+maximum came from::
+
+    pidx(l, j, m, n) = maxidx(Y(l-1, j, x:x+K-1, y:y+K-1))      # x = m*stride, y = n*stride
+    Y(l, j, m, n)    = Y(l-1, j, pidx(l, j, m, n))               # max pooling
+    Y(l, j, m, n)    = mean(Y(l-1, j, x:x+K-1, y:y+K-1))         # mean pooling
+
+and routes the derivatives back ("Derivative of max pooling" / "of mean pooling")::
+
+    dY(l-1, j, pidx(l, j, m, n)) += dY(l, j, m, n)               # only the argmax gets it
+    dY(l-1, j, x+i, y+j')        += dY(l, j, m, n) / K^2         # spread evenly over the pool
+
+"+=" because an input sample can sit in several overlapping windows (stride < K).
+
+Everything is computed one kernel *tap* at a time on a zero-copy window view: tap (i, j) of
+every window at once is the strided slice ``padded[..., i*D::S, j*D::S]``. The forward reduces
+over taps; the backward sends each output gradient back through the same slices with a slice
+``+=`` per tap, the adjoint of reading them (``scatter_windows``). No loop runs over batch,
+channels or pixels.
+
+PyTorch's conventions, reproduced exactly:
+
+* stride defaults to kernel_size; padding is implicit (-inf for max, 0 for mean) and at most
+  half the kernel (``padding <= kernel_size // 2``); dilation spaces the taps (max pooling);
+* output size ``floor((L + 2P - D (K - 1) - 1) / S) + 1`` (``ceil`` with ``ceil_mode``); in
+  ceil mode the last window must start inside the input or the left padding: it is dropped when
+  ``(out - 1) S >= L + P``;
+* max: ties go to the first maximum in window (row-major) order; a NaN is the maximum, and with
+  several NaNs the last one is selected; a window whose valid samples are all -inf selects its
+  first valid sample; ``return_indices`` gives ``h * W + w`` in the unpadded input (int64);
+* mean: divisor ``(min(start + K, L + P) - start)`` per axis with ``count_include_pad`` (the
+  zero padding counts, the ceil-mode overhang past the padding does not), the number of valid
+  samples without it, or ``divisor_override``;
+* adaptive: window ``i`` of ``out`` over a length ``L`` is ``[floor(i L / out),
+  ceil((i + 1) L / out))``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from convprop.ops._util import (
+    check_float,
+    check_ndim,
+    check_non_negative,
+    check_positive,
+    to_tuple,
+)
+from convprop.ops.elementwise import Grads, Needs
+from convprop.ops.windows import output_size as window_count
+from convprop.ops.windows import pad_spatial, window_view
+
+IntOrTuple = int | Sequence[int]
+_LAYOUTS = {1: "N, C, L or C, L", 2: "N, C, H, W or C, H, W"}
+
+
+# --------------------------------------------------------------------------- shared helpers
+def _batched(x: np.ndarray, spatial: int, func: str) -> np.ndarray:
+    """Validate ``x`` and give it a batch axis if it is unbatched (C, *spatial)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{func}: input must be an ndarray, got {type(x).__name__}")
+    check_ndim(x, (spatial + 1, spatial + 2), func, "input", _LAYOUTS[spatial])
+    check_float(x, func, "input")
+    batched = x if x.ndim == spatial + 2 else x[np.newaxis]
+    if any(size == 0 for size in batched.shape[1:]):
+        raise ValueError(
+            f"{func}: input must have non-zero channel and spatial sizes (only the batch may "
+            f"be empty), got shape {tuple(x.shape)}"
+        )
+    return batched
+
+
+def _taps(kernel_size: Sequence[int]) -> list[tuple[int, ...]]:
+    """Kernel taps in window (row-major) order, the order in which ties are broken."""
+    return list(itertools.product(*(range(k) for k in kernel_size)))
+
+
+def _tap_slice(
+    tap: Sequence[int], out_size: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
+) -> tuple[slice, ...]:
+    """Where tap ``tap`` of every window sits in the padded input: one strided slice per axis."""
+    return (slice(None), slice(None)) + tuple(
+        slice(k * d, k * d + (o - 1) * s + 1, s)
+        for k, o, s, d in zip(tap, out_size, stride, dilation, strict=True)
+    )
+
+
+def _pool_arguments(
+    func: str,
+    spatial: int,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None,
+    padding: IntOrTuple,
+    dilation: IntOrTuple,
+) -> tuple[tuple[int, ...], ...]:
+    kernel = to_tuple(kernel_size, spatial, func, "kernel_size")
+    # PyTorch treats an empty stride list like None: the stride is the kernel size.
+    no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
+    strides = kernel if no_stride else to_tuple(stride, spatial, func, "stride")
+    pads = to_tuple(padding, spatial, func, "padding")
+    dilations = to_tuple(dilation, spatial, func, "dilation")
+    check_positive(kernel, func, "kernel_size")
+    check_positive(strides, func, "stride")
+    check_positive(dilations, func, "dilation")
+    check_non_negative(pads, func, "padding")
+    if any(p > k // 2 for p, k in zip(pads, kernel, strict=True)):
+        raise ValueError(
+            f"{func}: padding should be at most half of kernel_size (padding <= kernel_size // 2), "
+            f"got padding={pads} and kernel_size={kernel}"
+        )
+    return kernel, strides, pads, dilations
+
+
+def _pooled_size(
+    func: str,
+    in_size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+) -> tuple[int, ...]:
+    sizes = []
+    for length, k, s, p, d in zip(in_size, kernel, stride, padding, dilation, strict=True):
+        count = window_count(length, k, s, 2 * p, d, ceil_mode)
+        # A ceil-mode window must start inside the input or the left padding.
+        if ceil_mode and (count - 1) * s >= length + p:
+            count -= 1
+        sizes.append(count)
+    if any(size < 1 for size in sizes):
+        raise ValueError(
+            f"{func}: output size is too small: input size {tuple(in_size)} with "
+            f"kernel_size={tuple(kernel)}, stride={tuple(stride)}, padding={tuple(padding)}, "
+            f"dilation={tuple(dilation)}, ceil_mode={ceil_mode} gives {tuple(sizes)}"
+        )
+    return tuple(sizes)
+
+
+def _window_pads(
+    in_size: Sequence[int],
+    out_size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[tuple[int, int], ...]:
+    """(left, right) padding so that every window exists; the right side covers only what the
+    windows read (less than ``padding`` in floor mode, possibly more in ceil mode)."""
+    return tuple(
+        (p, max(0, (o - 1) * s + d * (k - 1) + 1 - length - p))
+        for length, o, k, s, p, d in zip(in_size, out_size, kernel, stride, padding, dilation,
+                                         strict=True)
+    )
+
+
+def _covers_once(kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> bool:
+    """Whether no input sample is read by two windows (so backward may assign, not add)."""
+    return all(d == 1 and s >= k for k, s, d in zip(kernel, stride, dilation, strict=True))
+
+
+def _tap_dtype(tap_count: int) -> np.dtype:
+    return np.dtype(np.uint8) if tap_count <= 256 else np.dtype(np.int32)
+
+
+def _unbatch(output: np.ndarray, batched: bool) -> np.ndarray:
+    return output if batched else output[0]
+
+
+# --------------------------------------------------------------------------- max pooling
+class MaxPoolSaved(NamedTuple):
+    """What max-pool backward needs: the argmax tap of every window (pidx) and the geometry.
+
+    ``indices`` (int64 flat positions in the unpadded input) is filled only when the caller
+    asked for ``return_indices``; backward does not use it.
+    """
+
+    argmax_tap: np.ndarray
+    input_shape: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    indices: np.ndarray | None
+
+
+def _max_pool_forward(
+    func: str,
+    spatial: int,
+    x: np.ndarray,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None,
+    padding: IntOrTuple,
+    dilation: IntOrTuple,
+    ceil_mode: bool,
+    return_indices: bool,
+) -> tuple[np.ndarray, MaxPoolSaved]:
+    batched = _batched(x, spatial, func)
+    kernel, strides, pads, dilations = _pool_arguments(
+        func, spatial, kernel_size, stride, padding, dilation
+    )
+    in_size = batched.shape[2:]
+    out_size = _pooled_size(func, in_size, kernel, strides, pads, dilations, bool(ceil_mode))
+    window_pads = _window_pads(in_size, out_size, kernel, strides, pads, dilations)
+    padded = pad_spatial(batched, window_pads, value=-np.inf)
+    windows = window_view(padded, kernel, strides, dilations, out_size)
+    taps = _taps(kernel)
+    tap_axes = (Ellipsis,)
+
+    # Running maximum over the taps in window order; a strict ">" keeps the first of equal
+    # maxima, as PyTorch does. Tap numbers only grow, so "argmax = t where larger" is
+    # max(argmax, t * larger): branch-free, unlike a masked copy (slow on random masks).
+    best = windows[tap_axes + taps[0]].copy()
+    argmax_tap = np.zeros(best.shape, dtype=_tap_dtype(len(taps)))
+    larger = np.empty(best.shape, dtype=bool)
+    tap_if_larger = np.empty(best.shape, dtype=argmax_tap.dtype)
+    for tap_number, tap in enumerate(taps[1:], start=1):
+        candidate = windows[tap_axes + tap]
+        np.greater(candidate, best, out=larger)
+        np.multiply(larger, argmax_tap.dtype.type(tap_number), out=tap_if_larger)
+        np.maximum(argmax_tap, tap_if_larger, out=argmax_tap)
+        np.maximum(best, candidate, out=best)
+
+    # ">" cannot see NaNs (PyTorch selects the last NaN of a window) nor a window whose valid
+    # samples are all -inf (PyTorch selects its first valid sample, never the padding). Both
+    # leave a non-finite sum, so the exact fix-up runs only when it can matter.
+    with np.errstate(invalid="ignore", over="ignore"):
+        suspicious = best.size and not np.isfinite(best.sum())
+    all_minus_inf = None
+    if suspicious:
+        all_minus_inf = _fix_max_pool_argmax(windows, taps, best, argmax_tap, in_size, out_size,
+                                             kernel, strides, pads, dilations)
+
+    indices = None
+    if return_indices:
+        indices = _flat_indices(argmax_tap, all_minus_inf, in_size, out_size, kernel, strides,
+                                pads, dilations)
+        indices = _unbatch(indices, x.ndim == spatial + 2)
+    saved = MaxPoolSaved(argmax_tap, x.shape, window_pads, kernel, strides, dilations, indices)
+    return _unbatch(best, x.ndim == spatial + 2), saved
+
+
+def _first_tap_in_input(
+    out_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+    dilation: Sequence[int],
+) -> list[np.ndarray]:
+    """Per axis, the first tap k of each window with ``start + k D >= 0`` (start = oS - P);
+    it may lie past the kernel or the input when dilation jumps over the whole input."""
+    return [
+        np.maximum(0, -(-(p - np.arange(o, dtype=np.int64) * s) // d))
+        for o, s, p, d in zip(out_size, stride, padding, dilation, strict=True)
+    ]
+
+
+def _fix_max_pool_argmax(
+    windows: np.ndarray,
+    taps: list[tuple[int, ...]],
+    best: np.ndarray,
+    argmax_tap: np.ndarray,
+    in_size: Sequence[int],
+    out_size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> np.ndarray | None:
+    """Exact argmax for NaN and all -inf windows; returns the mask of all -inf windows."""
+    all_minus_inf = best == -np.inf
+    if all_minus_inf.any():
+        first = _first_tap_in_input(out_size, stride, padding, dilation)
+        grids = np.meshgrid(*first, indexing="ij")
+        starts = np.meshgrid(*(np.arange(o) * s - p for o, s, p in
+                               zip(out_size, stride, padding, strict=True)), indexing="ij")
+        has_sample = np.logical_and.reduce([
+            (k < size) & (start + k * d < length)
+            for k, size, start, d, length in zip(grids, kernel, starts, dilation, in_size,
+                                                 strict=True)
+        ])
+        # A window that dilation makes jump over the whole input has no sample at all: its
+        # argmax stays on a padding tap, so its gradient is dropped with the padding.
+        first_tap = np.ravel_multi_index(
+            tuple(np.where(has_sample, k, 0) for k in grids), tuple(kernel)
+        ).astype(argmax_tap.dtype)
+        np.copyto(argmax_tap, np.broadcast_to(first_tap, argmax_tap.shape),
+                  where=all_minus_inf & has_sample)
+    for tap_number, tap in enumerate(taps):
+        np.copyto(argmax_tap, tap_number, where=np.isnan(windows[(Ellipsis,) + tap]))
+    return all_minus_inf
+
+
+def _flat_indices(
+    argmax_tap: np.ndarray,
+    all_minus_inf: np.ndarray | None,
+    in_size: Sequence[int],
+    out_size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+) -> np.ndarray:
+    """pidx as PyTorch returns it: the flat position ``h * W + w`` in the unpadded input."""
+    plane_strides = [int(np.prod(in_size[i + 1:], dtype=np.int64)) for i in range(len(in_size))]
+
+    def along_axis(values: np.ndarray, axis: int) -> np.ndarray:
+        return values.reshape((-1,) + (1,) * (len(out_size) - 1 - axis))
+
+    # position = (window start - padding) + tap * dilation, separately on every axis.
+    window_start = sum(
+        along_axis((np.arange(o, dtype=np.int64) * s - p) * step, axis)
+        for axis, (o, s, p, step) in enumerate(
+            zip(out_size, stride, padding, plane_strides, strict=True)
+        )
+    )
+    tap_offset = np.array(
+        [sum(k * d * step for k, d, step in zip(tap, dilation, plane_strides, strict=True))
+         for tap in _taps(kernel)],
+        dtype=np.int64,
+    )
+    indices = window_start + np.take(tap_offset, argmax_tap)
+    if all_minus_inf is not None and all_minus_inf.any():
+        # PyTorch's index for a window without a larger value: its first tap at or after the
+        # input's start, even where dilation puts that beyond the input.
+        first = _first_tap_in_input(out_size, stride, padding, dilation)
+        first_position = window_start + sum(
+            along_axis(k * d * step, axis)
+            for axis, (k, d, step) in enumerate(zip(first, dilation, plane_strides, strict=True))
+        )
+        np.copyto(indices, np.broadcast_to(first_position, indices.shape), where=all_minus_inf)
+    return indices
+
+
+def max_pool_backward(grad_out: np.ndarray, saved: MaxPoolSaved, needs: Needs) -> Grads:
+    """Gradient of max pooling: route each output's gradient to its argmax, "+=" on overlap.
+
+    dL/dY(l-1)[pidx(m, n)] += dL/dY(l)[m, n], all other inputs get 0. Done per tap: the outputs
+    whose argmax is tap t add their gradient into the strided slice of tap t (the padding
+    region is then removed; an argmax is never in the padding).
+    """
+    if not needs[0]:
+        return (None,)
+    argmax_tap, input_shape, pads, kernel, stride, dilation, _ = saved
+    spatial = len(kernel)
+    if len(input_shape) == spatial + 1:
+        grad_out = grad_out[np.newaxis]
+    batched_shape = (grad_out.shape[0],) + tuple(input_shape[-spatial - 1:])
+    padded_shape = batched_shape[:2] + tuple(
+        size + left + right for size, (left, right) in zip(batched_shape[2:], pads, strict=True)
+    )
+    out_size = grad_out.shape[2:]
+    grad_padded = np.zeros(padded_shape, dtype=grad_out.dtype)
+    selected = np.empty(grad_out.shape, dtype=bool)
+    routed = np.empty(grad_out.shape, dtype=grad_out.dtype)
+    # grad * [argmax is tap t] is branch-free and exact for finite gradients; an inf or NaN
+    # gradient times 0 would leak into non-argmax inputs, so then select with np.where.
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = bool(np.isfinite(grad_out.sum()))
+    overlapping = not _covers_once(kernel, stride, dilation)
+    for tap_number, tap in enumerate(_taps(kernel)):
+        np.equal(argmax_tap, tap_number, out=selected)
+        target = grad_padded[_tap_slice(tap, out_size, stride, dilation)]
+        if not finite:
+            routed[...] = np.where(selected, grad_out, grad_out.dtype.type(0))
+        elif overlapping:
+            np.multiply(grad_out, selected, out=routed)
+        else:
+            np.multiply(grad_out, selected, out=target)
+            continue
+        if overlapping:
+            target += routed
+        else:
+            target[...] = routed
+    grad_input = _remove_padding(grad_padded, pads)
+    return (grad_input.reshape(input_shape),)
+
+
+def _remove_padding(grad_padded: np.ndarray, pads: Sequence[tuple[int, int]]) -> np.ndarray:
+    if all(left == 0 and right == 0 for left, right in pads):
+        return grad_padded
+    inner = (slice(None), slice(None)) + tuple(
+        slice(left, size - right)
+        for size, (left, right) in zip(grad_padded.shape[2:], pads, strict=True)
+    )
+    return np.ascontiguousarray(grad_padded[inner])
+
+
+def max_pool1d_forward(
+    x: np.ndarray,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> tuple[np.ndarray, MaxPoolSaved]:
+    """1-D max pooling of (N, C, L) or (C, L); see the module docstring for the rules."""
+    return _max_pool_forward("max_pool1d", 1, x, kernel_size, stride, padding, dilation,
+                             ceil_mode, return_indices)
+
+
+def max_pool2d_forward(
+    x: np.ndarray,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> tuple[np.ndarray, MaxPoolSaved]:
+    """2-D max pooling of (N, C, H, W) or (C, H, W); see the module docstring for the rules."""
+    return _max_pool_forward("max_pool2d", 2, x, kernel_size, stride, padding, dilation,
+                             ceil_mode, return_indices)
+
+
+max_pool1d_backward = max_pool_backward
+max_pool2d_backward = max_pool_backward
+
+
+# --------------------------------------------------------------------------- mean pooling
+class AvgPoolSaved(NamedTuple):
+    """What mean-pool backward needs: the divisor of every window and the geometry."""
+
+    divisor: np.ndarray | float
+    input_shape: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+
+
+def _avg_divisor(
+    in_size: Sequence[int],
+    out_size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    count_include_pad: bool,
+    dtype: np.dtype,
+) -> np.ndarray:
+    """Number of samples each window averages over, PyTorch's rule, as an (out_1, ..., out_d)
+    array: a product of per-axis counts."""
+    divisor = np.ones((), dtype=dtype)
+    for length, o, k, s, p in zip(in_size, out_size, kernel, stride, padding, strict=True):
+        start = np.arange(o) * s - p
+        if count_include_pad:
+            # The zero padding counts; the ceil-mode overhang beyond it does not.
+            count = np.minimum(start + k, length + p) - start
+        else:
+            count = np.minimum(start + k, length) - np.maximum(start, 0)
+        divisor = np.multiply.outer(divisor, count.astype(dtype))
+    return divisor
+
+
+def _avg_pool_forward(
+    func: str,
+    spatial: int,
+    x: np.ndarray,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None,
+    padding: IntOrTuple,
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> tuple[np.ndarray, AvgPoolSaved]:
+    batched = _batched(x, spatial, func)
+    kernel, strides, pads, _ = _pool_arguments(func, spatial, kernel_size, stride, padding, 1)
+    if divisor_override is not None:
+        if not isinstance(divisor_override, (int, np.integer)) or isinstance(
+            divisor_override, bool
+        ):
+            raise TypeError(f"{func}: divisor_override must be an int or None, "
+                            f"got {divisor_override!r}")
+        if divisor_override == 0:
+            raise ValueError(f"{func}: divisor_override must not be zero, got 0")
+    in_size = batched.shape[2:]
+    ones = (1,) * spatial
+    out_size = _pooled_size(func, in_size, kernel, strides, pads, ones, bool(ceil_mode))
+    window_pads = _window_pads(in_size, out_size, kernel, strides, pads, ones)
+    padded = pad_spatial(batched, window_pads, value=0.0)
+    windows = window_view(padded, kernel, strides, ones, out_size)
+    taps = _taps(kernel)
+    # Window sums accumulated tap by tap in window order (the padding adds exact zeros).
+    total = windows[(Ellipsis,) + taps[0]].copy()
+    for tap in taps[1:]:
+        np.add(total, windows[(Ellipsis,) + tap], out=total)
+    if divisor_override is not None:
+        divisor: np.ndarray | float = x.dtype.type(divisor_override)
+    else:
+        divisor = _avg_divisor(in_size, out_size, kernel, strides, pads,
+                               bool(count_include_pad), x.dtype)
+    total /= divisor
+    saved = AvgPoolSaved(divisor, x.shape, window_pads, kernel, strides)
+    return _unbatch(total, x.ndim == spatial + 2), saved
+
+
+def avg_pool_backward(grad_out: np.ndarray, saved: AvgPoolSaved, needs: Needs) -> Grads:
+    """Gradient of mean pooling: spread each output's gradient evenly over its window.
+
+    dL/dY(l-1)[x + i, y + j] += dL/dY(l)[m, n] / divisor(m, n) for every tap (i, j) of window
+    (m, n) (divisor = K^2 away from the borders); "+=" because adjacent windows may overlap.
+    One strided slice "+=" per tap, then the padding region is removed.
+    """
+    if not needs[0]:
+        return (None,)
+    divisor, input_shape, pads, kernel, stride = saved
+    spatial = len(kernel)
+    if len(input_shape) == spatial + 1:
+        grad_out = grad_out[np.newaxis]
+    share = grad_out / divisor
+    padded_shape = (grad_out.shape[0],) + tuple(input_shape[-spatial - 1:-spatial]) + tuple(
+        size + left + right
+        for size, (left, right) in zip(input_shape[-spatial:], pads, strict=True)
+    )
+    ones = (1,) * spatial
+    out_size = grad_out.shape[2:]
+    overlapping = not _covers_once(kernel, stride, ones)
+    grad_padded = np.zeros(padded_shape, dtype=grad_out.dtype)
+    for tap in _taps(kernel):
+        target = grad_padded[_tap_slice(tap, out_size, stride, ones)]
+        if overlapping:
+            target += share
+        else:
+            target[...] = share
+    return (_remove_padding(grad_padded, pads).reshape(input_shape),)
+
+
+def avg_pool1d_forward(
+    x: np.ndarray,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> tuple[np.ndarray, AvgPoolSaved]:
+    """1-D mean pooling of (N, C, L) or (C, L); see the module docstring for the divisor."""
+    return _avg_pool_forward("avg_pool1d", 1, x, kernel_size, stride, padding, ceil_mode,
+                             count_include_pad, None)
+
+
+def avg_pool2d_forward(
+    x: np.ndarray,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> tuple[np.ndarray, AvgPoolSaved]:
+    """2-D mean pooling of (N, C, H, W) or (C, H, W); see the module docstring for the divisor."""
+    return _avg_pool_forward("avg_pool2d", 2, x, kernel_size, stride, padding, ceil_mode,
+                             count_include_pad, divisor_override)
+
+
+avg_pool1d_backward = avg_pool_backward
+avg_pool2d_backward = avg_pool_backward
+
+
+# --------------------------------------------------------------------------- adaptive pooling
+def _adaptive_arguments(
+    func: str, spatial: int, x: np.ndarray, output_size: Any
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    batched = _batched(x, spatial, func)
+    # PyTorch: an int, or exactly one entry per spatial axis; None entries (2-D only) keep
+    # that axis's size.
+    if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
+        requested: tuple[Any, ...] = (output_size,) * spatial
+    elif isinstance(output_size, Sequence) and not isinstance(output_size, str):
+        requested = tuple(output_size)
+    else:
+        requested = ()
+    allowed_none = spatial > 1
+    if len(requested) != spatial or not all(
+        (v is None and allowed_none)
+        or (isinstance(v, (int, np.integer)) and not isinstance(v, bool))
+        for v in requested
+    ):
+        entries = "ints or None" if allowed_none else "ints"
+        raise TypeError(
+            f"{func}: output_size must be an int or a sequence of {spatial} {entries}, "
+            f"got {output_size!r}"
+        )
+    # None keeps the input's size along that axis.
+    sizes = tuple(
+        int(length if v is None else v) for v, length in zip(requested, batched.shape[2:],
+                                                             strict=True)
+    )
+    check_non_negative(sizes, func, "output_size")
+    return batched, sizes
+
+
+def _adaptive_bounds(length: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch's windows: start = floor(i L / out), end = ceil((i + 1) L / out)."""
+    i = np.arange(out, dtype=np.int64)
+    return (i * length) // out, -((-(i + 1) * length) // out)
+
+
+def _averaging_matrix(length: int, out: int, dtype: np.dtype) -> np.ndarray:
+    """A (out, L) with A[i, l] = 1 / |window i| on window i: 1-D adaptive mean is A @ x."""
+    start, end = _adaptive_bounds(length, out)
+    positions = np.arange(length)
+    inside = (positions >= start[:, None]) & (positions < end[:, None])
+    return (inside / (end - start)[:, None]).astype(dtype)
+
+
+class AdaptiveAvgSaved(NamedTuple):
+    input_shape: tuple[int, ...]
+    out_size: tuple[int, ...]
+
+
+def _adaptive_avg_forward(
+    func: str, spatial: int, x: np.ndarray, output_size: Any
+) -> tuple[np.ndarray, AdaptiveAvgSaved]:
+    batched, out_size = _adaptive_arguments(func, spatial, x, output_size)
+    result = batched
+    # The mean over a rectangle is the mean over rows of the means over columns, so the pooling
+    # is done one axis at a time: a reshape when the windows tile the axis (L divisible by
+    # out), else the averaging matrix.
+    for axis in range(-1, -spatial - 1, -1):
+        result = _adaptive_mean_axis(result, out_size[axis], axis)
+    return _unbatch(result, x.ndim == spatial + 2), AdaptiveAvgSaved(x.shape, out_size)
+
+
+def _adaptive_mean_axis(x: np.ndarray, out: int, axis: int) -> np.ndarray:
+    length = x.shape[axis]
+    if out == length:
+        return x
+    if out > 0 and length % out == 0:
+        split = x.shape[:axis % x.ndim] + (out, length // out) + x.shape[axis % x.ndim + 1:]
+        return x.reshape(split).mean(axis=axis % x.ndim + 1)
+    averaging = _averaging_matrix(length, out, x.dtype)
+    return np.moveaxis(np.moveaxis(x, axis, -1) @ averaging.T, -1, axis)
+
+
+def _adaptive_mean_axis_backward(grad: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Adjoint of ``_adaptive_mean_axis``: each output gradient spread evenly over its window."""
+    out = grad.shape[axis]
+    if out == length:
+        return grad
+    if out > 0 and length % out == 0:
+        return np.repeat(grad / grad.dtype.type(length // out), length // out, axis=axis)
+    averaging = _averaging_matrix(length, out, grad.dtype)
+    return np.moveaxis(np.moveaxis(grad, axis, -1) @ averaging, -1, axis)
+
+
+def adaptive_avg_pool_backward(
+    grad_out: np.ndarray, saved: AdaptiveAvgSaved, needs: Needs
+) -> Grads:
+    """Gradient of adaptive mean pooling: dL/dx[l] += dL/dy[i] / |window i| over the windows
+    containing l (windows may overlap when L is not divisible by out), axis by axis."""
+    if not needs[0]:
+        return (None,)
+    input_shape, out_size = saved
+    spatial = len(out_size)
+    grad = grad_out if len(input_shape) == spatial + 2 else grad_out[np.newaxis]
+    for axis in range(-spatial, 0):
+        grad = _adaptive_mean_axis_backward(grad, input_shape[axis], axis)
+    return (np.ascontiguousarray(grad).reshape(input_shape),)
+
+
+def adaptive_avg_pool1d_forward(
+    x: np.ndarray, output_size: int | Sequence[int | None]
+) -> tuple[np.ndarray, AdaptiveAvgSaved]:
+    """Adaptive mean pooling of (N, C, L) or (C, L) to ``output_size`` samples."""
+    return _adaptive_avg_forward("adaptive_avg_pool1d", 1, x, output_size)
+
+
+def adaptive_avg_pool2d_forward(
+    x: np.ndarray, output_size: int | None | Sequence[int | None]
+) -> tuple[np.ndarray, AdaptiveAvgSaved]:
+    """Adaptive mean pooling of (N, C, H, W) or (C, H, W) to ``output_size``."""
+    return _adaptive_avg_forward("adaptive_avg_pool2d", 2, x, output_size)
+
+
+adaptive_avg_pool1d_backward = adaptive_avg_pool_backward
+adaptive_avg_pool2d_backward = adaptive_avg_pool_backward
+
+
+class AdaptiveMaxSaved(NamedTuple):
+    """Flat argmax positions (int64, ``h * W + w``, shaped like the output) and the input shape."""
+
+    indices: np.ndarray
+    input_shape: tuple[int, ...]
+    spatial: int
+
+
+def _adaptive_max_forward(
+    func: str, spatial: int, x: np.ndarray, output_size: Any
+) -> tuple[np.ndarray, AdaptiveMaxSaved]:
+    batched, out_size = _adaptive_arguments(func, spatial, x, output_size)
+    in_size = batched.shape[2:]
+    kernel = tuple(length // o if o else 0 for length, o in zip(in_size, out_size, strict=True))
+    if any(o == 0 for o in out_size):
+        values = np.empty(batched.shape[:2] + out_size, dtype=x.dtype)
+        indices = np.empty(values.shape, dtype=np.int64)
+    elif all(k * o == length for k, o, length in zip(kernel, out_size, in_size, strict=True)) \
+            and int(np.prod(kernel)) <= 64:
+        # Small windows that tile the input: max pooling with kernel = stride = L / out.
+        values, pool_saved = _max_pool_forward(func, spatial, batched, kernel, kernel, 0, 1,
+                                               False, True)
+        indices = pool_saved.indices
+    else:
+        values, indices = _adaptive_max_separable(batched, out_size)
+    batched_input = x.ndim == spatial + 2
+    return _unbatch(values, batched_input), AdaptiveMaxSaved(
+        _unbatch(indices, batched_input), x.shape, spatial
+    )
+
+
+def _expand_along(values: np.ndarray, axis: int) -> np.ndarray:
+    """A 1-D array laid along the (negative) ``axis``, broadcastable against the array."""
+    return values.reshape((-1,) + (1,) * (-axis - 1))
+
+
+def _adaptive_max_axis(x: np.ndarray, out: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Max over the adaptive windows along one (negative) axis, and where along it it was.
+
+    Windows differ in length; tap k of window i reads ``min(start_i + k, end_i - 1)``: re-reading
+    a window's last sample never changes its maximum (">" is strict, a repeated NaN is the same
+    position), so every tap is one gather along the axis, vectorised over all windows.
+    """
+    start, end = _adaptive_bounds(x.shape[axis], out)
+    best = np.take(x, start, axis=axis)
+    position = np.broadcast_to(_expand_along(start, axis), best.shape).copy()
+    update = np.empty(best.shape, dtype=bool)
+    sample_if_update = np.empty(best.shape, dtype=np.int64)
+    for k in range(1, int((end - start).max())):
+        sample = np.minimum(start + k, end - 1)
+        candidate = np.take(x, sample, axis=axis)
+        # PyTorch's rule: take val if val > max or val is NaN (so the last NaN wins). Samples
+        # only move forward, so "position = sample where update" is a branch-free maximum;
+        # the value so chosen is exactly np.maximum's (which propagates NaN).
+        np.greater(candidate, best, out=update)
+        update |= np.isnan(candidate)
+        np.multiply(update, _expand_along(sample, axis), out=sample_if_update)
+        np.maximum(position, sample_if_update, out=position)
+        np.maximum(best, candidate, out=best)
+    return best, position
+
+
+def _adaptive_max_separable(
+    x: np.ndarray, out_size: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive max one axis at a time, last axis first.
+
+    The maximum over a rectangle is the maximum over rows of the row maxima, and PyTorch's
+    row-major scan (first maximum, or last NaN) picks the same element as "first row with the
+    largest row maximum, and that row's first maximum" (resp. last row with a NaN, its last NaN).
+    """
+    if x.ndim == 3:
+        return _adaptive_max_axis(x, out_size[0], -1)
+    row_max, column = _adaptive_max_axis(x, out_size[1], -1)
+    values, row = _adaptive_max_axis(row_max, out_size[0], -2)
+    chosen_column = np.take_along_axis(column, row, axis=-2)
+    return values, row * x.shape[-1] + chosen_column
+
+
+def adaptive_max_pool_backward(
+    grad_out: np.ndarray, saved: AdaptiveMaxSaved, needs: Needs
+) -> Grads:
+    """Gradient of adaptive max pooling: dL/dx[pidx(i)] += dL/dy[i] ("+=": windows may overlap).
+
+    The scatter-add is one ``bincount`` over the argmax positions of all maps at once (each
+    map's positions offset by the map's start in the flattened input).
+    """
+    if not needs[0]:
+        return (None,)
+    indices, input_shape, spatial = saved
+    plane = int(np.prod(input_shape[-spatial:], dtype=np.int64))
+    maps = int(np.prod(input_shape[:-spatial], dtype=np.int64))
+    flat = indices.reshape(maps, -1) + (np.arange(maps, dtype=np.int64) * plane)[:, None]
+    grad = np.bincount(flat.reshape(-1), weights=grad_out.reshape(-1), minlength=maps * plane)
+    return (grad.astype(grad_out.dtype, copy=False).reshape(input_shape),)
+
+
+def adaptive_max_pool1d_forward(
+    x: np.ndarray, output_size: int | Sequence[int | None]
+) -> tuple[np.ndarray, AdaptiveMaxSaved]:
+    """Adaptive max pooling of (N, C, L) or (C, L); ``saved.indices`` are the argmax positions."""
+    return _adaptive_max_forward("adaptive_max_pool1d", 1, x, output_size)
+
+
+def adaptive_max_pool2d_forward(
+    x: np.ndarray, output_size: int | None | Sequence[int | None]
+) -> tuple[np.ndarray, AdaptiveMaxSaved]:
+    """Adaptive max pooling of (N, C, H, W) or (C, H, W); ``saved.indices`` = flat argmax."""
+    return _adaptive_max_forward("adaptive_max_pool2d", 2, x, output_size)
+
+
+adaptive_max_pool1d_backward = adaptive_max_pool_backward
+adaptive_max_pool2d_backward = adaptive_max_pool_backward
+
+
+# --------------------------------------------------------------------------- max unpooling
+class MaxUnpoolSaved(NamedTuple):
+    """The flat target of every input value (one row per map) and the input shape."""
+
+    flat_indices: np.ndarray
+    input_shape: tuple[int, ...]
+
+
+def _max_unpool_forward(
+    func: str,
+    spatial: int,
+    x: np.ndarray,
+    indices: np.ndarray,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None,
+    padding: IntOrTuple,
+    output_size: Sequence[int] | None,
+) -> tuple[np.ndarray, MaxUnpoolSaved]:
+    batched = _batched(x, spatial, func)
+    if not isinstance(indices, np.ndarray) or not np.issubdtype(indices.dtype, np.integer):
+        raise TypeError(
+            f"{func}: indices must be an integer (int64) array, got "
+            f"{getattr(indices, 'dtype', type(indices).__name__)}"
+        )
+    if indices.shape != x.shape:
+        raise ValueError(
+            f"{func}: indices must have the input's shape {tuple(x.shape)}, got "
+            f"{tuple(indices.shape)}"
+        )
+    kernel = to_tuple(kernel_size, spatial, func, "kernel_size")
+    no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
+    strides = kernel if no_stride else to_tuple(stride, spatial, func, "stride")
+    pads = to_tuple(padding, spatial, func, "padding")
+    in_size = batched.shape[2:]
+    # The size max pooling with these arguments maps back from: (in - 1) S - 2P + K.
+    default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(in_size, strides, pads, kernel,
+                                                                    strict=True))
+    if output_size is None:
+        out_size = default
+    else:
+        requested = tuple(output_size)
+        if len(requested) == spatial + 2:
+            requested = requested[2:]
+        if len(requested) != spatial:
+            raise ValueError(
+                f"{func}: output_size should contain {spatial} or {spatial + 2} elements, got "
+                f"{tuple(output_size)!r}"
+            )
+        for axis, (size, base, s) in enumerate(zip(requested, default, strides, strict=True)):
+            if not base - s < size < base + s:
+                raise ValueError(
+                    f"{func}: invalid output_size {tuple(output_size)!r} (dimension {axis} must be "
+                    f"strictly between {base - s} and {base + s})"
+                )
+        out_size = tuple(int(v) for v in requested)
+    if any(size < 0 for size in out_size):
+        raise ValueError(f"{func}: output size must be non-negative, got {out_size} (input size "
+                         f"{tuple(in_size)}, kernel_size={kernel}, stride={strides}, "
+                         f"padding={pads})")
+    plane = int(np.prod(out_size, dtype=np.int64))
+    maps = batched.shape[0] * batched.shape[1]
+    flat_indices = indices.reshape(maps, -1).astype(np.int64, copy=False)
+    output = np.zeros((maps, plane), dtype=x.dtype)
+    if plane and flat_indices.size:
+        lowest, highest = int(flat_indices.min()), int(flat_indices.max())
+        if lowest < 0 or highest >= plane:
+            bad = lowest if lowest < 0 else highest
+            raise ValueError(
+                f"{func}: found an invalid max index {bad} (the output planes have size "
+                f"{'x'.join(map(str, out_size))})"
+            )
+        # Y[pidx] = x: each value goes back to the position its maximum came from.
+        np.put_along_axis(output, flat_indices, batched.reshape(maps, -1), axis=1)
+    output = output.reshape(batched.shape[:2] + out_size)
+    return _unbatch(output, x.ndim == spatial + 2), MaxUnpoolSaved(flat_indices, x.shape)
+
+
+def max_unpool_backward(grad_out: np.ndarray, saved: MaxUnpoolSaved, needs: Needs) -> Grads:
+    """Gradient of max unpooling: dL/dx[i] = dL/dY[pidx(i)] (a gather; indices get none)."""
+    flat_indices, input_shape = saved
+    grad_input = None
+    if needs[0]:
+        maps = flat_indices.shape[0]
+        grad_input = np.take_along_axis(grad_out.reshape(maps, -1), flat_indices, axis=1)
+        grad_input = grad_input.reshape(input_shape)
+    return (grad_input, None)
+
+
+def max_unpool1d_forward(
+    x: np.ndarray,
+    indices: np.ndarray,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    output_size: Sequence[int] | None = None,
+) -> tuple[np.ndarray, MaxUnpoolSaved]:
+    """Partial inverse of max_pool1d: (N, C, L) values placed at ``indices``, zeros elsewhere."""
+    return _max_unpool_forward("max_unpool1d", 1, x, indices, kernel_size, stride, padding,
+                               output_size)
+
+
+def max_unpool2d_forward(
+    x: np.ndarray,
+    indices: np.ndarray,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    output_size: Sequence[int] | None = None,
+) -> tuple[np.ndarray, MaxUnpoolSaved]:
+    """Partial inverse of max_pool2d: (N, C, H, W) values placed at ``indices``."""
+    return _max_unpool_forward("max_unpool2d", 2, x, indices, kernel_size, stride, padding,
+                               output_size)
+
+
+max_unpool1d_backward = max_unpool_backward
+max_unpool2d_backward = max_unpool_backward
