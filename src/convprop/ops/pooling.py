@@ -875,7 +875,10 @@ def max_unpool_backward(grad_out: np.ndarray, saved: MaxUnpoolSaved, needs: Need
     """Gradient of max unpooling: dL/dx[i] = dL/dY[pidx(i)] (a gather; indices get none)."""
     flat_indices, input_shape = saved
     grad_input = None
-    if needs[0]:
+    if needs[0] and grad_out.size == 0:
+        # An empty output (PyTorch allows (in - 1) S - 2P + K = 0) depends on nothing.
+        grad_input = np.zeros(input_shape, dtype=grad_out.dtype)
+    elif needs[0]:
         maps = flat_indices.shape[0]
         grad_input = np.take_along_axis(grad_out.reshape(maps, -1), flat_indices, axis=1)
         grad_input = grad_input.reshape(input_shape)
