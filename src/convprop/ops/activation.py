@@ -262,8 +262,9 @@ def _softmax_axis(x: np.ndarray, dim: int | None, func: str) -> int:
 def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
     """x minus its maximum along ``axis``, so that exp() cannot overflow (softmax is unchanged)."""
     maximum = x.max(axis=axis, keepdims=True)
-    # A slice holding +inf, or only -inf, gives inf - inf = NaN, as PyTorch's result there.
-    with np.errstate(invalid="ignore"):
+    # A slice holding +inf, or only -inf, gives inf - inf = NaN, as PyTorch's result there;
+    # -1e308 - 1e308 overflows to -inf, whose exp() is the correct 0.
+    with np.errstate(invalid="ignore", over="ignore"):
         return x - maximum
 
 
