@@ -1,0 +1,203 @@
+"""``unfold`` (im2col) and ``fold`` (col2im) against PyTorch, their adjointness, finite
+differences and bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as torch_F
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import convprop as cp
+import convprop.nn.functional as F
+from convprop.autograd import gradcheck
+from convprop.ops import unfold as unfold_ops
+from tests.reference import assert_close, grad_of, pair
+
+
+def compare_with_torch(name: str, x: np.ndarray, *args: Any, **kwargs: Any) -> None:
+    """Forward values and the input gradient, convprop vs torch (float64)."""
+    ours_x, torch_x = pair(x)
+    ours = getattr(F, name)(ours_x, *args, **kwargs)
+    theirs = getattr(torch_F, name)(torch_x, *args, **kwargs)
+    what = f"{name} {args} {kwargs} on {x.shape}"
+    assert_close(ours.numpy(), theirs, what=f"{what} forward")
+    seed = np.cos(1.0 + np.arange(ours.data.size, dtype=np.float64)).reshape(ours.shape)
+    ours.backward(seed)
+    theirs.backward(torch.tensor(seed))
+    assert_close(grad_of(ours_x), grad_of(torch_x), what=f"{what} grad input")
+
+
+def sample(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def blocks(size: int, kernel: int, dilation: int, padding: int, stride: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def as_pair(value: Any) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, tuple) else (value, value)  # type: ignore[return-value]
+
+
+@st.composite
+def window_configs(draw: st.DrawFn) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """An image shape (batched or not) and unfold keyword arguments with >= 1 block."""
+    def int_or_pair(low: int, high: int) -> Any:
+        first = draw(st.integers(low, high))
+        return first if draw(st.booleans()) else (first, draw(st.integers(low, high)))
+
+    kwargs = {
+        "kernel_size": int_or_pair(1, 3),
+        "dilation": int_or_pair(1, 2),
+        "padding": int_or_pair(0, 2),
+        "stride": int_or_pair(1, 4),  # strides above the kernel skip samples entirely
+    }
+    spatial = (draw(st.integers(1, 8)), draw(st.integers(1, 8)))
+    for axis in range(2):
+        count = blocks(spatial[axis], *(as_pair(kwargs[k])[axis]
+                                        for k in ("kernel_size", "dilation", "padding", "stride")))
+        assume(count >= 1)
+    channels = draw(st.integers(1, 3))
+    batch = draw(st.sampled_from([(), (1,), (2,), (3,)]))
+    return batch + (channels,) + spatial, kwargs
+
+
+@given(window_configs(), st.integers(0, 2**16))
+def test_unfold_matches_torch(config, seed) -> None:
+    shape, kwargs = config
+    compare_with_torch("unfold", sample(seed, shape), **kwargs)
+
+
+@given(window_configs(), st.integers(0, 2**16))
+def test_fold_matches_torch(config, seed) -> None:
+    shape, kwargs = config
+    spatial = shape[-2:]
+    kernel = as_pair(kwargs["kernel_size"])
+    count = 1
+    for axis in range(2):
+        count *= blocks(spatial[axis], *(as_pair(kwargs[k])[axis]
+                                         for k in ("kernel_size", "dilation", "padding", "stride")))
+    columns_shape = shape[:-3] + (shape[-3] * kernel[0] * kernel[1], count)
+    compare_with_torch("fold", sample(seed, columns_shape), spatial, **kwargs)
+
+
+@given(window_configs(), st.integers(0, 2**16))
+def test_unfold_and_fold_are_adjoint(config, seed) -> None:
+    """<unfold(x), c> = <x, fold(c)>; unfold's backward is fold and fold's backward is unfold."""
+    shape, kwargs = config
+    x = sample(seed, shape)
+    columns, unfold_saved = unfold_ops.unfold_forward(x, **kwargs)
+    c = sample(seed + 1, columns.shape)
+    image, fold_saved = unfold_ops.fold_forward(c, shape[-2:], **kwargs)
+    assert image.shape == x.shape
+    np.testing.assert_allclose(np.vdot(columns, c), np.vdot(x, image), rtol=1e-12, atol=1e-12)
+    (unfold_grad,) = unfold_ops.unfold_backward(c, unfold_saved, (True,))
+    np.testing.assert_array_equal(unfold_grad, image)
+    (fold_grad,) = unfold_ops.fold_backward(x, fold_saved, (True,))
+    np.testing.assert_array_equal(fold_grad, columns)
+
+
+def test_fold_adds_overlapping_windows() -> None:
+    """Folding the unfolded ones counts how many windows read each pixel ("+=")."""
+    ones = np.ones((1, 1, 4, 4))
+    columns = F.unfold(cp.tensor(ones), 3)
+    counts = F.fold(columns, (4, 4), 3).numpy()[0, 0]
+    np.testing.assert_array_equal(counts, [[1, 2, 2, 1], [2, 4, 4, 2], [2, 4, 4, 2], [1, 2, 2, 1]])
+
+
+def test_unfold_column_layout() -> None:
+    """Row (c K_h + i) K_w + j, column o_h W_out + o_w holds x[c, o_h S + i, o_w S + j]."""
+    x = np.arange(2 * 4 * 5, dtype=np.float64).reshape(1, 2, 4, 5)
+    cols = F.unfold(cp.tensor(x), (2, 3), stride=(2, 1)).numpy()[0]
+    assert cols.shape == (2 * 2 * 3, 2 * 3)
+    c, i, j, o_h, o_w = 1, 1, 2, 1, 2
+    assert cols[(c * 2 + i) * 3 + j, o_h * 3 + o_w] == x[0, c, o_h * 2 + i, o_w + j]
+
+
+@pytest.mark.parametrize(
+    "shape,kwargs",
+    [
+        ((1, 2, 4, 4), {"kernel_size": 2}),
+        ((2, 1, 5, 4), {"kernel_size": (2, 3), "dilation": (2, 1), "padding": 1, "stride": 2}),
+        ((2, 3, 3), {"kernel_size": 2, "padding": (1, 0)}),
+    ],
+)
+@pytest.mark.parametrize("name", ["unfold", "fold"])
+def test_unfold_fold_gradcheck(name, shape, kwargs) -> None:
+    if name == "unfold":
+        x = cp.tensor(sample(1, shape), requires_grad=True)
+        assert gradcheck(lambda t: F.unfold(t, **kwargs), [x])
+        return
+    columns = unfold_ops.unfold_forward(sample(1, shape), **kwargs)[0]
+    c = cp.tensor(sample(2, columns.shape), requires_grad=True)
+    assert gradcheck(lambda t: F.fold(t, shape[-2:], **kwargs), [c])
+
+
+@pytest.mark.parametrize(
+    "shape,kwargs,error,match",
+    [
+        ((4, 4), {"kernel_size": 2}, ValueError, r"input must be 3-D .* or 4-D .* got 2-D"),
+        ((1, 1, 1, 4, 4), {"kernel_size": 2}, ValueError, "got 5-D"),
+        ((1, 1, 3, 3), {"kernel_size": 4}, ValueError,
+         r"spatial size \(3, 3\), kernel_size=\(4, 4\), .* blocks has shape \(0, 0\)"),
+        ((1, 1, 3, 3), {"kernel_size": 2, "dilation": 3}, ValueError, "must be at least one"),
+        ((1, 1, 3, 3), {"kernel_size": 0}, ValueError, r"kernel_size must be positive, got \(0, 0\)"),
+        ((1, 1, 3, 3), {"kernel_size": 2, "stride": 0}, ValueError, "stride must be positive"),
+        ((1, 1, 3, 3), {"kernel_size": 2, "dilation": (1, 0)}, ValueError,
+         r"dilation must be positive, got \(1, 0\)"),
+        ((1, 1, 3, 3), {"kernel_size": 2, "padding": -1}, ValueError,
+         "padding must be non-negative"),
+        ((1, 1, 3, 3), {"kernel_size": (2, 2, 2)}, TypeError,
+         "kernel_size must be an int or a sequence of 2 ints"),
+        ((1, 1, 3, 3), {"kernel_size": 2.0}, TypeError, "kernel_size must be an int"),
+        ((1, 0, 3, 3), {"kernel_size": 2}, ValueError, "non-empty apart from the batch"),
+    ],
+)
+def test_unfold_errors(shape, kwargs, error, match) -> None:
+    with pytest.raises(error, match=f"^unfold: .*{match}"):
+        F.unfold(cp.tensor(np.zeros(shape)), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "shape,args,kwargs,error,match",
+    [
+        ((12,), ((4, 5), 2), {}, ValueError, r"input must be 2-D .* or 3-D .* got 1-D"),
+        ((1, 2, 12, 12), ((4, 5), 2), {}, ValueError, "got 4-D"),
+        ((2, 10, 12), ((4, 5), 2), {}, ValueError,
+         r"input.size\(-2\) = 10 must be divisible by the product of kernel_size \(2, 2\) = 4"),
+        ((2, 12, 12), ((4, 4), 2), {}, ValueError,
+         r"output_size=\(4, 4\), kernel_size=\(2, 2\).* number of sliding blocks 3 \* 3 = 9, "
+         r"but got input.size\(-1\)=12"),
+        ((2, 12, 12), ((1, 5), 2), {}, ValueError, "number of sliding blocks 0 \\* 4 = 0"),
+        ((2, 12, 12), ((4, 5, 3), 2), {}, TypeError,
+         "output_size must be an int or a sequence of 2 ints"),
+        ((2, 12, 12), ((4, 5), 2), {"stride": 0}, ValueError, "stride must be positive"),
+        ((2, 0, 12), ((4, 5), 2), {}, ValueError, "non-empty apart from the batch"),
+    ],
+)
+def test_fold_errors(shape, args, kwargs, error, match) -> None:
+    with pytest.raises(error, match=f"^fold: .*{match}"):
+        F.fold(cp.tensor(np.zeros(shape)), *args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "name,shape,args", [("unfold", (1, 1, 4, 4), (2,)), ("fold", (1, 4, 4), ((3, 3), 2))]
+)
+def test_unfold_fold_refuse_integer_input(name, shape, args) -> None:
+    with pytest.raises(TypeError, match=f"^{name}: input must have a floating-point dtype"):
+        getattr(F, name)(cp.tensor(np.zeros(shape, dtype=np.int64)), *args)
+
+
+def test_unfold_fold_keep_float32() -> None:
+    x = cp.tensor(np.ones((1, 2, 4, 4), dtype=np.float32), requires_grad=True)
+    columns = F.unfold(x, 2, padding=1)
+    assert columns.dtype == np.float32
+    image = F.fold(columns, (4, 4), 2, padding=1)
+    assert image.dtype == np.float32
+    image.sum().backward()
+    assert x.grad.dtype == np.float32
