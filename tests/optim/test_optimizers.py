@@ -553,3 +553,13 @@ def test_repr_lists_groups() -> None:
     text = repr(optim.Adam([Parameter(np.ones(2))], lr=0.01))
     assert text.startswith("Adam (\nParameter Group 0\n")
     assert "    lr: 0.01\n" in text and "    betas: (0.9, 0.999)\n" in text
+
+
+def test_gradient_of_the_wrong_shape_is_refused() -> None:
+    param = Parameter(np.ones((2, 3)))
+    optimizer = optim.Adam([param])
+    param.grad = cp.tensor(np.ones(3))
+    with pytest.raises(ValueError, match=r"Adam.step: a parameter of shape \(2, 3\) has a "
+                       r"gradient of shape \(3,\)"):
+        optimizer.step()
+    np.testing.assert_array_equal(param.data, np.ones((2, 3)))

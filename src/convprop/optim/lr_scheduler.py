@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import warnings
 import weakref
-from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from functools import wraps
@@ -183,7 +183,11 @@ class LRScheduler:
                     f"the optimizer has {groups} parameter groups"
                 )
         self.__dict__.update(
-            {key: copy.deepcopy(value) for key, value in state_dict.items() if key not in _TRANSIENT}
+            {
+                key: copy.deepcopy(value)
+                for key, value in state_dict.items()
+                if key not in _TRANSIENT
+            }
         )
 
 
@@ -203,7 +207,7 @@ class StepLR(LRScheduler):
     def __init__(
         self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
     ) -> None:
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size <= 0:
+        if not _is_int(step_size) or step_size <= 0:
             raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size!r}")
         self.step_size = step_size
         self.gamma = gamma
@@ -360,9 +364,13 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(
-        self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1  # noqa: N803
+        self,
+        optimizer: Optimizer,
+        T_max: int,  # noqa: N803 - PyTorch's name
+        eta_min: float = 0.0,
+        last_epoch: int = -1,
     ) -> None:
-        if isinstance(T_max, bool) or not isinstance(T_max, (int, float)) or not T_max > 0:
+        if isinstance(T_max, bool) or not isinstance(T_max, numbers.Real) or not T_max > 0:
             raise ValueError(f"CosineAnnealingLR: T_max must be positive, got {T_max!r}")
         self.T_max = T_max
         self.eta_min = eta_min
@@ -546,7 +554,7 @@ class OneCycleLR(LRScheduler):
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _phase(

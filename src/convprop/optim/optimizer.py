@@ -205,8 +205,13 @@ class Optimizer:
         """``(parameter, gradient ndarray)`` for the group's parameters that have a gradient."""
         for param in group["params"]:
             if param.grad is not None:
-                grad = param.grad.data if isinstance(param.grad, Tensor) else param.grad
-                yield param, np.asarray(grad)
+                grad = np.asarray(param.grad.data if isinstance(param.grad, Tensor) else param.grad)
+                if grad.shape != param.shape:
+                    raise ValueError(
+                        f"{self._name}.step: a parameter of shape {tuple(param.shape)} has a "
+                        f"gradient of shape {grad.shape}"
+                    )
+                yield param, grad
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
