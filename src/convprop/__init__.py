@@ -54,6 +54,9 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return input.flatten(start_dim, end_dim)
 
 
+from convprop import nn, optim  # noqa: E402  (after the tensor API they build on)
+from convprop.summary import summary  # noqa: E402
+
 __all__ = [
     "Tensor",
     "abs",
@@ -73,11 +76,14 @@ __all__ = [
     "log",
     "manual_seed",
     "matmul",
+    "nn",
+    "optim",
     "no_grad",
     "ones",
     "ones_like",
     "sqrt",
     "stack",
+    "summary",
     "tensor",
     "where",
     "zeros",

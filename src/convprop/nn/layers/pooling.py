@@ -8,6 +8,7 @@ from typing import Any
 from convprop.autograd import Tensor
 from convprop.nn import functional as F
 from convprop.nn.module import Module
+from convprop.ops._util import to_tuple
 
 Size = int | Sequence[int]
 
@@ -56,9 +57,10 @@ class AvgPool1d(Module):
     def __init__(self, kernel_size: Size, stride: Size | None = None, padding: Size = 0,
                  ceil_mode: bool = False, count_include_pad: bool = True) -> None:
         super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
+        # PyTorch stores AvgPool1d's sizes as 1-tuples (and prints them so).
+        self.kernel_size = to_tuple(kernel_size, 1, "AvgPool1d", "kernel_size")
+        self.stride = to_tuple(stride if stride is not None else kernel_size, 1, "AvgPool1d", "stride")
+        self.padding = to_tuple(padding, 1, "AvgPool1d", "padding")
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
 

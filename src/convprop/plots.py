@@ -1,0 +1,143 @@
+"""PNG figures of a run (matplotlib, no display needed): curves, filters, confusion matrix,
+feature maps. Each figure is rendered to memory and written atomically."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convprop.autograd import Tensor, no_grad
+from convprop.io.files import atomic_write_bytes
+from convprop.nn import Conv1d, Conv2d, Module
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_curves(path: Path, history: Sequence[Any]) -> None:
+    """Loss and accuracy per epoch, train and test."""
+    plt = _pyplot()
+    epochs = [m.epoch for m in history]
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_axis.plot(epochs, [m.train_loss for m in history], "o-", label="train")
+    loss_axis.plot(epochs, [m.test_loss for m in history], "s-", label="test")
+    loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
+    accuracy_axis.plot(epochs, [m.train_accuracy for m in history], "o-", label="train")
+    accuracy_axis.plot(epochs, [m.test_accuracy for m in history], "s-", label="test")
+    accuracy_axis.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    for axis in (loss_axis, accuracy_axis):
+        axis.grid(alpha=0.3)
+        axis.legend()
+        axis.xaxis.get_major_locator().set_params(integer=True)
+    _save(figure, path)
+
+
+def save_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> None:
+    """The confusion matrix with counts written in each cell."""
+    plt = _pyplot()
+    size = max(4.0, 0.5 * len(classes) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes,
+             yticklabels=classes, xlabel="predicted", ylabel="true", title="Confusion matrix")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, col), count in np.ndenumerate(matrix):
+        axis.text(col, row, str(count), ha="center", va="center", fontsize=8,
+                  color="white" if count > threshold else "black")
+    _save(figure, path)
+
+
+def _first_conv(model: Module) -> Module | None:
+    return next((m for m in model.modules() if isinstance(m, (Conv1d, Conv2d))), None)
+
+
+def save_filters(path: Path, model: Module) -> None:
+    """The first convolution's kernels, one tile per (output, input) channel pair (at most 8
+    input channels shown), on a shared colour scale."""
+    plt = _pyplot()
+    conv = _first_conv(model)
+    if conv is None:
+        return
+    weights = conv.weight.numpy()
+    if weights.ndim == 3:
+        weights = weights[:, :, None, :]
+    rows, cols = weights.shape[0], min(weights.shape[1], 8)
+    limit = float(np.abs(weights).max()) or 1.0
+    figure, axes = plt.subplots(rows, cols, figsize=(1.1 * cols + 1, 1.1 * rows + 0.5),
+                                squeeze=False)
+    for out_channel in range(rows):
+        for in_channel in range(cols):
+            axis = axes[out_channel, in_channel]
+            axis.imshow(weights[out_channel, in_channel], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[out_channel, 0].set_ylabel(str(out_channel), rotation=0, labelpad=10)
+    figure.suptitle(f"First-layer filters {tuple(conv.weight.shape)}")
+    _save(figure, path)
+
+
+def save_feature_maps(path: Path, model: Module, image: np.ndarray, per_layer: int = 8) -> None:
+    """For one input, the first ``per_layer`` output maps of every convolution layer."""
+    plt = _pyplot()
+    captured: list[tuple[str, np.ndarray]] = []
+    handles = [
+        module.register_forward_hook(
+            lambda module, inputs, output, name=name: captured.append((name, output.numpy()[0]))
+        )
+        for name, module in model.named_modules()
+        if isinstance(module, (Conv1d, Conv2d))
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            model(Tensor(image))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if not captured:
+        return
+    shown = captured[:12]
+    cols = per_layer + 1
+    figure, axes = plt.subplots(len(shown), cols, figsize=(1.2 * cols, 1.3 * len(shown)),
+                                squeeze=False)
+    source = image[0]
+    axes[0, 0].imshow(source[0] if source.ndim == 3 else source, cmap="gray", aspect="auto")
+    axes[0, 0].set_title("input", fontsize=8)
+    for row, (name, maps) in enumerate(shown):
+        for col in range(cols):
+            axis = axes[row, col]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if col == 0:
+                if row:
+                    axis.axis("off")
+                axis.set_ylabel(name, fontsize=7, rotation=0, ha="right")
+                continue
+            if col - 1 < maps.shape[0]:
+                tile = maps[col - 1]
+                axis.imshow(tile if tile.ndim == 2 else tile[None], cmap="viridis", aspect="auto")
+            else:
+                axis.axis("off")
+        axes[row, 1].set_ylabel(f"{name}\n{maps.shape[0]} maps", fontsize=7, rotation=0, ha="right",
+                                labelpad=25)
+    figure.suptitle("Feature maps of each convolution layer for one test input")
+    _save(figure, path)
