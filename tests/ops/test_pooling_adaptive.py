@@ -49,18 +49,31 @@ def test_adaptive_max_pool_matches_torch(spatial: int, kind: str, data: st.DataO
     assert_close(grad_of(ours_in), grad_of(torch_in), what="input gradient")
 
 
-def test_adaptive_max_pool_large_tiled_windows_use_the_separable_path() -> None:
-    """Global max pooling of a 12x12 plane (144 taps) and 12 -> 2 windows of 36 samples."""
-    x = _input(0, (2, 3, 12, 12), "ties")
-    for output_size in (1, 2, (1, 12)):
-        ours_in, torch_in = pair(x)
-        ours_out, ours_idx = F.adaptive_max_pool2d(ours_in, output_size, return_indices=True)
-        torch_out, torch_idx = TF.adaptive_max_pool2d(torch_in, output_size, return_indices=True)
-        np.testing.assert_array_equal(ours_out.numpy(), torch_out.detach().numpy())
-        np.testing.assert_array_equal(ours_idx.numpy(), torch_idx.numpy())
-        ours_out.sum().backward()
-        torch_out.sum().backward()
-        assert_close(grad_of(ours_in), grad_of(torch_in))
+@pytest.mark.parametrize("kind", ["normal", "ties", "special"])
+@pytest.mark.parametrize(
+    ("shape", "output_size"),
+    [
+        ((2, 3, 12, 12), 1),         # global pooling: 144-sample windows
+        ((2, 3, 18, 18), (2, 1)),    # 162-sample windows that tile the plane
+        ((2, 3, 12, 12), 2),         # 36-sample tiles: the tap-by-tap path
+        ((2, 3, 12, 12), (1, 12)),
+        ((3, 130), 2),               # 1-D, 65-sample windows
+        ((2, 2, 13, 9), (3, 1)),     # the separable path over long windows
+    ],
+)
+def test_adaptive_max_pool_large_windows(shape, output_size, kind: str) -> None:
+    x = _input(0, shape, kind)
+    fns = ((F.adaptive_max_pool1d, TF.adaptive_max_pool1d) if len(shape) == 2
+           else (F.adaptive_max_pool2d, TF.adaptive_max_pool2d))
+    ours_in, torch_in = pair(x)
+    ours_out, ours_idx = fns[0](ours_in, output_size, return_indices=True)
+    torch_out, torch_idx = fns[1](torch_in, output_size, return_indices=True)
+    np.testing.assert_array_equal(ours_out.numpy(), torch_out.detach().numpy())
+    np.testing.assert_array_equal(ours_idx.numpy(), torch_idx.numpy())
+    upstream = np.random.default_rng(1).standard_normal(torch_out.shape)
+    ours_out.backward(cp.tensor(upstream))
+    torch_out.backward(torch.tensor(upstream))
+    assert_close(grad_of(ours_in), grad_of(torch_in))
 
 
 def test_adaptive_max_pool_overlapping_windows_accumulate() -> None:

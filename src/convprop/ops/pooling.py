@@ -615,49 +615,43 @@ def _adaptive_avg_forward(
     func: str, spatial: int, x: np.ndarray, output_size: Any
 ) -> tuple[np.ndarray, AdaptiveAvgSaved]:
     batched, out_size = _adaptive_arguments(func, spatial, x, output_size)
+    # The mean over a rectangle is the mean over its rows of the means over its columns, so
+    # the pooling is one averaging matrix per axis (A[i, l] = 1 / |window i| on window i),
+    # each applied as a single matrix product.
     result = batched
-    # The mean over a rectangle is the mean over rows of the means over columns, so the pooling
-    # is done one axis at a time: a reshape when the windows tile the axis (L divisible by
-    # out), else the averaging matrix.
     for axis in range(-1, -spatial - 1, -1):
-        result = _adaptive_mean_axis(result, out_size[axis], axis)
+        if out_size[axis] != result.shape[axis]:
+            averaging = _averaging_matrix(result.shape[axis], out_size[axis], x.dtype)
+            result = _along_axis(result, averaging, axis)
     return _unbatch(result, x.ndim == spatial + 2), AdaptiveAvgSaved(x.shape, out_size)
 
 
-def _adaptive_mean_axis(x: np.ndarray, out: int, axis: int) -> np.ndarray:
-    length = x.shape[axis]
-    if out == length:
-        return x
-    if out > 0 and length % out == 0:
-        split = x.shape[:axis % x.ndim] + (out, length // out) + x.shape[axis % x.ndim + 1:]
-        return x.reshape(split).mean(axis=axis % x.ndim + 1)
-    averaging = _averaging_matrix(length, out, x.dtype)
-    return np.moveaxis(np.moveaxis(x, axis, -1) @ averaging.T, -1, axis)
-
-
-def _adaptive_mean_axis_backward(grad: np.ndarray, length: int, axis: int) -> np.ndarray:
-    """Adjoint of ``_adaptive_mean_axis``: each output gradient spread evenly over its window."""
-    out = grad.shape[axis]
-    if out == length:
-        return grad
-    if out > 0 and length % out == 0:
-        return np.repeat(grad / grad.dtype.type(length // out), length // out, axis=axis)
-    averaging = _averaging_matrix(length, out, grad.dtype)
-    return np.moveaxis(np.moveaxis(grad, axis, -1) @ averaging, -1, axis)
+def _along_axis(x: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
+    """Apply ``matrix`` (out, L) to the last (``axis=-1``) or second-to-last axis of ``x``:
+    y[.., i, ..] = sum_l matrix[i, l] x[.., l, ..]."""
+    if axis == -1:
+        # One GEMM over all rows of all maps.
+        rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+        return (x.reshape(rows, x.shape[-1]) @ matrix.T).reshape(x.shape[:-1] + matrix.shape[:1])
+    return np.matmul(matrix, x)  # broadcast over the maps; no transposed copies
 
 
 def adaptive_avg_pool_backward(
     grad_out: np.ndarray, saved: AdaptiveAvgSaved, needs: Needs
 ) -> Grads:
     """Gradient of adaptive mean pooling: dL/dx[l] += dL/dy[i] / |window i| over the windows
-    containing l (windows may overlap when L is not divisible by out), axis by axis."""
+    containing l ("+=": windows overlap when L is not divisible by out). Axis by axis, this is
+    the transposed averaging matrix applied to the gradient."""
     if not needs[0]:
         return (None,)
     input_shape, out_size = saved
     spatial = len(out_size)
-    grad = grad_out if len(input_shape) == spatial + 2 else grad_out[np.newaxis]
+    grad = grad_out
     for axis in range(-spatial, 0):
-        grad = _adaptive_mean_axis_backward(grad, input_shape[axis], axis)
+        length = input_shape[axis]
+        if grad.shape[axis] != length:
+            averaging = _averaging_matrix(length, grad.shape[axis], grad.dtype)
+            grad = _along_axis(grad, averaging.T, axis)
     return (np.ascontiguousarray(grad).reshape(input_shape),)
 
 
@@ -680,11 +674,12 @@ adaptive_avg_pool2d_backward = adaptive_avg_pool_backward
 
 
 class AdaptiveMaxSaved(NamedTuple):
-    """Flat argmax positions (int64, ``h * W + w``, shaped like the output) and the input shape."""
+    """Flat argmax positions (int64, ``h * W + w``, shaped like the output), the input shape,
+    and per axis a step g such that windows i and i + g never overlap."""
 
     indices: np.ndarray
     input_shape: tuple[int, ...]
-    spatial: int
+    disjoint_step: tuple[int, ...]
 
 
 def _adaptive_max_forward(
@@ -696,18 +691,62 @@ def _adaptive_max_forward(
     if any(o == 0 for o in out_size):
         values = np.empty(batched.shape[:2] + out_size, dtype=x.dtype)
         indices = np.empty(values.shape, dtype=np.int64)
-    elif all(k * o == length for k, o, length in zip(kernel, out_size, in_size, strict=True)) \
-            and int(np.prod(kernel)) <= 64:
-        # Small windows that tile the input: max pooling with kernel = stride = L / out.
-        values, pool_saved = _max_pool_forward(func, spatial, batched, kernel, kernel, 0, 1,
-                                               False, True)
-        indices = pool_saved.indices
+    elif all(k * o == length for k, o, length in zip(kernel, out_size, in_size, strict=True)):
+        if int(np.prod(kernel)) <= 64:
+            # Small windows that tile the input: max pooling with kernel = stride = L / out.
+            values, pool_saved = _max_pool_forward(func, spatial, batched, kernel, kernel, 0, 1,
+                                                   False, True)
+            indices = pool_saved.indices
+        else:
+            values, indices = _tiled_max(batched, kernel, out_size)
     else:
         values, indices = _adaptive_max_separable(batched, out_size)
     batched_input = x.ndim == spatial + 2
+    steps = tuple(_disjoint_step(length, o) for length, o in zip(in_size, out_size, strict=True))
     return _unbatch(values, batched_input), AdaptiveMaxSaved(
-        _unbatch(indices, batched_input), x.shape, spatial
+        _unbatch(indices, batched_input), x.shape, steps
     )
+
+
+def _tiled_max(
+    x: np.ndarray, kernel: tuple[int, ...], out_size: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Max and flat argmax over large windows that tile the input (e.g. global pooling).
+
+    Each window's samples are laid out as one contiguous row in window (row-major) order
+    (a view for global pooling), so NumPy's max/argmax run along rows; argmax returns the
+    first maximum as PyTorch does. For rows holding a NaN PyTorch selects the last NaN.
+    """
+    n, c = x.shape[:2]
+    if len(kernel) == 1:
+        rows = x.reshape(n, c, out_size[0], kernel[0])
+    else:
+        rows = x.reshape(n, c, out_size[0], kernel[0], out_size[1], kernel[1])
+        rows = rows.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, out_size[0], out_size[1], -1)
+    values = rows.max(axis=-1)
+    tap = rows.argmax(axis=-1)
+    has_nan = np.isnan(values)
+    if has_nan.any():
+        last = rows.shape[-1] - 1
+        tap[has_nan] = last - np.argmax(np.isnan(rows[has_nan][:, ::-1]), axis=-1)
+    # tap -> position: (window start + tap offset) on every axis, flattened as h * W + w.
+    if len(kernel) == 1:
+        return values, np.arange(out_size[0]) * kernel[0] + tap
+    row, column = np.divmod(tap, kernel[1])
+    width = out_size[1] * kernel[1]
+    row += (np.arange(out_size[0]) * kernel[0])[:, None]
+    column += np.arange(out_size[1]) * kernel[1]
+    return values, row * width + column
+
+
+def _disjoint_step(length: int, out: int) -> int:
+    """Smallest g with window i + g starting at or after the end of window i, for every i
+    (1 when the windows tile the axis, 2 when they overlap by one, more when out > L)."""
+    start, end = _adaptive_bounds(length, out)
+    for step in range(1, out):
+        if np.all(start[step:] >= end[:-step]):
+            return step
+    return max(out, 1)
 
 
 def _expand_along(values: np.ndarray, axis: int) -> np.ndarray:
@@ -763,17 +802,26 @@ def adaptive_max_pool_backward(
 ) -> Grads:
     """Gradient of adaptive max pooling: dL/dx[pidx(i)] += dL/dy[i] ("+=": windows may overlap).
 
-    The scatter-add is one ``bincount`` over the argmax positions of all maps at once (each
-    map's positions offset by the map's start in the flattened input).
+    Windows i, i + g, i + 2g, ... are disjoint, so within such a group every argmax position
+    is distinct and the group's gradients go in with one fancy-index "+="; the g^d groups
+    (1 when the windows tile the input, typically 2 per axis otherwise) accumulate.
     """
     if not needs[0]:
         return (None,)
-    indices, input_shape, spatial = saved
+    indices, input_shape, steps = saved
+    spatial = len(steps)
     plane = int(np.prod(input_shape[-spatial:], dtype=np.int64))
     maps = int(np.prod(input_shape[:-spatial], dtype=np.int64))
-    flat = indices.reshape(maps, -1) + (np.arange(maps, dtype=np.int64) * plane)[:, None]
-    grad = np.bincount(flat.reshape(-1), weights=grad_out.reshape(-1), minlength=maps * plane)
-    return (grad.astype(grad_out.dtype, copy=False).reshape(input_shape),)
+    out_size = indices.shape[-spatial:]
+    grad = np.zeros((maps, plane), dtype=grad_out.dtype)
+    indices = indices.reshape((maps,) + out_size)
+    grad_out = grad_out.reshape((maps,) + out_size)
+    rows = np.arange(maps)[:, None]
+    for offsets in itertools.product(*(range(step) for step in steps)):
+        group = (slice(None),) + tuple(slice(o, None, step) for o, step in zip(offsets, steps,
+                                                                                 strict=True))
+        grad[rows, indices[group].reshape(maps, -1)] += grad_out[group].reshape(maps, -1)
+    return (grad.reshape(input_shape),)
 
 
 def adaptive_max_pool1d_forward(
