@@ -3,17 +3,27 @@
 from convprop.models.densenet import DenseNetBC, densenet_bc
 from convprop.models.lenet import LeNet5, lenet5
 from convprop.models.resnet import CifarResNet, resnet20, resnet32, resnet56
+from convprop.models.scanning_mlp import (
+    DistributedScanningMLP,
+    ScanningMLP,
+    to_conv1d,
+    to_scanning_mlp,
+)
 from convprop.models.tdnn import TDNN, tdnn
 
 __all__ = [
     "TDNN",
     "CifarResNet",
     "DenseNetBC",
+    "DistributedScanningMLP",
     "LeNet5",
+    "ScanningMLP",
     "densenet_bc",
     "lenet5",
     "resnet20",
     "resnet32",
     "resnet56",
     "tdnn",
+    "to_conv1d",
+    "to_scanning_mlp",
 ]
