@@ -121,6 +121,19 @@ def test_pointwise_extreme_values_match_torch(
     compare_unary(ours_fn, torch_fn, x)
 
 
+@pytest.mark.parametrize(("name", "ours_fn", "torch_fn"), POINTWISE, ids=POINTWISE_IDS)
+def test_pointwise_nan_and_infinity_as_torch(
+    name: str, ours_fn: Callable, torch_fn: Callable
+) -> None:
+    x = np.array([np.nan, -np.inf, np.inf, 0.0, -1.5, 2.0])
+    ours_in, torch_in = pair(x)
+    ours_out, torch_out = ours_fn(ours_in), torch_fn(torch_in)
+    np.testing.assert_allclose(ours_out.numpy(), torch_out.detach().numpy(), rtol=1e-14, atol=0)
+    ours_out.backward(np.ones(6))
+    torch_out.backward(torch.ones(6, dtype=torch.float64))
+    np.testing.assert_allclose(grad_of(ours_in), grad_of(torch_in), rtol=1e-14, atol=0)
+
+
 @pytest.mark.parametrize(
     ("name", "local_gradient_at_zero"),
     [("relu", 0.0), ("leaky_relu_0.3", 0.3), ("elu_alpha", 0.4)],

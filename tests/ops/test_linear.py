@@ -99,7 +99,8 @@ def test_linear_keeps_float32() -> None:
 def test_linear_errors() -> None:
     x = cp.tensor(np.ones((4, 3)))
     with pytest.raises(ValueError, match=r"linear: input has 3 features \(last axis of shape "
-                                         r"\(4, 3\)\) but weight expects 5 \(weight shape \(2, 5\)\)"):
+                                         r"\(4, 3\)\) but weight expects 5 "
+                                         r"\(weight shape \(2, 5\)\)"):
         F.linear(x, cp.tensor(np.ones((2, 5))))
     with pytest.raises(ValueError, match=r"linear: weight must be 2-D .* got shape \(2, 3, 1\)"):
         F.linear(x, cp.tensor(np.ones((2, 3, 1))))

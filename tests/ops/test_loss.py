@@ -297,12 +297,14 @@ def test_binary_cross_entropy_with_logits_matches_torch(
     shape: tuple[int, ...], reduction: str, weight: str, pos_weight: str, scale: float, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    weight_shapes = {"full": shape, "last": shape[-1:], "first": shape[:1] + (1,) * (len(shape) - 1)}
+    weight_shapes = {"full": shape, "last": shape[-1:],
+                     "first": shape[:1] + (1,) * (len(shape) - 1)}
     pos_weight_shapes = {"last": shape[-1:], "scalar": ()}
     arrays = {
         "input": rng.standard_normal(shape) * scale,
         "target": rng.uniform(0, 1, shape),
-        "weight": None if weight == "none" else np.asarray(rng.uniform(0.1, 2, weight_shapes[weight])),
+        "weight": None if weight == "none" else np.asarray(
+            rng.uniform(0.1, 2, weight_shapes[weight])),
         "pos_weight": None if pos_weight == "none" else np.asarray(
             rng.uniform(0.1, 3, pos_weight_shapes[pos_weight])),
     }

@@ -1,4 +1,4 @@
-"""batch_norm against PyTorch (outputs, every gradient, running statistics) and finite differences."""
+"""batch_norm against PyTorch (outputs, gradients, running statistics) and finite differences."""
 
 from __future__ import annotations
 

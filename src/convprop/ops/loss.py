@@ -164,7 +164,9 @@ def _class_weight_view(weight: np.ndarray, ndim: int) -> np.ndarray:
     return weight.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def _finish(per_sample: np.ndarray, reduction: str, denominator: Any, unbatched: bool) -> np.ndarray:
+def _finish(
+    per_sample: np.ndarray, reduction: str, denominator: Any, unbatched: bool
+) -> np.ndarray:
     if reduction == "none" and unbatched:
         return per_sample.reshape(())
     return _reduce(per_sample, reduction, denominator)
