@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import convprop as cp
 import convprop.nn.functional as F
 from convprop.autograd import gradcheck
+from convprop.ops import pooling
 from tests.reference import assert_close, grad_of, pair
 
 
@@ -151,6 +152,29 @@ def test_max_pool_window_entirely_in_the_padding() -> None:
     np.testing.assert_array_equal(ours_idx.numpy(), torch_idx.numpy())
     ours_out.backward(cp.tensor(np.ones((1, 2, 1))))
     np.testing.assert_array_equal(ours_in.grad.numpy(), 0.0)
+
+
+@pytest.mark.parametrize("block_elements", [1, 150])
+def test_pools_computed_in_several_blocks_of_maps(monkeypatch, block_elements: int) -> None:
+    """The ops work on blocks of maps (for the cache); small blocks must give the same
+    results, including the per-block NaN / -inf fix-ups."""
+    monkeypatch.setattr(pooling, "_BLOCK_ELEMENTS", block_elements)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 4, 7, 8))
+    x[1, 2, 3, 3] = np.nan
+    x[2, 0] = -np.inf
+    for args in (dict(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=True),
+                 dict(kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False)):
+        _compare_max_pool(2, dict(shape=x.shape, **args), x, 5)
+    finite = rng.standard_normal((3, 4, 7, 8))
+    ours_in, torch_in = pair(finite)
+    ours_out = F.avg_pool2d(ours_in, 3, stride=2, padding=1, ceil_mode=True)
+    torch_out = TF.avg_pool2d(torch_in, 3, stride=2, padding=1, ceil_mode=True)
+    assert_close(ours_out, torch_out)
+    upstream = rng.standard_normal(torch_out.shape)
+    ours_out.backward(cp.tensor(upstream))
+    torch_out.backward(torch.tensor(upstream))
+    assert_close(grad_of(ours_in), grad_of(torch_in))
 
 
 def test_max_pool_empty_batch() -> None:

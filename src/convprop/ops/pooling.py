@@ -82,16 +82,6 @@ def _taps(kernel_size: Sequence[int]) -> list[tuple[int, ...]]:
     return list(itertools.product(*(range(k) for k in kernel_size)))
 
 
-def _tap_slice(
-    tap: Sequence[int], out_size: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
-) -> tuple[slice, ...]:
-    """Where tap ``tap`` of every window sits in the padded input: one strided slice per axis."""
-    return (slice(None), slice(None)) + tuple(
-        slice(k * d, k * d + (o - 1) * s + 1, s)
-        for k, o, s, d in zip(tap, out_size, stride, dilation, strict=True)
-    )
-
-
 def _pool_arguments(
     func: str,
     spatial: int,
@@ -160,17 +150,89 @@ def _window_pads(
     )
 
 
-def _covers_once(kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> bool:
-    """Whether no input sample is read by two windows (so backward may assign, not add)."""
-    return all(d == 1 and s >= k for k, s, d in zip(kernel, stride, dilation, strict=True))
-
-
 def _tap_dtype(tap_count: int) -> np.dtype:
     return np.dtype(np.uint8) if tap_count <= 256 else np.dtype(np.int32)
 
 
 def _unbatch(output: np.ndarray, batched: bool) -> np.ndarray:
     return output if batched else output[0]
+
+
+# --------------------------------------------------------------------------- map blocks
+# Both pools treat every (sample, channel) map alike, so they work on the maps stacked along
+# one axis, a block of maps at a time: a block's padded input, running maximum (or sum) and
+# argmax stay in the CPU cache across the tap loop instead of streaming through memory once
+# per tap (measured 1.5-2x faster than whole-batch passes on 3x3 windows).
+_BLOCK_ELEMENTS = 1 << 18
+
+
+def _as_maps(x: np.ndarray, spatial: int) -> np.ndarray:
+    """(N, C, *S) or (C, *S) -> (maps, *S), a view for contiguous inputs."""
+    return x.reshape((-1,) + x.shape[-spatial:])
+
+
+def _map_blocks(count: int, elements_per_map: int) -> list[slice]:
+    per_block = max(1, _BLOCK_ELEMENTS // max(1, elements_per_map))
+    return [slice(start, min(start + per_block, count)) for start in range(0, count, per_block)]
+
+
+class _Geometry(NamedTuple):
+    """Where the windows of a pool sit: output ``o`` tap ``k`` reads padded ``o S + k D``."""
+
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    in_size: tuple[int, ...]
+    out_size: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]  # (left, right) actually materialised
+
+    @property
+    def padded_size(self) -> tuple[int, ...]:
+        return tuple(n + left + right for n, (left, right) in zip(self.in_size, self.pads,
+                                                                  strict=True))
+
+    @property
+    def is_padded(self) -> bool:
+        return any(left or right for left, right in self.pads)
+
+    def tap_slice(self, tap: Sequence[int]) -> tuple[Any, ...]:
+        """Tap ``tap`` of every window in the padded maps: one strided slice per axis."""
+        return (Ellipsis,) + tuple(
+            slice(k * d, k * d + (o - 1) * s + 1, s)
+            for k, o, s, d in zip(tap, self.out_size, self.stride, self.dilation, strict=True)
+        )
+
+    def inner(self) -> tuple[Any, ...]:
+        """The unpadded input inside the padded maps (the notes' "remove the padding")."""
+        return (Ellipsis,) + tuple(
+            slice(left, left + n) for n, (left, _) in zip(self.in_size, self.pads, strict=True)
+        )
+
+    def covers_once(self) -> bool:
+        """Whether no sample is read by two windows (so backward may assign instead of add)."""
+        return all(d == 1 and s >= k for k, s, d in zip(self.kernel, self.stride, self.dilation,
+                                                        strict=True))
+
+
+def _geometry(
+    func: str,
+    spatial: int,
+    x: np.ndarray,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None,
+    padding: IntOrTuple,
+    dilation: IntOrTuple,
+    ceil_mode: bool,
+) -> _Geometry:
+    _batched(x, spatial, func)
+    kernel, strides, pads, dilations = _pool_arguments(
+        func, spatial, kernel_size, stride, padding, dilation
+    )
+    in_size = tuple(x.shape[-spatial:])
+    out_size = _pooled_size(func, in_size, kernel, strides, pads, dilations, bool(ceil_mode))
+    window_pads = _window_pads(in_size, out_size, kernel, strides, pads, dilations)
+    return _Geometry(kernel, strides, pads, dilations, in_size, out_size, window_pads)
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -183,10 +245,7 @@ class MaxPoolSaved(NamedTuple):
 
     argmax_tap: np.ndarray
     input_shape: tuple[int, ...]
-    pads: tuple[tuple[int, int], ...]
-    kernel_size: tuple[int, ...]
-    stride: tuple[int, ...]
-    dilation: tuple[int, ...]
+    geometry: _Geometry
     indices: np.ndarray | None
 
 
@@ -201,60 +260,67 @@ def _max_pool_forward(
     ceil_mode: bool,
     return_indices: bool,
 ) -> tuple[np.ndarray, MaxPoolSaved]:
-    batched = _batched(x, spatial, func)
-    kernel, strides, pads, dilations = _pool_arguments(
-        func, spatial, kernel_size, stride, padding, dilation
-    )
-    in_size = batched.shape[2:]
-    out_size = _pooled_size(func, in_size, kernel, strides, pads, dilations, bool(ceil_mode))
-    window_pads = _window_pads(in_size, out_size, kernel, strides, pads, dilations)
-    padded = pad_spatial(batched, window_pads, value=-np.inf)
-    windows = window_view(padded, kernel, strides, dilations, out_size)
-    taps = _taps(kernel)
-    tap_axes = (Ellipsis,)
+    geometry = _geometry(func, spatial, x, kernel_size, stride, padding, dilation, ceil_mode)
+    maps = _as_maps(x, spatial)
+    taps = _taps(geometry.kernel)
+    best = np.empty((maps.shape[0],) + geometry.out_size, dtype=x.dtype)
+    argmax_tap = np.empty(best.shape, dtype=_tap_dtype(len(taps)))
+    all_minus_inf = None
+    for block in _map_blocks(maps.shape[0], int(np.prod(geometry.padded_size))):
+        padded = pad_spatial(maps[block], geometry.pads, value=-np.inf)
+        windows = window_view(padded, geometry.kernel, geometry.stride, geometry.dilation,
+                              geometry.out_size)
+        _max_over_taps(windows, taps, best[block], argmax_tap[block])
+        # ">" cannot see NaNs (PyTorch selects the last NaN of a window) nor a window whose
+        # valid samples are all -inf (PyTorch selects its first valid sample, never the
+        # padding). Both leave a non-finite sum, so the exact fix-up runs only when it can
+        # matter.
+        with np.errstate(invalid="ignore", over="ignore"):
+            suspicious = best[block].size and not np.isfinite(best[block].sum())
+        if suspicious:
+            block_minus_inf = _fix_max_pool_argmax(windows, taps, best[block], argmax_tap[block],
+                                                   geometry)
+            if all_minus_inf is None:
+                all_minus_inf = np.zeros(best.shape, dtype=bool)
+            all_minus_inf[block] = block_minus_inf
 
-    # Running maximum over the taps in window order; a strict ">" keeps the first of equal
-    # maxima, as PyTorch does. Tap numbers only grow, so "argmax = t where larger" is
-    # max(argmax, t * larger): branch-free, unlike a masked copy (slow on random masks).
-    best = windows[tap_axes + taps[0]].copy()
-    argmax_tap = np.zeros(best.shape, dtype=_tap_dtype(len(taps)))
+    out_shape = x.shape[:-spatial] + geometry.out_size
+    indices = None
+    if return_indices:
+        indices = _flat_indices(argmax_tap, all_minus_inf, geometry).reshape(out_shape)
+    saved = MaxPoolSaved(argmax_tap, x.shape, geometry, indices)
+    return best.reshape(out_shape), saved
+
+
+def _max_over_taps(
+    windows: np.ndarray, taps: list[tuple[int, ...]], best: np.ndarray, argmax_tap: np.ndarray
+) -> None:
+    """Running maximum over the taps in window order, and the tap it came from.
+
+    A strict ">" keeps the first of equal maxima, as PyTorch does. Tap numbers only grow, so
+    "argmax = t where larger" is max(argmax, t * larger): branch-free, unlike a masked copy
+    (slow on random masks).
+    """
+    first = (Ellipsis,) + taps[0]
+    best[...] = windows[first]
+    argmax_tap.fill(0)
     larger = np.empty(best.shape, dtype=bool)
     tap_if_larger = np.empty(best.shape, dtype=argmax_tap.dtype)
     for tap_number, tap in enumerate(taps[1:], start=1):
-        candidate = windows[tap_axes + tap]
+        candidate = windows[(Ellipsis,) + tap]
         np.greater(candidate, best, out=larger)
         np.multiply(larger, argmax_tap.dtype.type(tap_number), out=tap_if_larger)
         np.maximum(argmax_tap, tap_if_larger, out=argmax_tap)
         np.maximum(best, candidate, out=best)
 
-    # ">" cannot see NaNs (PyTorch selects the last NaN of a window) nor a window whose valid
-    # samples are all -inf (PyTorch selects its first valid sample, never the padding). Both
-    # leave a non-finite sum, so the exact fix-up runs only when it can matter.
-    with np.errstate(invalid="ignore", over="ignore"):
-        suspicious = best.size and not np.isfinite(best.sum())
-    all_minus_inf = None
-    if suspicious:
-        all_minus_inf = _fix_max_pool_argmax(windows, taps, best, argmax_tap, in_size, out_size,
-                                             kernel, strides, pads, dilations)
 
-    indices = None
-    if return_indices:
-        indices = _flat_indices(argmax_tap, all_minus_inf, in_size, out_size, kernel, strides,
-                                pads, dilations)
-        indices = _unbatch(indices, x.ndim == spatial + 2)
-    saved = MaxPoolSaved(argmax_tap, x.shape, window_pads, kernel, strides, dilations, indices)
-    return _unbatch(best, x.ndim == spatial + 2), saved
-
-
-def _first_tap_in_input(
-    out_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
-    dilation: Sequence[int],
-) -> list[np.ndarray]:
+def _first_tap_in_input(geometry: _Geometry) -> list[np.ndarray]:
     """Per axis, the first tap k of each window with ``start + k D >= 0`` (start = oS - P);
     it may lie past the kernel or the input when dilation jumps over the whole input."""
     return [
         np.maximum(0, -(-(p - np.arange(o, dtype=np.int64) * s) // d))
-        for o, s, p, d in zip(out_size, stride, padding, dilation, strict=True)
+        for o, s, p, d in zip(geometry.out_size, geometry.stride, geometry.padding,
+                              geometry.dilation, strict=True)
     ]
 
 
@@ -263,29 +329,25 @@ def _fix_max_pool_argmax(
     taps: list[tuple[int, ...]],
     best: np.ndarray,
     argmax_tap: np.ndarray,
-    in_size: Sequence[int],
-    out_size: Sequence[int],
-    kernel: Sequence[int],
-    stride: Sequence[int],
-    padding: Sequence[int],
-    dilation: Sequence[int],
-) -> np.ndarray | None:
+    geometry: _Geometry,
+) -> np.ndarray:
     """Exact argmax for NaN and all -inf windows; returns the mask of all -inf windows."""
     all_minus_inf = best == -np.inf
     if all_minus_inf.any():
-        first = _first_tap_in_input(out_size, stride, padding, dilation)
+        first = _first_tap_in_input(geometry)
         grids = np.meshgrid(*first, indexing="ij")
-        starts = np.meshgrid(*(np.arange(o) * s - p for o, s, p in
-                               zip(out_size, stride, padding, strict=True)), indexing="ij")
+        starts = np.meshgrid(*(np.arange(o) * s - p for o, s, p in zip(
+            geometry.out_size, geometry.stride, geometry.padding, strict=True)), indexing="ij")
         has_sample = np.logical_and.reduce([
             (k < size) & (start + k * d < length)
-            for k, size, start, d, length in zip(grids, kernel, starts, dilation, in_size,
+            for k, size, start, d, length in zip(grids, geometry.kernel, starts,
+                                                 geometry.dilation, geometry.in_size,
                                                  strict=True)
         ])
         # A window that dilation makes jump over the whole input has no sample at all: its
         # argmax stays on a padding tap, so its gradient is dropped with the padding.
         first_tap = np.ravel_multi_index(
-            tuple(np.where(has_sample, k, 0) for k in grids), tuple(kernel)
+            tuple(np.where(has_sample, k, 0) for k in grids), geometry.kernel
         ).astype(argmax_tap.dtype)
         np.copyto(argmax_tap, np.broadcast_to(first_tap, argmax_tap.shape),
                   where=all_minus_inf & has_sample)
@@ -295,16 +357,10 @@ def _fix_max_pool_argmax(
 
 
 def _flat_indices(
-    argmax_tap: np.ndarray,
-    all_minus_inf: np.ndarray | None,
-    in_size: Sequence[int],
-    out_size: Sequence[int],
-    kernel: Sequence[int],
-    stride: Sequence[int],
-    padding: Sequence[int],
-    dilation: Sequence[int],
+    argmax_tap: np.ndarray, all_minus_inf: np.ndarray | None, geometry: _Geometry
 ) -> np.ndarray:
     """pidx as PyTorch returns it: the flat position ``h * W + w`` in the unpadded input."""
+    in_size, out_size = geometry.in_size, geometry.out_size
     plane_strides = [int(np.prod(in_size[i + 1:], dtype=np.int64)) for i in range(len(in_size))]
 
     def along_axis(values: np.ndarray, axis: int) -> np.ndarray:
@@ -314,22 +370,24 @@ def _flat_indices(
     window_start = sum(
         along_axis((np.arange(o, dtype=np.int64) * s - p) * step, axis)
         for axis, (o, s, p, step) in enumerate(
-            zip(out_size, stride, padding, plane_strides, strict=True)
+            zip(out_size, geometry.stride, geometry.padding, plane_strides, strict=True)
         )
     )
     tap_offset = np.array(
-        [sum(k * d * step for k, d, step in zip(tap, dilation, plane_strides, strict=True))
-         for tap in _taps(kernel)],
+        [sum(k * d * step for k, d, step in zip(tap, geometry.dilation, plane_strides,
+                                                strict=True))
+         for tap in _taps(geometry.kernel)],
         dtype=np.int64,
     )
     indices = window_start + np.take(tap_offset, argmax_tap)
     if all_minus_inf is not None and all_minus_inf.any():
         # PyTorch's index for a window without a larger value: its first tap at or after the
         # input's start, even where dilation puts that beyond the input.
-        first = _first_tap_in_input(out_size, stride, padding, dilation)
         first_position = window_start + sum(
             along_axis(k * d * step, axis)
-            for axis, (k, d, step) in enumerate(zip(first, dilation, plane_strides, strict=True))
+            for axis, (k, d, step) in enumerate(zip(_first_tap_in_input(geometry),
+                                                    geometry.dilation, plane_strides,
+                                                    strict=True))
         )
         np.copyto(indices, np.broadcast_to(first_position, indices.shape), where=all_minus_inf)
     return indices
@@ -339,54 +397,44 @@ def max_pool_backward(grad_out: np.ndarray, saved: MaxPoolSaved, needs: Needs) -
     """Gradient of max pooling: route each output's gradient to its argmax, "+=" on overlap.
 
     dL/dY(l-1)[pidx(m, n)] += dL/dY(l)[m, n], all other inputs get 0. Done per tap: the outputs
-    whose argmax is tap t add their gradient into the strided slice of tap t (the padding
-    region is then removed; an argmax is never in the padding).
+    whose argmax is tap t add their gradient into the strided slice of tap t (slice "+=", the
+    adjoint of reading it); the padding region is then removed (an argmax is never there).
     """
     if not needs[0]:
         return (None,)
-    argmax_tap, input_shape, pads, kernel, stride, dilation, _ = saved
-    spatial = len(kernel)
-    if len(input_shape) == spatial + 1:
-        grad_out = grad_out[np.newaxis]
-    batched_shape = (grad_out.shape[0],) + tuple(input_shape[-spatial - 1:])
-    padded_shape = batched_shape[:2] + tuple(
-        size + left + right for size, (left, right) in zip(batched_shape[2:], pads, strict=True)
-    )
-    out_size = grad_out.shape[2:]
-    grad_padded = np.zeros(padded_shape, dtype=grad_out.dtype)
-    selected = np.empty(grad_out.shape, dtype=bool)
-    routed = np.empty(grad_out.shape, dtype=grad_out.dtype)
-    # grad * [argmax is tap t] is branch-free and exact for finite gradients; an inf or NaN
-    # gradient times 0 would leak into non-argmax inputs, so then select with np.where.
-    with np.errstate(invalid="ignore", over="ignore"):
-        finite = bool(np.isfinite(grad_out.sum()))
-    overlapping = not _covers_once(kernel, stride, dilation)
-    for tap_number, tap in enumerate(_taps(kernel)):
-        np.equal(argmax_tap, tap_number, out=selected)
-        target = grad_padded[_tap_slice(tap, out_size, stride, dilation)]
-        if not finite:
-            routed[...] = np.where(selected, grad_out, grad_out.dtype.type(0))
-        elif overlapping:
-            np.multiply(grad_out, selected, out=routed)
-        else:
-            np.multiply(grad_out, selected, out=target)
-            continue
-        if overlapping:
-            target += routed
-        else:
-            target[...] = routed
-    grad_input = _remove_padding(grad_padded, pads)
+    argmax_tap, input_shape, geometry, _ = saved
+    grad_maps = grad_out.reshape(argmax_tap.shape)
+    taps = _taps(geometry.kernel)
+    overlapping = not geometry.covers_once()
+    grad_input = np.zeros((argmax_tap.shape[0],) + geometry.in_size, dtype=grad_out.dtype)
+    for block in _map_blocks(argmax_tap.shape[0], int(np.prod(geometry.padded_size))):
+        grad_block, tap_block = grad_maps[block], argmax_tap[block]
+        target = grad_input[block]
+        if geometry.is_padded:
+            target = np.zeros(grad_block.shape[:1] + geometry.padded_size, dtype=grad_out.dtype)
+        selected = np.empty(grad_block.shape, dtype=bool)
+        routed = np.empty(grad_block.shape, dtype=grad_out.dtype)
+        # grad * [argmax is tap t] is branch-free and exact for finite gradients; an inf or
+        # NaN gradient times 0 would leak into non-argmax inputs, so then select with where.
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite = bool(np.isfinite(grad_block.sum()))
+        for tap_number, tap in enumerate(taps):
+            np.equal(tap_block, tap_number, out=selected)
+            tap_target = target[geometry.tap_slice(tap)]
+            if not finite:
+                routed[...] = np.where(selected, grad_block, grad_out.dtype.type(0))
+            elif overlapping:
+                np.multiply(grad_block, selected, out=routed)
+            else:
+                np.multiply(grad_block, selected, out=tap_target)
+                continue
+            if overlapping:
+                tap_target += routed
+            else:
+                tap_target[...] = routed
+        if geometry.is_padded:
+            grad_input[block] = target[geometry.inner()]
     return (grad_input.reshape(input_shape),)
-
-
-def _remove_padding(grad_padded: np.ndarray, pads: Sequence[tuple[int, int]]) -> np.ndarray:
-    if all(left == 0 and right == 0 for left, right in pads):
-        return grad_padded
-    inner = (slice(None), slice(None)) + tuple(
-        slice(left, size - right)
-        for size, (left, right) in zip(grad_padded.shape[2:], pads, strict=True)
-    )
-    return np.ascontiguousarray(grad_padded[inner])
 
 
 def max_pool1d_forward(
@@ -427,24 +475,15 @@ class AvgPoolSaved(NamedTuple):
 
     divisor: np.ndarray | float
     input_shape: tuple[int, ...]
-    pads: tuple[tuple[int, int], ...]
-    kernel_size: tuple[int, ...]
-    stride: tuple[int, ...]
+    geometry: _Geometry
 
 
-def _avg_divisor(
-    in_size: Sequence[int],
-    out_size: Sequence[int],
-    kernel: Sequence[int],
-    stride: Sequence[int],
-    padding: Sequence[int],
-    count_include_pad: bool,
-    dtype: np.dtype,
-) -> np.ndarray:
+def _avg_divisor(geometry: _Geometry, count_include_pad: bool, dtype: np.dtype) -> np.ndarray:
     """Number of samples each window averages over, PyTorch's rule, as an (out_1, ..., out_d)
     array: a product of per-axis counts."""
     divisor = np.ones((), dtype=dtype)
-    for length, o, k, s, p in zip(in_size, out_size, kernel, stride, padding, strict=True):
+    for length, o, k, s, p in zip(geometry.in_size, geometry.out_size, geometry.kernel,
+                                  geometry.stride, geometry.padding, strict=True):
         start = np.arange(o) * s - p
         if count_include_pad:
             # The zero padding counts; the ceil-mode overhang beyond it does not.
@@ -466,8 +505,7 @@ def _avg_pool_forward(
     count_include_pad: bool,
     divisor_override: int | None,
 ) -> tuple[np.ndarray, AvgPoolSaved]:
-    batched = _batched(x, spatial, func)
-    kernel, strides, pads, _ = _pool_arguments(func, spatial, kernel_size, stride, padding, 1)
+    geometry = _geometry(func, spatial, x, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None:
         if not isinstance(divisor_override, (int, np.integer)) or isinstance(
             divisor_override, bool
@@ -476,25 +514,24 @@ def _avg_pool_forward(
                             f"got {divisor_override!r}")
         if divisor_override == 0:
             raise ValueError(f"{func}: divisor_override must not be zero, got 0")
-    in_size = batched.shape[2:]
-    ones = (1,) * spatial
-    out_size = _pooled_size(func, in_size, kernel, strides, pads, ones, bool(ceil_mode))
-    window_pads = _window_pads(in_size, out_size, kernel, strides, pads, ones)
-    padded = pad_spatial(batched, window_pads, value=0.0)
-    windows = window_view(padded, kernel, strides, ones, out_size)
-    taps = _taps(kernel)
-    # Window sums accumulated tap by tap in window order (the padding adds exact zeros).
-    total = windows[(Ellipsis,) + taps[0]].copy()
-    for tap in taps[1:]:
-        np.add(total, windows[(Ellipsis,) + tap], out=total)
-    if divisor_override is not None:
         divisor: np.ndarray | float = x.dtype.type(divisor_override)
     else:
-        divisor = _avg_divisor(in_size, out_size, kernel, strides, pads,
-                               bool(count_include_pad), x.dtype)
-    total /= divisor
-    saved = AvgPoolSaved(divisor, x.shape, window_pads, kernel, strides)
-    return _unbatch(total, x.ndim == spatial + 2), saved
+        divisor = _avg_divisor(geometry, bool(count_include_pad), x.dtype)
+    maps = _as_maps(x, spatial)
+    taps = _taps(geometry.kernel)
+    total = np.empty((maps.shape[0],) + geometry.out_size, dtype=x.dtype)
+    for block in _map_blocks(maps.shape[0], int(np.prod(geometry.padded_size))):
+        padded = pad_spatial(maps[block], geometry.pads, value=0.0)
+        windows = window_view(padded, geometry.kernel, geometry.stride, geometry.dilation,
+                              geometry.out_size)
+        # Window sums accumulated tap by tap in window order (the padding adds exact zeros).
+        block_total = total[block]
+        block_total[...] = windows[(Ellipsis,) + taps[0]]
+        for tap in taps[1:]:
+            block_total += windows[(Ellipsis,) + tap]
+        block_total /= divisor
+    out_shape = x.shape[:-spatial] + geometry.out_size
+    return total.reshape(out_shape), AvgPoolSaved(divisor, x.shape, geometry)
 
 
 def avg_pool_backward(grad_out: np.ndarray, saved: AvgPoolSaved, needs: Needs) -> Grads:
@@ -506,26 +543,25 @@ def avg_pool_backward(grad_out: np.ndarray, saved: AvgPoolSaved, needs: Needs) -
     """
     if not needs[0]:
         return (None,)
-    divisor, input_shape, pads, kernel, stride = saved
-    spatial = len(kernel)
-    if len(input_shape) == spatial + 1:
-        grad_out = grad_out[np.newaxis]
-    share = grad_out / divisor
-    padded_shape = (grad_out.shape[0],) + tuple(input_shape[-spatial - 1:-spatial]) + tuple(
-        size + left + right
-        for size, (left, right) in zip(input_shape[-spatial:], pads, strict=True)
-    )
-    ones = (1,) * spatial
-    out_size = grad_out.shape[2:]
-    overlapping = not _covers_once(kernel, stride, ones)
-    grad_padded = np.zeros(padded_shape, dtype=grad_out.dtype)
-    for tap in _taps(kernel):
-        target = grad_padded[_tap_slice(tap, out_size, stride, ones)]
-        if overlapping:
-            target += share
-        else:
-            target[...] = share
-    return (_remove_padding(grad_padded, pads).reshape(input_shape),)
+    divisor, input_shape, geometry = saved
+    grad_maps = grad_out.reshape((-1,) + geometry.out_size)
+    taps = _taps(geometry.kernel)
+    overlapping = not geometry.covers_once()
+    grad_input = np.zeros((grad_maps.shape[0],) + geometry.in_size, dtype=grad_out.dtype)
+    for block in _map_blocks(grad_maps.shape[0], int(np.prod(geometry.padded_size))):
+        share = grad_maps[block] / divisor
+        target = grad_input[block]
+        if geometry.is_padded:
+            target = np.zeros(share.shape[:1] + geometry.padded_size, dtype=grad_out.dtype)
+        for tap in taps:
+            tap_target = target[geometry.tap_slice(tap)]
+            if overlapping:
+                tap_target += share
+            else:
+                tap_target[...] = share
+        if geometry.is_padded:
+            grad_input[block] = target[geometry.inner()]
+    return (grad_input.reshape(input_shape),)
 
 
 def avg_pool1d_forward(
