@@ -213,6 +213,28 @@ def pad_forward(
         out[tuple(out_index)] = x[tuple(in_index)]
         return out, (mode, x.shape, plan, (tuple(out_index), tuple(in_index)))
 
+    in_place = _borders_copy_the_core(plan)
+    if in_place:
+        # One output array: copy the input into its core, then fill each axis' borders from
+        # the core already in place. Border positions of axes not yet filled receive garbage
+        # first and are overwritten when their own axis is filled (full extent along the
+        # others).
+        shape = list(x.shape)
+        core_out: list[slice] = [slice(None)] * x.ndim
+        core_in: list[slice] = [slice(None)] * x.ndim
+        for axis, _, out_size, regions in plan:
+            shape[axis] = out_size
+            core_out[axis], core_in[axis], _ = regions[0]
+        out = np.empty(shape, dtype=x.dtype)
+        out[tuple(core_out)] = x[tuple(core_in)]
+        for axis, _, _, regions in plan:
+            shift = _core_shift(regions)
+            for out_part, in_part, _ in regions[1:]:
+                out[_axis_index(axis, out_part)] = out[_axis_index(axis, _shifted(in_part, shift))]
+        return out, (mode, x.shape, plan, in_place)
+
+    # Reflect with the opposite side cropped mirrors samples that are not in the output:
+    # pad one axis at a time from the input itself.
     out = x
     for axis, _, out_size, regions in plan:
         source = out
@@ -222,7 +244,36 @@ def pad_forward(
         out = np.empty(shape, dtype=x.dtype)
         for out_part, in_part, _ in regions:
             out[_axis_index(axis, out_part)] = source[_axis_index(axis, in_part)]
-    return out, (mode, x.shape, plan, None)
+    return out, (mode, x.shape, plan, in_place)
+
+
+def _core_shift(regions: list[Region]) -> int:
+    """Offset of input sample i in the output (it sits at i + shift)."""
+    core_out, core_in, _ = regions[0]
+    return core_out.start - core_in.start
+
+
+def _shifted(part: slice, shift: int) -> slice:
+    start = part.start + shift
+    if part.step == -1:
+        stop = (-1 if part.stop is None else part.stop) + shift
+        return slice(start, stop if stop >= 0 else None, -1)
+    return slice(start, part.stop + shift)
+
+
+def _borders_copy_the_core(plan: list[tuple[int, int, int, list[Region]]]) -> bool:
+    """Whether every border of every axis copies samples that lie in the output's core."""
+    for _, size, _, regions in plan:
+        if not regions or regions[0][2] or regions[0][0].start is None:
+            return False
+        core_in = regions[0][1]
+        for _, in_part, _ in regions[1:]:
+            samples = range(size)[in_part]
+            if len(samples) and not (
+                core_in.start <= min(samples) and max(samples) < core_in.stop
+            ):
+                return False
+    return True
 
 
 def pad_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
@@ -233,15 +284,37 @@ def pad_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     reflect / replicate / circular: the gradient of every border sample is added ("+=") onto
     the input sample it copies, one slice per border and axis, axes folded in reverse order.
     """
-    mode, input_shape, plan, constant_index = saved
+    mode, input_shape, plan, extra = saved
     if mode == "constant":
-        out_index, in_index = constant_index
+        out_index, in_index = extra
         cropped = grad_out[out_index]
         if cropped.shape == tuple(input_shape):
             return (np.ascontiguousarray(cropped),)
         grad = np.zeros(input_shape, dtype=grad_out.dtype)
         grad[in_index] = cropped
         return (grad,)
+    if extra:
+        # Undo the in-place border fills in reverse: each border's gradient is added onto
+        # the core samples it copied, then that axis is narrowed to its core, so axes folded
+        # later never see the (already folded) borders of this one.
+        grad = grad_out.copy()
+        for axis, _, _, regions in reversed(plan):
+            shift = _core_shift(regions)
+            for out_part, in_part, replicated in regions[1:]:
+                piece = grad[_axis_index(axis, out_part)]
+                if replicated:
+                    piece = piece.sum(axis=axis, keepdims=True)
+                grad[_axis_index(axis, _shifted(in_part, shift))] += piece
+            grad = grad[_axis_index(axis, regions[0][0])]
+        if grad.shape == tuple(input_shape):
+            return (np.ascontiguousarray(grad),)
+        # Negative padding cut part of the input away: no gradient there.
+        full = np.zeros(input_shape, dtype=grad_out.dtype)
+        core_in: list[slice] = [slice(None)] * len(input_shape)
+        for axis, _, _, regions in plan:
+            core_in[axis] = regions[0][1]
+        full[tuple(core_in)] = grad
+        return (full,)
     grad = grad_out
     for axis, size, _, regions in reversed(plan):
         shape = list(grad.shape)

@@ -185,17 +185,26 @@ def _contract_axis(array: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarr
     return result.reshape(shape[:axis] + (matrix.shape[0],) + shape[axis + 1:])
 
 
-def _gather_adjoint(grad: np.ndarray, index: np.ndarray, in_size: int, axis: int) -> np.ndarray:
-    """Adjoint of ``take(x, index, axis)``: sum the gradient of every copy of a sample."""
+def _repeat_factor(index: np.ndarray, in_size: int) -> int:
+    """r if ``index`` repeats every input sample r times in a row (index = d // r), else 0."""
     out_size = index.shape[0]
     if out_size % in_size == 0:
         repeat = out_size // in_size
         if np.array_equal(index, np.arange(out_size) // repeat):
-            if repeat == 1:
-                return grad
-            # Each sample was copied ``repeat`` times in a row: a reshape and a sum.
-            shape = grad.shape[:axis] + (in_size, repeat) + grad.shape[axis + 1:]
-            return grad.reshape(shape).sum(axis=axis + 1)
+            return repeat
+    return 0
+
+
+def _gather_adjoint(grad: np.ndarray, index: np.ndarray, in_size: int, axis: int) -> np.ndarray:
+    """Adjoint of ``take(x, index, axis)``: sum the gradient of every copy of a sample."""
+    repeat = _repeat_factor(index, in_size)
+    if repeat == 1:
+        return grad
+    if repeat:
+        # Each sample was copied ``repeat`` times in a row: a reshape and a sum.
+        shape = grad.shape[:axis] + (in_size, repeat) + grad.shape[axis + 1:]
+        return grad.reshape(shape).sum(axis=axis + 1)
+    out_size = index.shape[0]
     one_hot = np.zeros((in_size, out_size), dtype=grad.dtype)
     one_hot[index, np.arange(out_size)] = 1.0
     return _contract_axis(grad, one_hot, axis)
@@ -280,7 +289,15 @@ def interpolate_forward(
                              fast_paths=mode == "nearest" and spatial == 2)
             for n, m, s in zip(in_sizes, out_sizes, scales, strict=True)
         )
-        out = x[(slice(None), slice(None)) + np.ix_(*indices)]
+        repeats = [_repeat_factor(index, n) for index, n in zip(indices, in_sizes, strict=True)]
+        if all(repeats):
+            # Whole-number upscaling: one broadcast copy instead of a gather.
+            out = np.empty(x.shape[:2] + tuple(out_sizes), dtype=x.dtype)
+            blocks = out.reshape(x.shape[:2] + tuple(v for n, r in zip(in_sizes, repeats)
+                                                     for v in (n, r)))
+            blocks[...] = x.reshape(x.shape[:2] + tuple(v for n in in_sizes for v in (n, 1)))
+        else:
+            out = x[(slice(None), slice(None)) + np.ix_(*indices)]
         return out, ("nearest", x.shape, indices)
 
     matrices = tuple(
