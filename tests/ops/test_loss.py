@@ -278,6 +278,8 @@ def test_mse_loss_gradcheck_float32_and_errors() -> None:
     single = F.mse_loss(cp.tensor(np.ones(3, dtype=np.float32)),
                         cp.tensor(np.zeros(3, dtype=np.float32)))
     assert single.dtype == np.float32 and single.item() == 1.0
+    integer_target = F.mse_loss(cp.tensor(np.ones(3, dtype=np.float32)), cp.tensor(np.arange(3)))
+    assert integer_target.dtype == np.float32 and integer_target.item() == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match=r"mse_loss: target of shape \(5, 1\) does not broadcast "
                                          r"against input of shape \(4, 3\)"):
         F.mse_loss(cp.tensor(np.ones((4, 3))), cp.tensor(np.ones((5, 1))))

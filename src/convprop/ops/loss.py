@@ -80,7 +80,8 @@ def _check_float_target(target: np.ndarray, func: str) -> None:
 
 
 def _common_dtype(arrays: list[np.ndarray | None]) -> np.dtype:
-    return np.result_type(*[a for a in arrays if a is not None])
+    """PyTorch's promotion: the widest floating dtype; integer arrays do not widen it."""
+    return np.result_type(*[a.dtype for a in arrays if a is not None and a.dtype.kind == "f"])
 
 
 # ------------------------------------------------------------------------- class-index targets
