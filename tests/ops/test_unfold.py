@@ -41,7 +41,7 @@ def blocks(size: int, kernel: int, dilation: int, padding: int, stride: int) -> 
 
 
 def as_pair(value: Any) -> tuple[int, int]:
-    return tuple(value) if isinstance(value, tuple) else (value, value)  # type: ignore[return-value]
+    return (value[0], value[1]) if isinstance(value, tuple) else (value, value)
 
 
 @st.composite
@@ -146,7 +146,8 @@ def test_unfold_fold_gradcheck(name, shape, kwargs) -> None:
         ((1, 1, 3, 3), {"kernel_size": 4}, ValueError,
          r"spatial size \(3, 3\), kernel_size=\(4, 4\), .* blocks has shape \(0, 0\)"),
         ((1, 1, 3, 3), {"kernel_size": 2, "dilation": 3}, ValueError, "must be at least one"),
-        ((1, 1, 3, 3), {"kernel_size": 0}, ValueError, r"kernel_size must be positive, got \(0, 0\)"),
+        ((1, 1, 3, 3), {"kernel_size": 0}, ValueError,
+         r"kernel_size must be positive, got \(0, 0\)"),
         ((1, 1, 3, 3), {"kernel_size": 2, "stride": 0}, ValueError, "stride must be positive"),
         ((1, 1, 3, 3), {"kernel_size": 2, "dilation": (1, 0)}, ValueError,
          r"dilation must be positive, got \(1, 0\)"),

@@ -127,14 +127,13 @@ def _check_axis(
 
 
 def _axis_regions(mode: str, size: int, before: int, after: int) -> list[Region]:
-    """Source of every part of one padded axis; the core (plain copy) comes first."""
+    """Source of every part of one padded axis; the core (plain copy, maybe empty) comes first."""
     out = size + before + after
-    core_start, core_stop = max(before, 0), min(out, size + before)
-    regions: list[Region] = []
-    if core_stop > core_start:
-        regions.append(
-            (slice(core_start, core_stop), slice(core_start - before, core_stop - before), False)
-        )
+    core_start = max(before, 0)
+    core_stop = max(min(out, size + before), core_start)
+    regions: list[Region] = [
+        (slice(core_start, core_stop), slice(core_start - before, core_stop - before), False)
+    ]
     left = min(max(before, 0), out)
     right_start = max(size + before, 0)
     if mode == "constant":
@@ -204,10 +203,7 @@ def pad_forward(
         in_index: list[slice] = [slice(None)] * x.ndim
         for axis, _, out_size, regions in plan:
             out_shape[axis] = out_size
-            if regions:
-                out_index[axis], in_index[axis], _ = regions[0]
-            else:
-                out_index[axis] = in_index[axis] = slice(0, 0)
+            out_index[axis], in_index[axis], _ = regions[0]
         fill = 0 if value is None else value
         out = np.full(out_shape, fill, dtype=x.dtype)
         out[tuple(out_index)] = x[tuple(in_index)]
@@ -264,14 +260,10 @@ def _shifted(part: slice, shift: int) -> slice:
 def _borders_copy_the_core(plan: list[tuple[int, int, int, list[Region]]]) -> bool:
     """Whether every border of every axis copies samples that lie in the output's core."""
     for _, size, _, regions in plan:
-        if not regions or regions[0][2] or regions[0][0].start is None:
-            return False
         core_in = regions[0][1]
         for _, in_part, _ in regions[1:]:
             samples = range(size)[in_part]
-            if len(samples) and not (
-                core_in.start <= min(samples) and max(samples) < core_in.stop
-            ):
+            if not (core_in.start <= min(samples) and max(samples) < core_in.stop):
                 return False
     return True
 

@@ -43,24 +43,29 @@ Pair = tuple[int, int]
 def _window_params(
     func: str, kernel_size: Any, dilation: Any, padding: Any, stride: Any
 ) -> tuple[Pair, Pair, Pair, Pair]:
-    kernel = to_tuple(kernel_size, 2, func, "kernel_size")
-    dilations = to_tuple(dilation, 2, func, "dilation")
-    pads = to_tuple(padding, 2, func, "padding")
-    strides = to_tuple(stride, 2, func, "stride")
+    kernel, dilations, pads, strides = (
+        _pair(to_tuple(value, 2, func, name))
+        for value, name in ((kernel_size, "kernel_size"), (dilation, "dilation"),
+                            (padding, "padding"), (stride, "stride"))
+    )
     check_positive(kernel, func, "kernel_size")
     check_positive(dilations, func, "dilation")
     check_non_negative(pads, func, "padding")
     check_positive(strides, func, "stride")
-    return kernel, dilations, pads, strides  # type: ignore[return-value]
+    return kernel, dilations, pads, strides
+
+
+def _pair(values: Sequence[int]) -> Pair:
+    return values[0], values[1]
 
 
 def _block_counts(
     spatial: Sequence[int], kernel: Pair, dilation: Pair, padding: Pair, stride: Pair
-) -> tuple[int, ...]:
-    return tuple(
+) -> Pair:
+    return _pair([
         window_count(spatial[i], kernel[i], stride[i], 2 * padding[i], dilation[i])
         for i in range(2)
-    )
+    ])
 
 
 def _im2col(
@@ -126,7 +131,7 @@ def unfold_forward(
             f"blocks has shape {blocks}, but each must be at least one (the dilated kernel "
             f"does not fit in the padded input)"
         )
-    columns = _im2col(images, kernel, dilations, pads, strides, blocks)  # type: ignore[arg-type]
+    columns = _im2col(images, kernel, dilations, pads, strides, blocks)
     saved = (images.shape[2:], kernel, dilations, pads, strides, blocks, batched)
     return (columns if batched else columns[0]), saved
 
@@ -178,7 +183,7 @@ def fold_forward(
             f"sliding blocks {blocks[0]} * {blocks[1]} = {blocks[0] * blocks[1]}, but got "
             f"input.size(-1)={columns.shape[2]}"
         )
-    image = _col2im(columns, spatial, kernel, dilations, pads, strides, blocks)  # type: ignore[arg-type]
+    image = _col2im(columns, spatial, kernel, dilations, pads, strides, blocks)
     saved = (kernel, dilations, pads, strides, blocks, batched)
     return (image if batched else image[0]), saved
 
