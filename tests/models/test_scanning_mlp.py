@@ -175,7 +175,8 @@ def test_conv1d_weights_are_the_linear_weights_reshaped() -> None:
     assert (second.kernel_size, second.stride) == ((1,), (1,))
     linear = model.mlp[0]
     # Channel-major windows: input c * window + k of the MLP is tap k of channel c.
-    np.testing.assert_array_equal(first.weight.numpy()[:, 1, 2], linear.weight.numpy()[:, 1 * 3 + 2])
+    np.testing.assert_array_equal(first.weight.numpy()[:, 1, 2],
+                                  linear.weight.numpy()[:, 1 * 3 + 2])
     np.testing.assert_array_equal(second.weight.numpy()[:, :, 0], model.mlp[2].weight.numpy())
     assert first.weight.dtype == np.float32  # dtype kept
     assert to_conv1d(model.double())[0].weight.dtype == np.float64
