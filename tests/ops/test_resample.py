@@ -203,8 +203,9 @@ def interpolate_configs(draw: st.DrawFn) -> tuple[tuple[int, ...], dict[str, Any
 
 
 def _torch_nearest_gradient_is_wrong(shape: tuple[int, ...], kwargs: dict[str, Any]) -> bool:
-    """PyTorch's 1-D/3-D nearest backward copies an axis whose length a scale factor leaves
-    unchanged, while its forward maps it with floor(d / scale): the two disagree (see
+    """PyTorch's 1-D/3-D nearest backward short-cuts an axis that a scale factor leaves
+    unchanged (index d) or exactly doubles (index d // 2), while its forward maps it with
+    floor(d / scale): the two disagree (see
     ``test_nearest_gradient_is_the_adjoint_where_torch_is_not``)."""
     if kwargs["mode"] != "nearest" or len(shape) == 4 or "scale_factor" not in kwargs:
         return False
@@ -212,7 +213,10 @@ def _torch_nearest_gradient_is_wrong(shape: tuple[int, ...], kwargs: dict[str, A
         return False
     factors = kwargs["scale_factor"]
     factors = factors if isinstance(factors, tuple) else (factors,) * (len(shape) - 2)
-    return any(math.floor(n * f) == n and f != 1.0 for n, f in zip(shape[2:], factors))
+    return any(
+        math.floor(n * f) in (n, 2 * n) and f not in (1.0, 2.0)
+        for n, f in zip(shape[2:], factors)
+    )
 
 
 @given(interpolate_configs(), st.integers(0, 2**16))
@@ -255,20 +259,30 @@ def test_interpolate_edge_cases_match_torch(shape, kwargs) -> None:
     )
 
 
-def test_nearest_gradient_is_the_adjoint_where_torch_is_not() -> None:
-    """1-D nearest with scale_factor 1.1 on 2 samples: both outputs copy x[0] (as in torch's
-    forward), so x[0] receives both gradients. Torch's backward sends one to x[1] instead,
-    which finite differences reject; ours passes them."""
+@pytest.mark.parametrize(
+    "scale_factor,expected_grad",
+    [
+        # 2 -> 2 samples: both outputs copy x[0] (floor(d / 1.1) = 0, 0).
+        (1.1, [2.0, 0.0]),
+        # 2 -> 4 samples: floor(d / 2.25) = 0, 0, 0, 1.
+        (2.25, [3.0, 1.0]),
+    ],
+)
+def test_nearest_gradient_is_the_adjoint_where_torch_is_not(scale_factor, expected_grad) -> None:
+    """Torch's 1-D nearest forward maps output d to floor(d / scale), but its backward
+    short-cuts m = n (index d) and m = 2n (index d // 2), so its gradient is not the derivative
+    of its forward (finite differences reject it). Ours matches torch's forward and is the
+    adjoint of it."""
     x = np.array([[[0.5, -1.5]]])
-    out = F.interpolate(cp.tensor(x), scale_factor=1.1)
+    out = F.interpolate(cp.tensor(x), scale_factor=scale_factor)
     np.testing.assert_array_equal(
-        out.numpy(), torch_F.interpolate(torch.tensor(x), scale_factor=1.1).numpy()
+        out.numpy(), torch_F.interpolate(torch.tensor(x), scale_factor=scale_factor).numpy()
     )
     ours_x = cp.tensor(x, requires_grad=True)
-    F.interpolate(ours_x, scale_factor=1.1).sum().backward()
-    np.testing.assert_array_equal(ours_x.grad.numpy(), [[[2.0, 0.0]]])
+    F.interpolate(ours_x, scale_factor=scale_factor).sum().backward()
+    np.testing.assert_array_equal(ours_x.grad.numpy(), [[expected_grad]])
     fresh = cp.tensor(x, requires_grad=True)
-    assert gradcheck(lambda t: F.interpolate(t, scale_factor=1.1), [fresh])
+    assert gradcheck(lambda t: F.interpolate(t, scale_factor=scale_factor), [fresh])
 
 
 @pytest.mark.parametrize(
