@@ -30,6 +30,10 @@ Nearest indices mirror PyTorch's arithmetic: the scale is held in the input's pr
 product rounded to float32 before ``floor``, and 2-D nearest short-cuts m = n and m = 2n as
 PyTorch's 2-D kernel does. Where s d lands within float32 rounding of an integer (only for
 outputs of more than ~80 samples) PyTorch itself rounds differently in different kernels.
+Our nearest backward is the exact adjoint of the forward; PyTorch's 1-D and 3-D nearest
+backward short-cuts m = n and m = 2n even where its forward does not, so with such scale
+factors its gradient is not the derivative of its output (finite differences reject it).
+Linear modes copy an axis whose length does not change, whatever the scale factor, as PyTorch.
 
 ``pixel_shuffle`` rearranges (*, C r^2, H, W) into (*, C, H r, W r):
 y[c, h r + i, w r + j] = x[c r^2 + i r + j, h, w]; ``pixel_unshuffle`` is its inverse. Both are
