@@ -294,3 +294,25 @@ def test_shape_errors_are_clear() -> None:
         x.sum(2)
     with pytest.raises(ValueError, match="cat: tensor 1 has shape"):
         cp.cat([x, cp.tensor(np.zeros((2, 2)))], 0)
+
+
+def test_dense_concatenation_graph_sums_every_consumer_first() -> None:
+    """DenseNet's pattern: each layer reads the concatenation of every earlier map, so one map
+    has many consumers reached along paths of different lengths."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3))
+    weights = [rng.standard_normal((3 * (i + 1), 3)) for i in range(4)]
+    (ox, tx) = pair(x)
+    ours_w, theirs_w = zip(*(pair(w) for w in weights), strict=True)
+
+    def dense(first, ws, cat, tanh):
+        maps = [first]
+        for w in ws:
+            maps.append(tanh(cat(maps, 1) @ w))
+        return (cat(maps, 1) ** 2).sum()
+
+    dense(ox, ours_w, cp.cat, lambda t: t.exp() / (t.exp() + 1)).backward()
+    dense(tx, theirs_w, torch.cat, lambda t: t.exp() / (t.exp() + 1)).backward()
+    assert_close(grad_of(ox), grad_of(tx))
+    for o, t in zip(ours_w, theirs_w, strict=True):
+        assert_close(grad_of(o), grad_of(t))

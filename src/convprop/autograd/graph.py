@@ -106,20 +106,28 @@ def apply(
 
 
 def _topological_order(root: Node) -> list[Node]:
-    """Nodes reachable from ``root``, each after every node that consumes its output."""
+    """Nodes reachable from ``root``, each after every node that consumes its output.
+
+    An iterative depth-first search that emits a node once all its inputs' nodes are emitted
+    (post-order), then reverses the list. A node is marked visited when it is expanded, not
+    when it is first pushed: a node pushed early by one consumer may be reached again through
+    another consumer before it is expanded, and must then be finished before that consumer.
+    """
     order: list[Node] = []
-    visited: set[int] = {id(root)}
+    visited: set[int] = set()
     stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
             order.append(node)
             continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
         stack.append((node, True))
         for tensor in node.inputs:
             child = None if tensor is None else tensor.grad_fn
             if child is not None and id(child) not in visited:
-                visited.add(id(child))
                 stack.append((child, False))
     order.reverse()
     return order
