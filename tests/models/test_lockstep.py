@@ -27,7 +27,6 @@ from tests.models.test_zoo import (
     TorchDenseNetBC,
     TorchLeNet5,
     copy_into_torch,
-    needs_diamond_backward,
 )
 from tests.reference import assert_close
 
@@ -70,8 +69,7 @@ def adamw_one_cycle(optim: Any, params: Any) -> tuple[Any, Any]:
 
 # Every model with the three recipes; the cheap LeNet-5 also with the cosine schedule.
 CASES = [
-    pytest.param(build, build_torch, shape, recipe, id=f"{name}-{recipe.__name__}",
-                 marks=[needs_diamond_backward] if name.startswith("densenet") else [])
+    pytest.param(build, build_torch, shape, recipe, id=f"{name}-{recipe.__name__}")
     for name, build, build_torch, shape in MODELS
     for recipe in (sgd_nesterov_multistep, adam_step, adamw_one_cycle, sgd_nesterov_cosine)
     if name == "lenet5" or recipe is not sgd_nesterov_cosine

@@ -194,28 +194,6 @@ ZOO_IDS = [case[0] for case in ZOO]
 ZOO_CASES = [case[1:] for case in ZOO]
 
 
-def backward_sums_every_path() -> bool:
-    """Whether backward sums both paths of a = x * 2 into cat([a, a * 3]): d/dx = 2 + 6 = 8.
-
-    The DenseNet's blocks are made of such diamonds (every map feeds every later layer and the
-    final concatenation). The engine of this commit visits ``a`` before ``a * 3`` has sent it
-    its gradient when ``a`` is the earlier input of the consumer, and returns 2; see
-    ``autograd/graph.py: _topological_order``. The cases that need it are expected to fail
-    until the engine is fixed, and run normally (and must pass) after.
-    """
-    x = cp.tensor(np.ones(1), requires_grad=True)
-    a = x * 2
-    cp.cat([a, a * 3]).backward(np.ones(2))
-    return float(x.grad.numpy()[0]) == 8.0
-
-
-needs_diamond_backward = pytest.mark.xfail(
-    not backward_sums_every_path(), strict=True,
-    reason="autograd/graph.py _topological_order runs a node before all of its consumers "
-           "(DenseNet's concatenations); the gradients are wrong",
-)
-
-
 def torch_state(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {key: torch.from_numpy(np.array(value)) for key, value in state.items()}
 
@@ -266,7 +244,7 @@ def test_state_dict_round_trip_through_torch_is_lossless(build: Callable[[], Any
 
 # ---------------------------------------------------------------------------- forward values
 @pytest.mark.parametrize(("build", "build_torch", "shape"), [
-    pytest.param(*case, marks=[needs_diamond_backward] if name.startswith("densenet") else [])
+    pytest.param(*case)
     for name, case in zip(ZOO_IDS, ZOO_CASES, strict=True)
 ], ids=ZOO_IDS)
 def test_forward_matches_torch_in_train_and_eval(build: Callable[[], Any],
