@@ -243,10 +243,7 @@ def test_state_dict_round_trip_through_torch_is_lossless(build: Callable[[], Any
 
 
 # ---------------------------------------------------------------------------- forward values
-@pytest.mark.parametrize(("build", "build_torch", "shape"), [
-    pytest.param(*case)
-    for name, case in zip(ZOO_IDS, ZOO_CASES, strict=True)
-], ids=ZOO_IDS)
+@pytest.mark.parametrize(("build", "build_torch", "shape"), ZOO_CASES, ids=ZOO_IDS)
 def test_forward_matches_torch_in_train_and_eval(build: Callable[[], Any],
                                                  build_torch: Callable[[], tnn.Module],
                                                  shape: tuple[int, ...]) -> None:
