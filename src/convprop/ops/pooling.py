@@ -15,11 +15,14 @@ and routes the derivatives back ("Derivative of max pooling" / "of mean pooling"
 
 "+=" because an input sample can sit in several overlapping windows (stride < K).
 
-Everything is computed one kernel *tap* at a time on a zero-copy window view: tap (i, j) of
-every window at once is the strided slice ``padded[..., i*D::S, j*D::S]``. The forward reduces
-over taps; the backward sends each output gradient back through the same slices with a slice
-``+=`` per tap, the adjoint of reading them (``scatter_windows``). No loop runs over batch,
-channels or pixels.
+Max and mean pooling are computed one kernel *tap* at a time on a zero-copy window view: tap
+(i, j) of every window at once is the strided slice ``padded[..., i*D::S, j*D::S]``. The
+forward reduces over taps (keeping, for max, the tap number of the argmax); the backward sends
+each output gradient back through the same slices with one slice ``+=`` per tap, the adjoint of
+reading them (what ``windows.scatter_windows`` does). No loop runs over batch, channels or
+pixels; the maps are processed in cache-sized blocks. Adaptive mean pooling is one averaging
+matrix per axis (a GEMM); adaptive max pooling reduces the last axis, then the other, with one
+gather per window tap (or plain max pooling when the windows tile the input).
 
 PyTorch's conventions, reproduced exactly:
 
@@ -643,6 +646,8 @@ def _averaging_matrix(length: int, out: int, dtype: np.dtype) -> np.ndarray:
 
 
 class AdaptiveAvgSaved(NamedTuple):
+    """The input shape and the pooled size: enough to rebuild the averaging matrices."""
+
     input_shape: tuple[int, ...]
     out_size: tuple[int, ...]
 
@@ -685,7 +690,11 @@ def adaptive_avg_pool_backward(
     grad = grad_out
     for axis in range(-spatial, 0):
         length = input_shape[axis]
-        if grad.shape[axis] != length:
+        if grad.shape[axis] == 1 and length > 1:
+            # Global pooling along this axis: every sample gets grad / L (a repeat is much
+            # cheaper than the rank-1 product with the averaging matrix).
+            grad = np.repeat(grad / grad.dtype.type(length), length, axis=axis)
+        elif grad.shape[axis] != length:
             averaging = _averaging_matrix(length, grad.shape[axis], grad.dtype)
             grad = _along_axis(grad, averaging.T, axis)
     return (np.ascontiguousarray(grad).reshape(input_shape),)
@@ -785,32 +794,41 @@ def _disjoint_step(length: int, out: int) -> int:
     return max(out, 1)
 
 
-def _expand_along(values: np.ndarray, axis: int) -> np.ndarray:
-    """A 1-D array laid along the (negative) ``axis``, broadcastable against the array."""
-    return values.reshape((-1,) + (1,) * (-axis - 1))
-
-
-def _adaptive_max_axis(x: np.ndarray, out: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Max over the adaptive windows along one (negative) axis, and where along it it was.
+def _adaptive_max_along(x: np.ndarray, out: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Max over the adaptive windows along ``axis`` (positive), and where along it it was.
 
     Windows differ in length; tap k of window i reads ``min(start_i + k, end_i - 1)``: re-reading
     a window's last sample never changes its maximum (">" is strict, a repeated NaN is the same
     position), so every tap is one gather along the axis, vectorised over all windows.
     """
+    best, position = _adaptive_max_pass(x, out, axis, nan_aware=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        has_nan = bool(np.isnan(best.sum()))
+    if has_nan:
+        best, position = _adaptive_max_pass(x, out, axis, nan_aware=True)
+    return best, position
+
+
+def _adaptive_max_pass(
+    x: np.ndarray, out: int, axis: int, nan_aware: bool
+) -> tuple[np.ndarray, np.ndarray]:
     start, end = _adaptive_bounds(x.shape[axis], out)
+    along = (1,) * axis + (-1,) + (1,) * (x.ndim - axis - 1)  # per window, broadcast
     best = np.take(x, start, axis=axis)
-    position = np.broadcast_to(_expand_along(start, axis), best.shape).copy()
+    position = np.broadcast_to(start.astype(np.int32).reshape(along), best.shape).copy()
     update = np.empty(best.shape, dtype=bool)
-    sample_if_update = np.empty(best.shape, dtype=np.int64)
+    sample_if_update = np.empty(best.shape, dtype=np.int32)
     for k in range(1, int((end - start).max())):
         sample = np.minimum(start + k, end - 1)
         candidate = np.take(x, sample, axis=axis)
-        # PyTorch's rule: take val if val > max or val is NaN (so the last NaN wins). Samples
-        # only move forward, so "position = sample where update" is a branch-free maximum;
-        # the value so chosen is exactly np.maximum's (which propagates NaN).
+        # PyTorch's rule: take val if val > max or val is NaN (so the last NaN wins; checked
+        # only when the cheap pass met a NaN). Samples only move forward, so "position =
+        # sample where update" is a branch-free maximum; the value so chosen is exactly
+        # np.maximum's (which propagates NaN).
         np.greater(candidate, best, out=update)
-        update |= np.isnan(candidate)
-        np.multiply(update, _expand_along(sample, axis), out=sample_if_update)
+        if nan_aware:
+            update |= np.isnan(candidate)
+        np.multiply(update, sample.astype(np.int32).reshape(along), out=sample_if_update)
         np.maximum(position, sample_if_update, out=position)
         np.maximum(best, candidate, out=best)
     return best, position
@@ -824,13 +842,27 @@ def _adaptive_max_separable(
     The maximum over a rectangle is the maximum over rows of the row maxima, and PyTorch's
     row-major scan (first maximum, or last NaN) picks the same element as "first row with the
     largest row maximum, and that row's first maximum" (resp. last row with a NaN, its last NaN).
+    Each map is transposed first (cheap, map by map) so that a tap of the column windows
+    gathers whole rows instead of single samples.
     """
-    if x.ndim == 3:
-        return _adaptive_max_axis(x, out_size[0], -1)
-    row_max, column = _adaptive_max_axis(x, out_size[1], -1)
-    values, row = _adaptive_max_axis(row_max, out_size[0], -2)
-    chosen_column = np.take_along_axis(column, row, axis=-2)
-    return values, row * x.shape[-1] + chosen_column
+    spatial = len(out_size)
+    maps = _as_maps(x, spatial)
+    if spatial == 1:
+        values, positions = _adaptive_max_along(maps, out_size[0], 1)
+        out_shape = x.shape[:-1] + out_size
+        return values.reshape(out_shape), positions.astype(np.int64).reshape(out_shape)
+    values = np.empty((maps.shape[0],) + out_size, dtype=x.dtype)
+    indices = np.empty(values.shape, dtype=np.int64)
+    width = np.int64(x.shape[-1])
+    for block in _map_blocks(maps.shape[0], int(np.prod(maps.shape[1:]))):
+        columns = np.ascontiguousarray(maps[block].transpose(0, 2, 1))   # (maps, W, H)
+        row_max, column = _adaptive_max_along(columns, out_size[1], 1)   # (maps, ow, H)
+        row_max = np.ascontiguousarray(row_max.transpose(0, 2, 1))       # (maps, H, ow)
+        column = column.transpose(0, 2, 1)
+        values[block], row = _adaptive_max_along(row_max, out_size[0], 1)  # (maps, oh, ow)
+        indices[block] = row * width + np.take_along_axis(column, row, axis=1)
+    return values.reshape(x.shape[:-spatial] + out_size), indices.reshape(
+        x.shape[:-spatial] + out_size)
 
 
 def adaptive_max_pool_backward(
