@@ -383,3 +383,11 @@ def test_same_padding_with_even_kernel_pads_after_as_torch() -> None:
     w = np.array([[[1.0, 0.0, 0.0, 0.0]]])  # picks the first sample of each window
     y = F.conv1d(cp.tensor(x), cp.tensor(w), padding="same").numpy()
     np.testing.assert_array_equal(y[0, 0], [0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+@pytest.mark.parametrize("name", ["conv2d", "conv_transpose2d"])
+def test_non_contiguous_arrays_match_torch(name: str) -> None:
+    rng = np.random.default_rng(5)
+    x = np.asfortranarray(normal(rng, (2, 3, 6, 5)))
+    w = normal(rng, (3, 3, 3, 4)).transpose(0, 1, 3, 2)  # a strided view
+    compare_with_torch(name, x, w, normal(rng, (3,)), stride=2, padding=1)

@@ -94,7 +94,6 @@ class ConvGeometry:
 # The three kernels shared by convolution and transposed convolution.
 # --------------------------------------------------------------------------------------------
 
-
 # Columns of this many bytes (for a block of samples) stay in the L2/L3 cache between their
 # copy and the GEMM that reads them; the whole batch's columns would make the GEMM read them
 # back from memory (measured 1.6x slower on 32x32 images with 16 channels).
@@ -248,7 +247,8 @@ def _backproject(
         for i in range(spatial):
             full = dilation[i] * (geometry.kernel_size[i] - 1)
             before, _ = geometry.pads[i]
-            # Trailing input samples no window reached get zero gradient: pad for them too.
+            # = D (K - 1) - pad_after, plus a zero for each trailing input sample that no
+            # window reached (stride 1 leaves none; output_padding of a transposed conv does).
             after = geometry.input_size[i] - geometry.output_size[i] + before
             delta_pads.append((full - before, after))
         padded_delta = _pad_or_crop(grad_out, delta_pads)
