@@ -23,7 +23,8 @@ def pair(array: np.ndarray, requires_grad: bool = True) -> tuple[cp.Tensor, torc
 
 
 def assert_close(actual: Any, expected: Any, rtol: float = RTOL, what: str = "") -> None:
-    """Equal within ``rtol`` relative to the largest magnitude of ``expected`` (NaNs must match)."""
+    """Equal within ``rtol`` relative to the largest finite magnitude of ``expected``; NaNs and
+    infinities must sit at the same places (and infinities have the same sign)."""
     actual = np.asarray(actual.detach().numpy() if isinstance(actual, torch.Tensor) else actual)
     expected = np.asarray(
         expected.detach().numpy() if isinstance(expected, torch.Tensor) else expected
@@ -32,7 +33,8 @@ def assert_close(actual: Any, expected: Any, rtol: float = RTOL, what: str = "")
     assert actual.dtype == expected.dtype or expected.dtype.kind not in "f", (
         f"{what}: dtype {actual.dtype} != {expected.dtype}"
     )
-    scale = max(1.0, float(np.nanmax(np.abs(expected)))) if expected.size else 1.0
+    finite = np.abs(expected[np.isfinite(expected)]) if expected.dtype.kind in "fc" else expected
+    scale = max(1.0, float(np.max(finite))) if finite.size else 1.0
     np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale, err_msg=what)
 
 
