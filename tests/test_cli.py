@@ -26,7 +26,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 
 def test_train_evaluate_predict_through_the_cli(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    assert main(["train", "--epochs", "2", "--out", str(run), *QUICK]) == 0
+    assert main(["train", "--epochs", "2", "--out", str(run), "--scheduler", "none", *QUICK]) == 0
     out = capsys.readouterr().out
     assert "epoch   2/2" in out and f"run saved in {run}" in out
     assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0
@@ -40,6 +40,13 @@ def test_train_evaluate_predict_through_the_cli(tmp_path: Path, capsys) -> None:
     assert main(["predict", str(run), str(image), "--top-k", "2"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{image}: ") and line.count(",") == 1
+
+
+def test_onecycle_run_cannot_be_stretched_on_resume(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(run), *QUICK]) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert "onecycle schedule was built for 1 epochs" in capsys.readouterr().err
 
 
 def test_config_file_and_flags(tmp_path: Path) -> None:

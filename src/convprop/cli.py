@@ -62,11 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     train.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=f"default {defaults.optimizer}")
-    train.add_argument("--lr", type=float, help="learning rate (default 0.05 sgd, 0.001 adam/adamw)")
+    train.add_argument("--lr", type=float, help="(peak) learning rate (default 0.05 sgd, 0.003 adam/adamw)")
     train.add_argument("--momentum", type=float, help=f"SGD momentum, default {defaults.momentum}")
     train.add_argument("--weight-decay", type=float, help="default 0 (adamw: 0.01)")
-    train.add_argument("--scheduler", choices=SCHEDULER_NAMES, help="learning-rate schedule")
-    train.add_argument("--augment", help=f"comma list of {', '.join(AUGMENTATIONS)}, or all")
+    train.add_argument("--scheduler", choices=SCHEDULER_NAMES,
+                       help=f"learning-rate schedule (default {defaults.scheduler})")
+    train.add_argument("--augment", help=f"image augmentations: comma list of "
+                                         f"{', '.join(AUGMENTATIONS)}, all or none "
+                                         f"(default {','.join(defaults.augment)})")
     train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
     train.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
     train.add_argument("--test-fraction", type=float, help="share split off for testing (0.2)")
@@ -91,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--model", choices=MODEL_NAMES, default="lenet5")
     summary.add_argument("--input-shape", type=_size, help="C,H,W (or C,L for tdnn)")
     summary.add_argument("--num-classes", type=int, default=10)
+
+    from convprop.explain.cli import add_parser as add_explain_parser
+
+    add_explain_parser(commands)
     return parser
 
 
@@ -109,7 +116,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         if given is not None:
             values[field.name] = given
     if isinstance(values.get("augment"), str):
-        values["augment"] = [v.strip() for v in values["augment"].split(",") if v.strip()]
+        values["augment"] = [v.strip() for v in values["augment"].split(",")
+                             if v.strip() and v.strip() != "none"]
     try:
         return TrainConfig.from_dict(values)
     except (TypeError, ValueError) as error:
@@ -136,6 +144,10 @@ def _run(args: argparse.Namespace) -> int:
                                  strict=True):
             print(f"{path}: " + ", ".join(f"{name} {p:.4f}" for name, p in ranking))
         return 0
+    if args.command == "explain":
+        from convprop.explain.cli import run as run_explain
+
+        return run_explain(args)
     if args.command == "summary":
         from convprop.summary import summary
 
