@@ -69,27 +69,32 @@ def _first_conv(model: Module) -> Module | None:
 
 
 def save_filters(path: Path, model: Module) -> None:
-    """The first convolution's kernels, one tile per (output, input) channel pair (at most 8
-    input channels shown), on a shared colour scale."""
+    """The first convolution's kernels on one colour scale (red positive, blue negative): one
+    tile per output channel when it reads one input channel, else one row per output channel
+    and one column per input channel (at most 8 shown)."""
     plt = _pyplot()
     conv = _first_conv(model)
     if conv is None:
         return
     weights = conv.weight.numpy()
-    if weights.ndim == 3:
+    if weights.ndim == 3:  # Conv1d: show each kernel as a one-row image
         weights = weights[:, :, None, :]
-    rows, cols = weights.shape[0], min(weights.shape[1], 8)
     limit = float(np.abs(weights).max()) or 1.0
-    figure, axes = plt.subplots(rows, cols, figsize=(1.1 * cols + 1, 1.1 * rows + 0.5),
+    if weights.shape[1] == 1:
+        tiles = [(f"{f}", weights[f, 0]) for f in range(weights.shape[0])]
+        cols = min(8, len(tiles))
+        rows = -(-len(tiles) // cols)
+    else:
+        rows, cols = weights.shape[0], min(weights.shape[1], 8)
+        tiles = [(f"{f},{c}", weights[f, c]) for f in range(rows) for c in range(cols)]
+    figure, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 0.5, 1.4 * rows + 0.6),
                                 squeeze=False)
-    for out_channel in range(rows):
-        for in_channel in range(cols):
-            axis = axes[out_channel, in_channel]
-            axis.imshow(weights[out_channel, in_channel], cmap="RdBu_r", vmin=-limit, vmax=limit)
-            axis.set_xticks([])
-            axis.set_yticks([])
-        axes[out_channel, 0].set_ylabel(str(out_channel), rotation=0, labelpad=10)
-    figure.suptitle(f"First-layer filters {tuple(conv.weight.shape)}")
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (label, kernel) in zip(axes.flat, tiles, strict=False):
+        axis.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axis.set_title(label, fontsize=8)
+    figure.suptitle(f"First-layer filters, weight shape {tuple(conv.weight.shape)}")
     _save(figure, path)
 
 
@@ -117,27 +122,24 @@ def save_feature_maps(path: Path, model: Module, image: np.ndarray, per_layer: i
         return
     shown = captured[:12]
     cols = per_layer + 1
-    figure, axes = plt.subplots(len(shown), cols, figsize=(1.2 * cols, 1.3 * len(shown)),
+    figure, axes = plt.subplots(len(shown), cols, figsize=(1.2 * cols, 1.3 * len(shown) + 0.4),
                                 squeeze=False)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
     source = image[0]
     axes[0, 0].imshow(source[0] if source.ndim == 3 else source, cmap="gray", aspect="auto")
     axes[0, 0].set_title("input", fontsize=8)
+    for row in range(1, len(shown)):
+        axes[row, 0].axis("off")
     for row, (name, maps) in enumerate(shown):
-        for col in range(cols):
+        for col in range(1, cols):
             axis = axes[row, col]
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if col == 0:
-                if row:
-                    axis.axis("off")
-                axis.set_ylabel(name, fontsize=7, rotation=0, ha="right")
-                continue
-            if col - 1 < maps.shape[0]:
-                tile = maps[col - 1]
-                axis.imshow(tile if tile.ndim == 2 else tile[None], cmap="viridis", aspect="auto")
-            else:
+            if col - 1 >= maps.shape[0]:
                 axis.axis("off")
-        axes[row, 1].set_ylabel(f"{name}\n{maps.shape[0]} maps", fontsize=7, rotation=0, ha="right",
-                                labelpad=25)
-    figure.suptitle("Feature maps of each convolution layer for one test input")
+                continue
+            tile = maps[col - 1]
+            axis.imshow(tile if tile.ndim == 2 else tile[None], cmap="viridis", aspect="auto")
+        axes[row, 1].set_title(f"{name} ({maps.shape[0]} maps)", fontsize=8, loc="left")
+    figure.suptitle("Feature maps of each convolution layer for one test input", y=1.06)
     _save(figure, path)
