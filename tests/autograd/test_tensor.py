@@ -93,6 +93,18 @@ def test_unary_ops_match_torch(name, data, shape) -> None:
     assert_close(grad_of(ours_x), grad_of(torch_x), what="grad")
 
 
+@pytest.mark.parametrize("method", ["relu", "sigmoid", "tanh", "softmax", "log_softmax"])
+def test_activation_methods_match_torch(method: str) -> None:
+    x = np.linspace(-2, 2, 12).reshape(3, 4)
+    ours_x, torch_x = pair(x)
+    args = (1,) if "softmax" in method else ()
+    ours, theirs = getattr(ours_x, method)(*args), getattr(torch_x, method)(*args)
+    assert_close(ours.numpy(), theirs)
+    (ours * ours).sum().backward()
+    (theirs * theirs).sum().backward()
+    assert_close(grad_of(ours_x), grad_of(torch_x))
+
+
 @pytest.mark.parametrize("reduction", ["sum", "mean", "amax"])
 @given(data=st.data(), shape=hnp.array_shapes(min_dims=1, max_dims=4, max_side=4),
        keepdim=st.booleans())

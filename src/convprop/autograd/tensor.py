@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from convprop.autograd.graph import Node, apply, record, run_backward
+from convprop.ops import activation
 from convprop.ops import elementwise as ew
 from convprop.ops import reduction, shape as shape_ops
 
@@ -313,6 +314,22 @@ class Tensor:
         return apply(ew.clamp_forward, ew.clamp_backward, (self,), min, max)
 
     clip = clamp
+
+    # The point-wise activations PyTorch also offers as methods (same ops as nn.functional's).
+    def relu(self) -> Tensor:
+        return apply(activation.relu_forward, activation.relu_backward, (self,))
+
+    def sigmoid(self) -> Tensor:
+        return apply(activation.sigmoid_forward, activation.sigmoid_backward, (self,))
+
+    def tanh(self) -> Tensor:
+        return apply(activation.tanh_forward, activation.tanh_backward, (self,))
+
+    def softmax(self, dim: int) -> Tensor:
+        return apply(activation.softmax_forward, activation.softmax_backward, (self,), dim)
+
+    def log_softmax(self, dim: int) -> Tensor:
+        return apply(activation.log_softmax_forward, activation.log_softmax_backward, (self,), dim)
 
     # Comparisons give bool tensors outside the graph, as in PyTorch.
     def _compare(self, other: Any, op: Any) -> Tensor:
