@@ -54,13 +54,14 @@ class PoolExplanation(Explanation):
 
     def __init__(self, mode: str, input_size: tuple[int, ...], kernel: tuple[int, ...],
                  stride: tuple[int, ...], padding: tuple[int, ...], values: np.ndarray,
-                 seed: int) -> None:
+                 seed: int, values_given: bool = False) -> None:
         self.mode = mode
         self.input_size = input_size
         self.kernel_size = kernel
         self.stride = stride
         self.padding = padding
         self.values = values
+        self.values_given = values_given
         self.seed = seed
         self.spatial = len(input_size)
         self.output_size = tuple(
@@ -183,7 +184,7 @@ class PoolExplanation(Explanation):
             Heading(title, 1),
             Para(
                 "Pooling works on every map separately (deck 004). The input's numbers "
-                + ("(given):" if self._given else f"(a shuffled 1..{self.values.size}, seed "
+                + ("(given):" if self.values_given else f"(a shuffled 1..{self.values.size}, seed "
                    f"{self.seed}; pass --values to choose):")
             ),
             Grid("input x (symbols)", self.x),
@@ -254,10 +255,6 @@ class PoolExplanation(Explanation):
         out.append(Grid("dL/dx (values)", self.numeric_grad_input.astype(object)))
         out.append(self.verification)
         return out
-
-    @property
-    def _given(self) -> bool:
-        return getattr(self, "_values_given", False)
 
     def to_dict(self) -> dict[str, Any]:
         order = notation.Order(("dy",))
@@ -348,6 +345,4 @@ def pool(
     if terms > MAX_TERMS:
         raise too_large(FUNC, "the number of window entries (outputs x window size)", terms,
                         MAX_TERMS, "choose a smaller input or window, or a larger stride")
-    explanation = PoolExplanation(mode, size, kernel, strides, pads, numbers, seed)
-    explanation._values_given = given
-    return explanation
+    return PoolExplanation(mode, size, kernel, strides, pads, numbers, seed, given)

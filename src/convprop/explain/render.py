@@ -231,6 +231,21 @@ def _box(cells: np.ndarray, order: Order, shaded: np.ndarray | None) -> list[str
     return out
 
 
+def _hang(line: str, indent: int) -> list[str]:
+    """Break a long equation before its '+'/'-' terms, continuing under the right-hand side."""
+    if len(line) <= WIDTH:
+        return [line]
+    lines, current = [], ""
+    for piece in _SPLIT.split(line):
+        candidate = piece if not current else current + " " + piece
+        if current and len(candidate) > WIDTH:
+            lines.append(current)
+            current = " " * indent + piece
+        else:
+            current = candidate
+    return lines + [current]
+
+
 def _matrix_text(block: Matrix) -> list[str]:
     cells = _as_2d(block.cells)
     rows = [[item_text(v, block.order) for v in row] for row in cells]
@@ -261,9 +276,10 @@ def to_text(blocks: Sequence[Block], stable: bool = False) -> str:
         elif isinstance(block, Equations):
             out.append("")
             for lhs, rhs in block.rows:
-                out.append(
-                    "  " + " = ".join([item_text(lhs)] + [item_text(r, block.order) for r in rhs])
+                line = "  " + " = ".join(
+                    [item_text(lhs)] + [item_text(r, block.order) for r in rhs]
                 )
+                out += _hang(line, len(item_text(lhs)) + 5)
         elif isinstance(block, Grid):
             out += ["", f"{item_text(block.title)}:"]
             out += ["  " + line for line in _box(block.cells, block.order, block.shaded)]
