@@ -15,8 +15,11 @@ from benchmarks.harness import format_table
 
 def main() -> int:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}; "
-          f"numpy {np.__version__}; torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores; "
+        f"python {platform.python_version()}; "
+        f"numpy {np.__version__}; torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
     print(format_table(engine.run()))
     return 0
 

@@ -16,7 +16,9 @@ def _pair(array: np.ndarray) -> tuple[cp.Tensor, torch.Tensor]:
     return cp.tensor(array, requires_grad=True), torch.tensor(array, requires_grad=True)
 
 
-def conv2d_case(batch: int, in_channels: int, out_channels: int, size: int, stride: int = 1) -> Timing:
+def conv2d_case(
+    batch: int, in_channels: int, out_channels: int, size: int, stride: int = 1
+) -> Timing:
     rng = np.random.default_rng(0)
     our_x, their_x = _pair(rng.standard_normal((batch, in_channels, size, size), dtype=np.float32))
     our_w, their_w = _pair(rng.standard_normal((out_channels, in_channels, 3, 3), dtype=np.float32))
@@ -28,8 +30,11 @@ def conv2d_case(batch: int, in_channels: int, out_channels: int, size: int, stri
     def theirs() -> None:
         torch.nn.functional.conv2d(their_x, their_w, their_b, stride, 1).sum().backward()
 
-    return compare(f"conv2d {in_channels}->{out_channels} {size}x{size} s{stride} b{batch} fwd+bwd",
-                   ours, theirs)
+    return compare(
+        f"conv2d {in_channels}->{out_channels} {size}x{size} s{stride} b{batch} fwd+bwd",
+        ours,
+        theirs,
+    )
 
 
 def max_pool_case(batch: int, channels: int, size: int, kernel: int, stride: int) -> Timing:
@@ -42,8 +47,11 @@ def max_pool_case(batch: int, channels: int, size: int, kernel: int, stride: int
     def theirs() -> None:
         torch.nn.functional.max_pool2d(their_x, kernel, stride).sum().backward()
 
-    return compare(f"max_pool2d {kernel}x{kernel}/{stride} {channels}x{size}x{size} b{batch} fwd+bwd",
-                   ours, theirs)
+    return compare(
+        f"max_pool2d {kernel}x{kernel}/{stride} {channels}x{size}x{size} b{batch} fwd+bwd",
+        ours,
+        theirs,
+    )
 
 
 def small_network_case() -> Timing:
@@ -71,10 +79,19 @@ def lenet_step_case(batch: int = 128) -> Timing:
     cp.manual_seed(0)
     ours_model = models.lenet5()
     theirs_model = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
-        torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84), torch.nn.ReLU(),
-        torch.nn.Linear(84, 10))
+        torch.nn.Conv2d(1, 6, 5, padding=2),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(6, 16, 5),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(400, 120),
+        torch.nn.ReLU(),
+        torch.nn.Linear(120, 84),
+        torch.nn.ReLU(),
+        torch.nn.Linear(84, 10),
+    )
     our_opt = optim.SGD(ours_model.parameters(), lr=0.01, momentum=0.9)
     their_opt = torch.optim.SGD(theirs_model.parameters(), lr=0.01, momentum=0.9)
     rng = np.random.default_rng(3)

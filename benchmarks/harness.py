@@ -34,8 +34,13 @@ def _time_once(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def compare(name: str, ours: Callable[[], object], theirs: Callable[[], object],
-            repeats: int = 7, warmup: int = 2) -> Timing:
+def compare(
+    name: str,
+    ours: Callable[[], object],
+    theirs: Callable[[], object],
+    repeats: int = 7,
+    warmup: int = 2,
+) -> Timing:
     """Median time of ``ours`` and ``theirs``, interleaved."""
     for _ in range(warmup):
         ours()
@@ -49,11 +54,14 @@ def compare(name: str, ours: Callable[[], object], theirs: Callable[[], object],
 
 def format_table(timings: list[Timing]) -> str:
     width = max(len(t.name) for t in timings)
-    lines = [f"{'case'.ljust(width)}  convprop ms  pytorch ms  ratio",
-             f"{'-' * width}  -----------  ----------  -----"]
+    lines = [
+        f"{'case'.ljust(width)}  convprop ms  pytorch ms  ratio",
+        f"{'-' * width}  -----------  ----------  -----",
+    ]
     for t in timings:
-        lines.append(f"{t.name.ljust(width)}  {t.ours * 1e3:11.2f}  {t.theirs * 1e3:10.2f}  "
-                     f"{t.ratio:5.2f}")
+        lines.append(
+            f"{t.name.ljust(width)}  {t.ours * 1e3:11.2f}  {t.theirs * 1e3:10.2f}  {t.ratio:5.2f}"
+        )
     ratios = [t.ratio for t in timings]
     geometric = statistics.geometric_mean(ratios)
     lines.append(f"geometric mean of ratios: {geometric:.2f}")

@@ -19,9 +19,16 @@ from convprop.io.files import load_arrays
 QUICK = ["--limit", "300", "--batch-size", "50", "--quiet", "--seed", "5"]
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "convprop", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "convprop", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def test_train_evaluate_predict_through_the_cli(tmp_path: Path, capsys) -> None:
@@ -53,7 +60,9 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
     config.write_text('epochs = 1\nbatch-size = 60\nlimit = 200\noptimizer = "sgd"\nlr = 0.02\n')
     run = tmp_path / "run"
-    assert main(["train", "--config", str(config), "--out", str(run), "--quiet", "--lr", "0.03"]) == 0
+    assert (
+        main(["train", "--config", str(config), "--out", str(run), "--quiet", "--lr", "0.03"]) == 0
+    )
     saved = json.loads((run / "checkpoint.json").read_text())["config"]
     assert saved["batch_size"] == 60 and saved["optimizer"] == "sgd" and saved["lr"] == 0.03
 
@@ -79,8 +88,9 @@ def test_summary_command(capsys) -> None:
         ([], "the following arguments are required"),
     ],
 )
-def test_user_errors_give_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str,
-                                              capsys, monkeypatch) -> None:
+def test_user_errors_give_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], message: str, capsys, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert main([*args, *(["--out", str(tmp_path / "run")] if args[:1] == ["train"] else [])]) == 2
     err = capsys.readouterr().err
@@ -122,13 +132,18 @@ def _wait_for_epoch(run: Path, epoch: int, process: subprocess.Popen, limit: flo
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.35], ids=["between_epochs", "inside_epoch"])
-def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path: Path, delay: float) -> None:
+def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(
+    tmp_path: Path, delay: float
+) -> None:
     args = ["--epochs", "3", *QUICK, "--augment", "shift,rotate"]
     whole = tmp_path / "whole"
     assert run_cli("train", *args, "--out", str(whole)).returncode == 0
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "convprop", "train", *args, "--out", str(killed)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convprop", "train", *args, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         _wait_for_epoch(killed, 1, process)
         time.sleep(delay)
@@ -139,10 +154,15 @@ def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(tmp_path: 
             process.kill()
     # Whatever moment the kill hit, the committed checkpoint loads and names existing files.
     checkpoint = json.loads((killed / "checkpoint.json").read_text())
-    assert (killed / checkpoint["model_file"]).exists() and (killed / checkpoint["optimizer_file"]).exists()
+    assert (killed / checkpoint["model_file"]).exists() and (
+        killed / checkpoint["optimizer_file"]
+    ).exists()
     if checkpoint["epoch"] < 3:
         resumed = run_cli("train", "--resume", str(killed), "--quiet")
         assert resumed.returncode == 0, resumed.stderr
-    expected, actual = load_arrays(whole / "model.safetensors"), load_arrays(killed / "model.safetensors")
+    expected, actual = (
+        load_arrays(whole / "model.safetensors"),
+        load_arrays(killed / "model.safetensors"),
+    )
     for name in expected:
         np.testing.assert_array_equal(expected[name], actual[name], err_msg=name)

@@ -81,8 +81,10 @@ def test_table_renders_rows_and_totals() -> None:
     text = str(summary(models.lenet5(), (1, 1, 28, 28)))
     lines = text.splitlines()
     assert lines[0].startswith("=") and "Layer (type)" in lines[1] and "Mult-adds" in lines[1]
-    cells = {re.split(r"\s{2,}", line.strip())[0]: re.split(r"\s{2,}", line.strip())[1:]
-             for line in lines[3:15]}
+    cells = {
+        re.split(r"\s{2,}", line.strip())[0]: re.split(r"\s{2,}", line.strip())[1:]
+        for line in lines[3:15]
+    }
     assert cells["features.0 (Conv2d)"] == ["[1, 6, 28, 28]", "156", "117,600"]
     assert cells["features.2 (MaxPool2d)"] == ["[1, 6, 14, 14]", "0", "0"]
     assert cells["classifier.1 (Linear)"] == ["[1, 120]", "48,120", "48,000"]
@@ -111,7 +113,8 @@ def test_resnet20_and_tdnn_summaries() -> None:
     assert result.output_shape == (2, 10)
     modules = dict(model.named_modules())
     assert result.total_mult_adds == sum(
-        expected_mult_adds(modules[row.name], row.output_shape) for row in result.rows)
+        expected_mult_adds(modules[row.name], row.output_shape) for row in result.rows
+    )
     names = [row.name for row in result.rows]
     assert names[:3] == ["conv1", "bn1", "layer1.0.conv1"]
     assert "layer2.0.downsample.0" in names

@@ -28,8 +28,16 @@ def weights(path: Path) -> dict[str, np.ndarray]:
 def test_run_directory_holds_every_artifact(tmp_path: Path) -> None:
     result = quick_fit(tmp_path / "run")
     run = tmp_path / "run"
-    for name in ("checkpoint.json", "model.safetensors", "best.safetensors", "metrics.csv",
-                 "curves.png", "filters.png", "confusion.png", "feature_maps.png"):
+    for name in (
+        "checkpoint.json",
+        "model.safetensors",
+        "best.safetensors",
+        "metrics.csv",
+        "curves.png",
+        "filters.png",
+        "confusion.png",
+        "feature_maps.png",
+    ):
         assert (run / name).exists(), name
     for png in run.glob("*.png"):
         with Image.open(png) as image:
@@ -40,7 +48,9 @@ def test_run_directory_holds_every_artifact(tmp_path: Path) -> None:
     checkpoint = json.loads((run / "checkpoint.json").read_text())
     assert checkpoint["epoch"] == 2 and checkpoint["config"]["limit"] == 300
     assert sorted(p.name for p in (run / "state").iterdir()) == [
-        "epoch-0002.model.safetensors", "epoch-0002.optimizer.safetensors"]
+        "epoch-0002.model.safetensors",
+        "epoch-0002.optimizer.safetensors",
+    ]
     assert len(result.history) == 2 and 0 <= result.test_accuracy <= 1
 
 
@@ -50,27 +60,44 @@ def test_weights_use_pytorch_keys_and_load_into_torch(tmp_path: Path) -> None:
     state = weights(tmp_path / "run" / "model.safetensors")
     reference = torch.nn.Sequential()
     reference.features = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+        torch.nn.Conv2d(1, 6, 5, padding=2),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(6, 16, 5),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+    )
     reference.classifier = torch.nn.Sequential(
-        torch.nn.Flatten(), torch.nn.Linear(400, 120), torch.nn.ReLU(), torch.nn.Linear(120, 84),
-        torch.nn.ReLU(), torch.nn.Linear(84, 10))
+        torch.nn.Flatten(),
+        torch.nn.Linear(400, 120),
+        torch.nn.ReLU(),
+        torch.nn.Linear(120, 84),
+        torch.nn.ReLU(),
+        torch.nn.Linear(84, 10),
+    )
     reference.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
 
 
 def test_same_seed_gives_bitwise_identical_runs(tmp_path: Path) -> None:
     quick_fit(tmp_path / "a", augment=["all"])
     quick_fit(tmp_path / "b", augment=["all"])
-    assert (tmp_path / "a" / "metrics.csv").read_text().split("\n")[1].split(",")[:5] == \
-        (tmp_path / "b" / "metrics.csv").read_text().split("\n")[1].split(",")[:5]
-    first, second = weights(tmp_path / "a" / "model.safetensors"), weights(tmp_path / "b" / "model.safetensors")
+    assert (tmp_path / "a" / "metrics.csv").read_text().split("\n")[1].split(",")[:5] == (
+        tmp_path / "b" / "metrics.csv"
+    ).read_text().split("\n")[1].split(",")[:5]
+    first, second = (
+        weights(tmp_path / "a" / "model.safetensors"),
+        weights(tmp_path / "b" / "model.safetensors"),
+    )
     for name in first:
         np.testing.assert_array_equal(first[name], second[name])
 
 
-@pytest.mark.parametrize("optimizer,scheduler", [("sgd", "cosine"), ("adamw", "onecycle"),
-                                                 ("adam", "plateau")])
-def test_resume_ends_bitwise_equal_to_uninterrupted(tmp_path: Path, optimizer: str, scheduler: str) -> None:
+@pytest.mark.parametrize(
+    "optimizer,scheduler", [("sgd", "cosine"), ("adamw", "onecycle"), ("adam", "plateau")]
+)
+def test_resume_ends_bitwise_equal_to_uninterrupted(
+    tmp_path: Path, optimizer: str, scheduler: str
+) -> None:
     settings = dict(optimizer=optimizer, scheduler=scheduler, augment=["shift"])
     quick_fit(tmp_path / "whole", epochs=3, **settings)
 
@@ -79,11 +106,18 @@ def test_resume_ends_bitwise_equal_to_uninterrupted(tmp_path: Path, optimizer: s
 
     partial = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
-        fit(TrainConfig(epochs=3, **QUICK, **settings), partial, progress=False,
-            log=stop_after_first_epoch)
+        fit(
+            TrainConfig(epochs=3, **QUICK, **settings),
+            partial,
+            progress=False,
+            log=stop_after_first_epoch,
+        )
     assert json.loads((partial / "checkpoint.json").read_text())["epoch"] == 1
     fit(TrainConfig(), partial, resume=True, progress=False, log=lambda s: None)
-    whole, resumed = weights(tmp_path / "whole" / "model.safetensors"), weights(partial / "model.safetensors")
+    whole, resumed = (
+        weights(tmp_path / "whole" / "model.safetensors"),
+        weights(partial / "model.safetensors"),
+    )
     for name in whole:
         np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
 
@@ -99,8 +133,13 @@ def test_existing_run_directory_is_refused_unless_resume_or_overwrite(tmp_path: 
     (run / "notes.txt").write_text("mine")
     with pytest.raises(RunDirectoryError, match="already holds a run .* --resume .* --overwrite"):
         quick_fit(run, epochs=1)
-    fit(TrainConfig(epochs=1, **{**QUICK, "seed": 4}), run, overwrite=True, progress=False,
-        log=lambda s: None)
+    fit(
+        TrainConfig(epochs=1, **{**QUICK, "seed": 4}),
+        run,
+        overwrite=True,
+        progress=False,
+        log=lambda s: None,
+    )
     assert (run / "notes.txt").read_text() == "mine"
     assert json.loads((run / "checkpoint.json").read_text())["config"]["seed"] == 4
     with pytest.raises(RunDirectoryError, match="no checkpoint.json to resume from"):
@@ -121,7 +160,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, mo
         return loss
 
     monkeypatch.setattr(training.F, "cross_entropy", poisoned)
-    with pytest.raises(TrainingError, match=r"loss became nan at epoch 2, batch 2.*\(epoch 1\) is kept"):
+    with pytest.raises(
+        TrainingError, match=r"loss became nan at epoch 2, batch 2.*\(epoch 1\) is kept"
+    ):
         quick_fit(run, epochs=3)
     checkpoint = json.loads((run / "checkpoint.json").read_text())
     assert checkpoint["epoch"] == 1
@@ -148,14 +189,17 @@ def test_evaluate_and_predict(tmp_path: Path) -> None:
     assert len(ranking) == 2 and all(len(r) == 3 for r in ranking)
     for row in ranking:
         probabilities = [p for _, p in row]
-        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
+        assert (
+            probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
+        )
 
 
 def test_checkpoint_from_another_architecture_is_refused(tmp_path: Path) -> None:
     quick_fit(tmp_path / "lenet", epochs=1)
     quick_fit(tmp_path / "tdnn", epochs=1, model="tdnn")
     (tmp_path / "tdnn" / "model.safetensors").write_bytes(
-        (tmp_path / "lenet" / "model.safetensors").read_bytes())
+        (tmp_path / "lenet" / "model.safetensors").read_bytes()
+    )
     with pytest.raises(CheckpointError, match="model.safetensors: does not fit the model"):
         evaluate(tmp_path / "tdnn")
 

@@ -4,7 +4,6 @@ import numpy as np
 
 from convprop import autograd
 from convprop.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
-from convprop.random import manual_seed
 from convprop.autograd.tensor import (
     arange,
     cat,
@@ -18,6 +17,7 @@ from convprop.autograd.tensor import (
     zeros,
     zeros_like,
 )
+from convprop.random import manual_seed
 
 __version__ = "0.1.0"
 

@@ -50,7 +50,9 @@ def _size(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="convprop", description="CNNs with hand-derived backpropagation, on NumPy.")
+    parser = _Parser(
+        prog="convprop", description="CNNs with hand-derived backpropagation, on NumPy."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a model (LeNet-5 on bundled MNIST by default)")
@@ -62,22 +64,34 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     train.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=f"default {defaults.optimizer}")
-    train.add_argument("--lr", type=float, help="(peak) learning rate (default 0.05 sgd, 0.003 adam/adamw)")
+    train.add_argument(
+        "--lr", type=float, help="(peak) learning rate (default 0.05 sgd, 0.003 adam/adamw)"
+    )
     train.add_argument("--momentum", type=float, help=f"SGD momentum, default {defaults.momentum}")
     train.add_argument("--weight-decay", type=float, help="default 0 (adamw: 0.01)")
-    train.add_argument("--scheduler", choices=SCHEDULER_NAMES,
-                       help=f"learning-rate schedule (default {defaults.scheduler})")
-    train.add_argument("--augment", help=f"image augmentations: comma list of "
-                                         f"{', '.join(AUGMENTATIONS)}, all or none "
-                                         f"(default {','.join(defaults.augment)})")
+    train.add_argument(
+        "--scheduler",
+        choices=SCHEDULER_NAMES,
+        help=f"learning-rate schedule (default {defaults.scheduler})",
+    )
+    train.add_argument(
+        "--augment",
+        help=f"image augmentations: comma list of "
+        f"{', '.join(AUGMENTATIONS)}, all or none "
+        f"(default {','.join(defaults.augment)})",
+    )
     train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
     train.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
     train.add_argument("--test-fraction", type=float, help="share split off for testing (0.2)")
     train.add_argument("--limit", type=int, help="train on this many samples only (quick runs)")
     train.add_argument("--resize", type=_size, help="resize images to HxW (image folders)")
     train.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                       help="continue a run (with --epochs, to a new total)")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue a run (with --epochs, to a new total)",
+    )
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -116,8 +130,9 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         if given is not None:
             values[field.name] = given
     if isinstance(values.get("augment"), str):
-        values["augment"] = [v.strip() for v in values["augment"].split(",")
-                             if v.strip() and v.strip() != "none"]
+        values["augment"] = [
+            v.strip() for v in values["augment"].split(",") if v.strip() and v.strip() != "none"
+        ]
     try:
         return TrainConfig.from_dict(values)
     except (TypeError, ValueError) as error:
@@ -129,19 +144,23 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "train":
         if args.resume is not None:
-            result = training.fit(TrainConfig(), args.resume, resume=True, progress=not args.quiet,
-                                  epochs=args.epochs)
+            result = training.fit(
+                TrainConfig(), args.resume, resume=True, progress=not args.quiet, epochs=args.epochs
+            )
         else:
             config = _train_config(args)
-            result = training.fit(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
+            result = training.fit(
+                config, args.out, overwrite=args.overwrite, progress=not args.quiet
+            )
         print(f"final test accuracy {result.test_accuracy:.4f}; run saved in {result.run_dir}")
         return 0
     if args.command == "evaluate":
         print(training.evaluate(args.run_dir, args.data).report())
         return 0
     if args.command == "predict":
-        for path, ranking in zip(args.images, training.predict(args.run_dir, args.images, args.top_k),
-                                 strict=True):
+        for path, ranking in zip(
+            args.images, training.predict(args.run_dir, args.images, args.top_k), strict=True
+        ):
             print(f"{path}: " + ", ".join(f"{name} {p:.4f}" for name, p in ranking))
         return 0
     if args.command == "explain":
@@ -166,16 +185,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"convprop: error: {error}", file=sys.stderr)
         return USAGE_ERROR
-    except (DataError, CheckpointError, RunDirectoryError, ValueError, TypeError,
-            FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as error:
+    except (
+        DataError,
+        CheckpointError,
+        RunDirectoryError,
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        PermissionError,
+        IsADirectoryError,
+        NotADirectoryError,
+    ) as error:
         print(f"convprop: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except TrainingError as error:
         print(f"convprop: training stopped: {error}", file=sys.stderr)
         return TRAINING_FAILED
     except KeyboardInterrupt:
-        print("convprop: interrupted; the last completed epoch's checkpoint is kept",
-              file=sys.stderr)
+        print(
+            "convprop: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr
+        )
         return 130
 
 

@@ -55,12 +55,26 @@ def save_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> No
     size = max(4.0, 0.5 * len(classes) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
     axis.imshow(matrix, cmap="Blues")
-    axis.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes,
-             yticklabels=classes, xlabel="predicted", ylabel="true", title="Confusion matrix")
+    axis.set(
+        xticks=range(len(classes)),
+        yticks=range(len(classes)),
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="true",
+        title="Confusion matrix",
+    )
     threshold = matrix.max() / 2 if matrix.size else 0
     for (row, col), count in np.ndenumerate(matrix):
-        axis.text(col, row, str(count), ha="center", va="center", fontsize=8,
-                  color="white" if count > threshold else "black")
+        axis.text(
+            col,
+            row,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if count > threshold else "black",
+        )
     _save(figure, path)
 
 
@@ -87,8 +101,9 @@ def save_filters(path: Path, model: Module) -> None:
     else:
         rows, cols = weights.shape[0], min(weights.shape[1], 8)
         tiles = [(f"{f},{c}", weights[f, c]) for f in range(rows) for c in range(cols)]
-    figure, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 0.5, 1.4 * rows + 0.6),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        rows, cols, figsize=(1.3 * cols + 0.5, 1.4 * rows + 0.6), squeeze=False
+    )
     for axis in axes.flat:
         axis.axis("off")
     for axis, (label, kernel) in zip(axes.flat, tiles, strict=False):
@@ -122,8 +137,9 @@ def save_feature_maps(path: Path, model: Module, image: np.ndarray, per_layer: i
         return
     shown = captured[:12]
     cols = per_layer + 1
-    figure, axes = plt.subplots(len(shown), cols, figsize=(1.2 * cols, 1.3 * len(shown) + 0.4),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        len(shown), cols, figsize=(1.2 * cols, 1.3 * len(shown) + 0.4), squeeze=False
+    )
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])

@@ -38,8 +38,12 @@ class Summary:
     def __str__(self) -> str:
         header = ("Layer (type)", "Output shape", "Param #", "Mult-adds")
         body = [
-            (f"{row.name} ({row.kind})", str(list(row.output_shape)), f"{row.parameters:,}",
-             f"{row.mult_adds:,}")
+            (
+                f"{row.name} ({row.kind})",
+                str(list(row.output_shape)),
+                f"{row.parameters:,}",
+                f"{row.mult_adds:,}",
+            )
             for row in self.rows
         ]
         widths = [max(len(line[i]) for line in [header, *body]) for i in range(4)]
@@ -92,11 +96,15 @@ def summary(model: Module, input_shape: Sequence[int], dtype: Any = np.float32) 
 
         def record(module: Module, inputs: tuple[Any, ...], output: Any, name: str = name) -> None:
             first = output[0] if isinstance(output, tuple) else output
-            rows.append(LayerRow(
-                name or type(module).__name__, type(module).__name__, tuple(first.shape),
-                sum(p.numel() for p in module.parameters(recurse=False)),
-                _mult_adds(module, inputs, first),
-            ))
+            rows.append(
+                LayerRow(
+                    name or type(module).__name__,
+                    type(module).__name__,
+                    tuple(first.shape),
+                    sum(p.numel() for p in module.parameters(recurse=False)),
+                    _mult_adds(module, inputs, first),
+                )
+            )
 
         handles.append(module.register_forward_hook(record))
     was_training = model.training
@@ -110,7 +118,9 @@ def summary(model: Module, input_shape: Sequence[int], dtype: Any = np.float32) 
         model.train(was_training)
     parameters = list(model.parameters())
     return Summary(
-        rows, shape, tuple(output.shape),
+        rows,
+        shape,
+        tuple(output.shape),
         sum(p.numel() for p in parameters),
         sum(p.numel() for p in parameters if p.requires_grad),
     )

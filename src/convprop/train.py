@@ -64,8 +64,16 @@ SCHEDULER_NAMES = ("none", "step", "cosine", "onecycle", "plateau")
 # The peak rates of the default one-cycle schedule; measured on the bundled MNIST subset
 # (LeNet-5, seeds 0-2: 98.0-98.4% test accuracy with shift/rotate/scale augmentation).
 DEFAULT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3}
-RUN_FILES = ("checkpoint.json", "model.safetensors", "best.safetensors", "metrics.csv",
-             "curves.png", "filters.png", "confusion.png", "feature_maps.png")
+RUN_FILES = (
+    "checkpoint.json",
+    "model.safetensors",
+    "best.safetensors",
+    "metrics.csv",
+    "curves.png",
+    "filters.png",
+    "confusion.png",
+    "feature_maps.png",
+)
 
 
 class TrainingError(RuntimeError):
@@ -99,8 +107,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that is out of range."""
-        choices = {"model": MODEL_NAMES, "optimizer": OPTIMIZER_NAMES,
-                   "scheduler": SCHEDULER_NAMES, "dtype": ("float32", "float64")}
+        choices = {
+            "model": MODEL_NAMES,
+            "optimizer": OPTIMIZER_NAMES,
+            "scheduler": SCHEDULER_NAMES,
+            "dtype": ("float32", "float64"),
+        }
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
@@ -196,7 +208,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         raise DataError(f"{config.data}: need at least two classes, found {len(classes)}")
     if config.limit is not None:
         rng = np.random.default_rng([config.seed, 7])
-        train = train.subset(np.sort(rng.permutation(len(train))[:config.limit]))
+        train = train.subset(np.sort(rng.permutation(len(train))[: config.limit]))
         test_count = max(10, int(round(config.limit * config.test_fraction)))
         test = test.subset(np.sort(rng.permutation(len(test))[:test_count]))
     as_sequence = config.model == "tdnn" and not train.is_sequence
@@ -211,8 +223,9 @@ def prepare_data(config: TrainConfig) -> PreparedData:
             f"{config.data}: holds 1-D sequences (N, C, L); only --model tdnn accepts them"
         )
     mean, std = channel_statistics(train.inputs)
-    return PreparedData(train, test, tuple(train.inputs.shape[1:]), classes, mean, std,
-                        as_sequence, image_shape)
+    return PreparedData(
+        train, test, tuple(train.inputs.shape[1:]), classes, mean, std, as_sequence, image_shape
+    )
 
 
 def _image_as_sequence(data: ArrayDataset) -> ArrayDataset:
@@ -242,15 +255,19 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int) -> nn.M
 def build_optimizer(config: TrainConfig, parameters: Sequence[nn.Parameter]) -> optim.Optimizer:
     lr = config.learning_rate
     if config.optimizer == "sgd":
-        return optim.SGD(parameters, lr=lr, momentum=config.momentum,
-                         weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+        return optim.SGD(
+            parameters,
+            lr=lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=config.momentum > 0,
+        )
     if config.optimizer == "adam":
         return optim.Adam(parameters, lr=lr, weight_decay=config.weight_decay)
     return optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay or 1e-2)
 
 
-def build_scheduler(config: TrainConfig, optimizer: optim.Optimizer,
-                    steps_per_epoch: int) -> Any:
+def build_scheduler(config: TrainConfig, optimizer: optim.Optimizer, steps_per_epoch: int) -> Any:
     """The scheduler and whether it steps per batch (``onecycle``) or per epoch."""
     name = config.scheduler
     if name == "none":
@@ -261,8 +278,12 @@ def build_scheduler(config: TrainConfig, optimizer: optim.Optimizer,
         return optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     if name == "plateau":
         return optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
-    return optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate,
-                                         epochs=config.epochs, steps_per_epoch=steps_per_epoch)
+    return optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=config.learning_rate,
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+    )
 
 
 # ----------------------------------------------------------------------------- run directory
@@ -316,7 +337,9 @@ def _optimizer_arrays(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return {"state": json_state, "param_groups": state["param_groups"]}, arrays
 
 
-def _optimizer_from_arrays(json_state: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def _optimizer_from_arrays(
+    json_state: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for index, per_param in json_state["state"].items():
         state[int(index)] = {
@@ -331,9 +354,14 @@ def _to_tensor(batch: np.ndarray, dtype: np.dtype) -> cp.Tensor:
     return cp.from_numpy(np.ascontiguousarray(batch, dtype=dtype))
 
 
-def evaluate_arrays(model: nn.Module, inputs: np.ndarray, labels: np.ndarray,
-                    normalize: Callable[[np.ndarray], np.ndarray], dtype: np.dtype,
-                    batch_size: int = 256) -> tuple[float, np.ndarray]:
+def evaluate_arrays(
+    model: nn.Module,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    normalize: Callable[[np.ndarray], np.ndarray],
+    dtype: np.dtype,
+    batch_size: int = 256,
+) -> tuple[float, np.ndarray]:
     """Mean cross-entropy and the predicted class of every input (eval mode, no graph)."""
     was_training = model.training
     model.eval()
@@ -341,18 +369,26 @@ def evaluate_arrays(model: nn.Module, inputs: np.ndarray, labels: np.ndarray,
     predictions = []
     with cp.no_grad():
         for start in range(0, len(labels), batch_size):
-            batch = normalize(inputs[start:start + batch_size])
+            batch = normalize(inputs[start : start + batch_size])
             logits = model(_to_tensor(batch, dtype))
-            target = cp.from_numpy(labels[start:start + batch_size])
+            target = cp.from_numpy(labels[start : start + batch_size])
             total_loss += float(F.cross_entropy(logits, target, reduction="sum").item())
             predictions.append(np.argmax(logits.numpy(), axis=1))
     model.train(was_training)
-    return total_loss / max(1, len(labels)), np.concatenate(predictions) if predictions else np.zeros(0, int)
+    return total_loss / max(1, len(labels)), np.concatenate(
+        predictions
+    ) if predictions else np.zeros(0, int)
 
 
-def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, overwrite: bool = False,
-        progress: bool = True, log: Callable[[str], None] = print,
-        epochs: int | None = None) -> RunResult:
+def fit(
+    config: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    epochs: int | None = None,
+) -> RunResult:
     """Train ``config.model`` on ``config.data``, checkpointing into ``run_dir`` every epoch.
 
     With ``resume`` the configuration comes from the run's checkpoint (``config`` is ignored)
@@ -366,8 +402,9 @@ def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, overwrit
         try:
             config = TrainConfig.from_dict(saved["config"])
         except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{run_dir / 'checkpoint.json'}: not a convprop checkpoint "
-                                  f"({error})") from None
+            raise CheckpointError(
+                f"{run_dir / 'checkpoint.json'}: not a convprop checkpoint ({error})"
+            ) from None
         if epochs is not None and epochs != config.epochs:
             if config.scheduler == "onecycle":
                 raise RunDirectoryError(
@@ -393,7 +430,8 @@ def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, overwrit
     best_accuracy = -1.0
     if resume:
         start_epoch, best_accuracy, history, shuffle_rng, augment_rng = _restore(
-            run_dir, model, optimizer, scheduler)
+            run_dir, model, optimizer, scheduler
+        )
     augmentation = _augmentation_for(data, config.augment, augment_rng)
     loader = DataLoader(data.train, config.batch_size, shuffle=True, generator=shuffle_rng)
 
@@ -426,34 +464,58 @@ def fit(config: TrainConfig, run_dir: str | Path, resume: bool = False, overwrit
             correct += int((np.argmax(logits.numpy(), axis=1) == labels).sum())
             seen += len(labels)
             elapsed = time.perf_counter() - started
-            bar.set_postfix_str(f"loss {loss_sum / seen:.4f}  {seen / max(elapsed, 1e-9):.0f} img/s")
+            bar.set_postfix_str(
+                f"loss {loss_sum / seen:.4f}  {seen / max(elapsed, 1e-9):.0f} img/s"
+            )
             bar.update(1)
         bar.close()
         lr_used = optimizer.param_groups[0]["lr"]
-        test_loss, predictions = evaluate_arrays(model, data.test.inputs, data.test.labels,
-                                                 normalize, dtype)
+        test_loss, predictions = evaluate_arrays(
+            model, data.test.inputs, data.test.labels, normalize, dtype
+        )
         test_accuracy = float((predictions == data.test.labels).mean())
         if scheduler is not None and not isinstance(scheduler, optim.lr_scheduler.OneCycleLR):
             if isinstance(scheduler, optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(test_loss)
             else:
                 scheduler.step()
-        metrics = EpochMetrics(epoch, loss_sum / seen, correct / seen, test_loss, test_accuracy,
-                               lr_used, time.perf_counter() - started)
+        metrics = EpochMetrics(
+            epoch,
+            loss_sum / seen,
+            correct / seen,
+            test_loss,
+            test_accuracy,
+            lr_used,
+            time.perf_counter() - started,
+        )
         history.append(metrics)
         improved = test_accuracy > best_accuracy
         best_accuracy = max(best_accuracy, test_accuracy)
-        _commit_epoch(run_dir, config, data, model, optimizer, scheduler, history, best_accuracy,
-                      improved, shuffle_rng, augment_rng)
-        log(f"epoch {epoch:>3}/{config.epochs}  train loss {metrics.train_loss:.4f} acc "
+        _commit_epoch(
+            run_dir,
+            config,
+            data,
+            model,
+            optimizer,
+            scheduler,
+            history,
+            best_accuracy,
+            improved,
+            shuffle_rng,
+            augment_rng,
+        )
+        log(
+            f"epoch {epoch:>3}/{config.epochs}  train loss {metrics.train_loss:.4f} acc "
             f"{metrics.train_accuracy:.4f}  test loss {metrics.test_loss:.4f} acc "
-            f"{metrics.test_accuracy:.4f}  lr {lr_used:.3g}  {metrics.seconds:.1f}s")
+            f"{metrics.test_accuracy:.4f}  lr {lr_used:.3g}  {metrics.seconds:.1f}s"
+        )
     _write_plots(run_dir, model, data, history, normalize, dtype)
     return RunResult(model, history, run_dir)
 
 
-def _augmentation_for(data: PreparedData, names: Sequence[str],
-                      generator: np.random.Generator) -> Callable[[np.ndarray], np.ndarray] | None:
+def _augmentation_for(
+    data: PreparedData, names: Sequence[str], generator: np.random.Generator
+) -> Callable[[np.ndarray], np.ndarray] | None:
     """The image augmentation; images a TDNN reads as sequences are augmented as images.
     Genuine 1-D sequences have no spatial augmentation, so none is applied to them."""
     augmentation = build_augmentation(names, generator)
@@ -473,14 +535,30 @@ def _augmentation_for(data: PreparedData, names: Sequence[str],
 def _progress_bar(enabled: bool, total: int, description: str) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="batch", leave=False, disable=not enabled,
-                file=sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        total=total,
+        desc=description,
+        unit="batch",
+        leave=False,
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
 
 
-def _commit_epoch(run_dir: Path, config: TrainConfig, data: PreparedData, model: nn.Module,
-                  optimizer: optim.Optimizer, scheduler: Any, history: list[EpochMetrics],
-                  best_accuracy: float, improved: bool, shuffle_rng: np.random.Generator,
-                  augment_rng: np.random.Generator) -> None:
+def _commit_epoch(
+    run_dir: Path,
+    config: TrainConfig,
+    data: PreparedData,
+    model: nn.Module,
+    optimizer: optim.Optimizer,
+    scheduler: Any,
+    history: list[EpochMetrics],
+    best_accuracy: float,
+    improved: bool,
+    shuffle_rng: np.random.Generator,
+    augment_rng: np.random.Generator,
+) -> None:
     """Write the epoch's files, then ``checkpoint.json`` (the commit point), then clean up."""
     epoch = history[-1].epoch
     state = model.state_dict()
@@ -503,10 +581,18 @@ def _commit_epoch(run_dir: Path, config: TrainConfig, data: PreparedData, model:
         "optimizer_file": optimizer_file,
         "optimizer": optimizer_json,
         "scheduler": None if scheduler is None else scheduler.state_dict(),
-        "rng": {"shuffle": _generator_state(shuffle_rng), "augment": _generator_state(augment_rng),
-                "convprop": _generator_state(cp_random.default_generator())},
-        "data": {"input_shape": list(data.input_shape), "classes": data.classes,
-                 "mean": data.mean, "std": data.std, "as_sequence": data.as_sequence},
+        "rng": {
+            "shuffle": _generator_state(shuffle_rng),
+            "augment": _generator_state(augment_rng),
+            "convprop": _generator_state(cp_random.default_generator()),
+        },
+        "data": {
+            "input_shape": list(data.input_shape),
+            "classes": data.classes,
+            "mean": data.mean,
+            "std": data.std,
+            "as_sequence": data.as_sequence,
+        },
         "history": [asdict(m) for m in history],
     }
     save_json(run_dir / "checkpoint.json", checkpoint)
@@ -515,8 +601,9 @@ def _commit_epoch(run_dir: Path, config: TrainConfig, data: PreparedData, model:
             stale.unlink(missing_ok=True)
 
 
-def _restore(run_dir: Path, model: nn.Module, optimizer: optim.Optimizer, scheduler: Any
-             ) -> tuple[int, float, list[EpochMetrics], np.random.Generator, np.random.Generator]:
+def _restore(
+    run_dir: Path, model: nn.Module, optimizer: optim.Optimizer, scheduler: Any
+) -> tuple[int, float, list[EpochMetrics], np.random.Generator, np.random.Generator]:
     checkpoint = load_json(run_dir / "checkpoint.json")
     load_weights(model, run_dir / checkpoint["model_file"])
     arrays = load_arrays(run_dir / checkpoint["optimizer_file"])
@@ -526,8 +613,13 @@ def _restore(run_dir: Path, model: nn.Module, optimizer: optim.Optimizer, schedu
     rng = checkpoint["rng"]
     cp_random.default_generator().bit_generator.state = rng["convprop"]
     history = [EpochMetrics(**row) for row in checkpoint["history"]]
-    return (checkpoint["epoch"], checkpoint["best_test_accuracy"], history,
-            _restore_generator(rng["shuffle"]), _restore_generator(rng["augment"]))
+    return (
+        checkpoint["epoch"],
+        checkpoint["best_test_accuracy"],
+        history,
+        _restore_generator(rng["shuffle"]),
+        _restore_generator(rng["augment"]),
+    )
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
@@ -550,17 +642,27 @@ def _write_metrics(path: Path, history: list[EpochMetrics]) -> None:
     atomic_write_bytes(path, buffer.getvalue().encode())
 
 
-def _write_plots(run_dir: Path, model: nn.Module, data: PreparedData,
-                 history: list[EpochMetrics], normalize: Normalize, dtype: np.dtype) -> None:
+def _write_plots(
+    run_dir: Path,
+    model: nn.Module,
+    data: PreparedData,
+    history: list[EpochMetrics],
+    normalize: Normalize,
+    dtype: np.dtype,
+) -> None:
     from convprop import plots
 
     _, predictions = evaluate_arrays(model, data.test.inputs, data.test.labels, normalize, dtype)
     plots.save_curves(run_dir / "curves.png", history)
-    plots.save_confusion(run_dir / "confusion.png", confusion_matrix(
-        data.test.labels, predictions, len(data.classes)), data.classes)
+    plots.save_confusion(
+        run_dir / "confusion.png",
+        confusion_matrix(data.test.labels, predictions, len(data.classes)),
+        data.classes,
+    )
     plots.save_filters(run_dir / "filters.png", model)
-    plots.save_feature_maps(run_dir / "feature_maps.png", model,
-                            normalize(data.test.inputs[:1]).astype(dtype))
+    plots.save_feature_maps(
+        run_dir / "feature_maps.png", model, normalize(data.test.inputs[:1]).astype(dtype)
+    )
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -574,28 +676,37 @@ class Evaluation:
     @property
     def precision(self) -> np.ndarray:
         predicted = self.confusion.sum(axis=0)
-        return np.divide(np.diag(self.confusion), predicted, out=np.zeros(len(predicted)),
-                         where=predicted > 0)
+        return np.divide(
+            np.diag(self.confusion), predicted, out=np.zeros(len(predicted)), where=predicted > 0
+        )
 
     @property
     def recall(self) -> np.ndarray:
         actual = self.confusion.sum(axis=1)
-        return np.divide(np.diag(self.confusion), actual, out=np.zeros(len(actual)),
-                         where=actual > 0)
+        return np.divide(
+            np.diag(self.confusion), actual, out=np.zeros(len(actual)), where=actual > 0
+        )
 
     def report(self) -> str:
         width = max(5, *(len(c) for c in self.classes))
-        lines = [f"accuracy {self.accuracy:.4f}  loss {self.loss:.4f}  "
-                 f"({int(self.confusion.sum())} samples)", "",
-                 f"{'class'.ljust(width)}  precision  recall  support"]
+        lines = [
+            f"accuracy {self.accuracy:.4f}  loss {self.loss:.4f}  "
+            f"({int(self.confusion.sum())} samples)",
+            "",
+            f"{'class'.ljust(width)}  precision  recall  support",
+        ]
         for i, name in enumerate(self.classes):
-            lines.append(f"{name.ljust(width)}  {self.precision[i]:9.4f}  {self.recall[i]:6.4f}  "
-                         f"{int(self.confusion[i].sum()):7d}")
+            lines.append(
+                f"{name.ljust(width)}  {self.precision[i]:9.4f}  {self.recall[i]:6.4f}  "
+                f"{int(self.confusion[i].sum()):7d}"
+            )
         lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
         cell = max(4, len(str(int(self.confusion.max()))) + 1)
-        lines.append(" " * width + "".join(c[:cell - 1].rjust(cell) for c in self.classes))
+        lines.append(" " * width + "".join(c[: cell - 1].rjust(cell) for c in self.classes))
         for i, name in enumerate(self.classes):
-            lines.append(name.ljust(width) + "".join(str(int(v)).rjust(cell) for v in self.confusion[i]))
+            lines.append(
+                name.ljust(width) + "".join(str(int(v)).rjust(cell) for v in self.confusion[i])
+            )
         return "\n".join(lines)
 
 
@@ -605,8 +716,9 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return matrix
 
 
-def load_run(run_dir: str | Path, weights: str = "model.safetensors"
-             ) -> tuple[nn.Module, dict[str, Any]]:
+def load_run(
+    run_dir: str | Path, weights: str = "model.safetensors"
+) -> tuple[nn.Module, dict[str, Any]]:
     """The model of a run directory with its weights loaded, and its checkpoint."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -617,7 +729,9 @@ def load_run(run_dir: str | Path, weights: str = "model.safetensors"
         shape = checkpoint["data"]["input_shape"]
         classes = checkpoint["data"]["classes"]
     except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{run_dir / 'checkpoint.json'}: not a convprop checkpoint ({error})") from None
+        raise CheckpointError(
+            f"{run_dir / 'checkpoint.json'}: not a convprop checkpoint ({error})"
+        ) from None
     model = build_model(config.model, shape, len(classes)).to(np.dtype(config.dtype))
     load_weights(model, run_dir / weights)
     model.eval()
@@ -641,17 +755,21 @@ def evaluate(run_dir: str | Path, data: str | None = None) -> Evaluation:
                 f"trained on {tuple(info['input_shape'])}"
             )
         if test.labels.max() >= len(info["classes"]):
-            raise DataError(f"{data}: label {int(test.labels.max())} is outside the model's "
-                            f"{len(info['classes'])} classes")
+            raise DataError(
+                f"{data}: label {int(test.labels.max())} is outside the model's "
+                f"{len(info['classes'])} classes"
+            )
     normalize = Normalize(info["mean"], info["std"])
-    loss, predictions = evaluate_arrays(model, test.inputs, test.labels, normalize,
-                                        np.dtype(config.dtype))
+    loss, predictions = evaluate_arrays(
+        model, test.inputs, test.labels, normalize, np.dtype(config.dtype)
+    )
     matrix = confusion_matrix(test.labels, predictions, len(info["classes"]))
     return Evaluation(float((predictions == test.labels).mean()), loss, matrix, info["classes"])
 
 
-def predict(run_dir: str | Path, images: Sequence[str | Path], top_k: int = 3
-            ) -> list[list[tuple[str, float]]]:
+def predict(
+    run_dir: str | Path, images: Sequence[str | Path], top_k: int = 3
+) -> list[list[tuple[str, float]]]:
     """For each image file, the ``top_k`` classes and their probabilities."""
     if top_k <= 0:
         raise ValueError(f"top_k must be positive, got {top_k}")

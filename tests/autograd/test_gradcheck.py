@@ -26,7 +26,9 @@ def test_gradcheck_accepts_a_correct_backward() -> None:
 
 def test_gradcheck_reports_a_wrong_backward() -> None:
     x = cp.tensor(np.linspace(0.5, 1, 4), requires_grad=True)
-    with pytest.raises(GradcheckError, match="Jacobian mismatch for output 0 with respect to input 0"):
+    with pytest.raises(
+        GradcheckError, match="Jacobian mismatch for output 0 with respect to input 0"
+    ):
         gradcheck(_square_with_backward(1.1), [x])
     assert gradcheck(_square_with_backward(1.1), [x], raise_exception=False) is False
 

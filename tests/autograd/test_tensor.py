@@ -19,8 +19,9 @@ def arrays(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
     return hnp.arrays(np.float64, shape, elements=finite)
 
 
-broadcast_pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4,
-                                                    max_side=4)
+broadcast_pairs = hnp.mutually_broadcastable_shapes(
+    num_shapes=2, min_dims=0, max_dims=4, max_side=4
+)
 
 
 def check_binary(op, a: np.ndarray, b: np.ndarray) -> None:
@@ -42,7 +43,9 @@ def check_binary(op, a: np.ndarray, b: np.ndarray) -> None:
         lambda a, b: a * b,
         lambda a, b: a / (b * b + 0.5),
         lambda a, b: (a * a + 0.5) ** b,
-        lambda a, b: cp.where(a > b, a, b) if isinstance(a, cp.Tensor) else torch.where(a > b, a, b),
+        lambda a, b: (
+            cp.where(a > b, a, b) if isinstance(a, cp.Tensor) else torch.where(a > b, a, b)
+        ),
     ],
     ids=["add", "sub", "mul", "div", "pow", "where"],
 )
@@ -55,8 +58,11 @@ def test_broadcast_binary_ops_match_torch(op, data, shapes) -> None:
 @given(
     data=st.data(),
     batch=hnp.array_shapes(min_dims=0, max_dims=2, max_side=3),
-    m=st.integers(1, 4), k=st.integers(1, 4), n=st.integers(1, 4),
-    vector_a=st.booleans(), vector_b=st.booleans(),
+    m=st.integers(1, 4),
+    k=st.integers(1, 4),
+    n=st.integers(1, 4),
+    vector_a=st.booleans(),
+    vector_b=st.booleans(),
 )
 def test_matmul_matches_torch(data, batch, m, k, n, vector_a, vector_b) -> None:
     shape_a = (k,) if vector_a else batch + (m, k)
@@ -106,16 +112,25 @@ def test_activation_methods_match_torch(method: str) -> None:
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean", "amax"])
-@given(data=st.data(), shape=hnp.array_shapes(min_dims=1, max_dims=4, max_side=4),
-       keepdim=st.booleans())
+@given(
+    data=st.data(),
+    shape=hnp.array_shapes(min_dims=1, max_dims=4, max_side=4),
+    keepdim=st.booleans(),
+)
 def test_reductions_match_torch(reduction, data, shape, keepdim) -> None:
     # Few distinct values, so that max has ties (their gradient is shared evenly).
     x = data.draw(hnp.arrays(np.float64, shape, elements=st.sampled_from([-1.0, 0.0, 2.0, 0.5])))
-    dims = data.draw(st.one_of(
-        st.none(),
-        st.lists(st.integers(-len(shape), len(shape) - 1), min_size=1, max_size=len(shape),
-                 unique_by=lambda d: d % len(shape)).map(tuple),
-    ))
+    dims = data.draw(
+        st.one_of(
+            st.none(),
+            st.lists(
+                st.integers(-len(shape), len(shape) - 1),
+                min_size=1,
+                max_size=len(shape),
+                unique_by=lambda d: d % len(shape),
+            ).map(tuple),
+        )
+    )
     ours_x, torch_x = pair(x)
     if dims is None:
         ours, theirs = getattr(ours_x, reduction)(), getattr(torch_x, reduction)()
@@ -129,8 +144,12 @@ def test_reductions_match_torch(reduction, data, shape, keepdim) -> None:
     assert_close(grad_of(ours_x), grad_of(torch_x), what="grad")
 
 
-@given(data=st.data(), shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4),
-       keepdim=st.booleans(), use_min=st.booleans())
+@given(
+    data=st.data(),
+    shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4),
+    keepdim=st.booleans(),
+    use_min=st.booleans(),
+)
 def test_max_min_with_dim_match_torch_indices_and_grads(data, shape, keepdim, use_min) -> None:
     x = data.draw(hnp.arrays(np.float64, shape, elements=st.sampled_from([-1.0, 0.0, 3.0])))
     dim = data.draw(st.integers(-len(shape), len(shape) - 1))
@@ -298,9 +317,13 @@ def test_ndarray_on_the_left_defers_to_tensor() -> None:
 
 def test_shape_errors_are_clear() -> None:
     x = cp.tensor(np.zeros((2, 3)))
-    with pytest.raises(ValueError, match=r"reshape: shape \(4, 2\) is invalid for an input of shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"reshape: shape \(4, 2\) is invalid for an input of shape \(2, 3\)"
+    ):
         x.reshape(4, 2)
-    with pytest.raises(ValueError, match=r"matmul: shapes \(2, 3\) and \(2, 3\) cannot be multiplied"):
+    with pytest.raises(
+        ValueError, match=r"matmul: shapes \(2, 3\) and \(2, 3\) cannot be multiplied"
+    ):
         x @ x
     with pytest.raises(IndexError, match="sum: dim 2 is out of range"):
         x.sum(2)

@@ -85,16 +85,24 @@ def test_truncated_or_corrupt_idx_names_the_file(tmp_path: Path) -> None:
 def test_idx_with_mismatched_lengths(tmp_path: Path) -> None:
     write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 2, 2), dtype=np.uint8))
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(4, dtype=np.uint8))
-    with pytest.raises(DataError, match="holds 3 images but train-labels-idx1-ubyte holds 4 labels"):
+    with pytest.raises(
+        DataError, match="holds 3 images but train-labels-idx1-ubyte holds 4 labels"
+    ):
         load(str(tmp_path))
 
 
 def test_npz_images_and_sequences(tmp_path: Path) -> None:
-    np.savez(tmp_path / "img.npz", images=np.full((4, 6, 5), 255, np.uint8), labels=np.arange(4) % 2)
+    np.savez(
+        tmp_path / "img.npz", images=np.full((4, 6, 5), 255, np.uint8), labels=np.arange(4) % 2
+    )
     data, test = load(str(tmp_path / "img.npz"))
     assert data.inputs.shape == (4, 1, 6, 5) and test is None and np.all(data.inputs == 1)
-    np.savez(tmp_path / "seq.npz", signals=np.ones((3, 2, 20), np.float32), labels=np.array([0, 1, 2]),
-             classes=np.array(["a", "b", "c"]))
+    np.savez(
+        tmp_path / "seq.npz",
+        signals=np.ones((3, 2, 20), np.float32),
+        labels=np.array([0, 1, 2]),
+        classes=np.array(["a", "b", "c"]),
+    )
     seq, _ = load(str(tmp_path / "seq.npz"))
     assert seq.is_sequence and seq.classes == ["a", "b", "c"]
 
@@ -102,11 +110,20 @@ def test_npz_images_and_sequences(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("arrays", "message"),
     [
-        ({"images": np.zeros((3, 2, 2))}, "expected arrays 'images' \\(or 'signals'\\) and 'labels'"),
+        (
+            {"images": np.zeros((3, 2, 2))},
+            "expected arrays 'images' \\(or 'signals'\\) and 'labels'",
+        ),
         ({"images": np.zeros((3, 2, 2)), "labels": np.zeros(2, int)}, "3 inputs but 2 labels"),
         ({"images": np.zeros((3, 2)), "labels": np.zeros(3, int)}, "images must be"),
-        ({"images": np.zeros((3, 2, 2)), "labels": np.zeros(3)}, "labels must be a 1-D integer array"),
-        ({"images": np.zeros((2, 2, 2)), "labels": np.array([0, -1])}, "labels must be non-negative"),
+        (
+            {"images": np.zeros((3, 2, 2)), "labels": np.zeros(3)},
+            "labels must be a 1-D integer array",
+        ),
+        (
+            {"images": np.zeros((2, 2, 2)), "labels": np.array([0, -1])},
+            "labels must be non-negative",
+        ),
     ],
 )
 def test_bad_npz_files(tmp_path: Path, arrays: dict, message: str) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convprop.data import ElasticDeformation, Normalize, RandomAffine, build_augmentation, channel_statistics
+from convprop.data import (
+    ElasticDeformation,
+    Normalize,
+    RandomAffine,
+    build_augmentation,
+    channel_statistics,
+)
 from convprop.data.transforms import bilinear_sample
 
 

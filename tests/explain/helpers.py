@@ -25,7 +25,6 @@ def numeric(array: np.ndarray, values: dict[sympy.Symbol, float]) -> np.ndarray:
     return out
 
 
-
 def flat(text: str) -> str:
     """Text with every run of whitespace (wrapping, alignment) collapsed to one space."""
     return " ".join(text.split())

@@ -25,7 +25,7 @@ def assert_same(actual, expected):
     """Equal as sympy expressions, entry by entry (not as strings)."""
     actual, expected = expand(actual), expand(expected)
     assert actual.shape == expected.shape
-    for a, e in zip(actual.ravel(), expected.ravel()):
+    for a, e in zip(actual.ravel(), expected.ravel(), strict=True):
         assert a == e, f"{a} != {e}"
 
 
@@ -41,12 +41,19 @@ def deck000():
 
 
 def test_deck000_forward(deck000):
-    assert_same(deck000.forward[0, 0], [
-        [x11 * w22 + x12 * w21 + x21 * w12 + x22 * w11 + b,
-         x12 * w22 + x13 * w21 + x22 * w12 + x23 * w11 + b],
-        [x21 * w22 + x22 * w21 + x31 * w12 + x32 * w11 + b,
-         x22 * w22 + x23 * w21 + x32 * w12 + x33 * w11 + b],
-    ])
+    assert_same(
+        deck000.forward[0, 0],
+        [
+            [
+                x11 * w22 + x12 * w21 + x21 * w12 + x22 * w11 + b,
+                x12 * w22 + x13 * w21 + x22 * w12 + x23 * w11 + b,
+            ],
+            [
+                x21 * w22 + x22 * w21 + x31 * w12 + x32 * w11 + b,
+                x22 * w22 + x23 * w21 + x32 * w12 + x33 * w11 + b,
+            ],
+        ],
+    )
     # The engine's correlation kernel is the deck's kernel rotated by 180 degrees.
     assert_same(deck000.kernel[0, 0], [[w22, w21], [w12, w11]])
 
@@ -54,8 +61,11 @@ def test_deck000_forward(deck000):
 def test_deck000_backward_grid(deck000):
     expected = [
         [d11 * w22, d11 * w21 + d12 * w22, d12 * w21],
-        [d11 * w12 + d21 * w22, d11 * w11 + d12 * w12 + d21 * w21 + d22 * w22,
-         d12 * w11 + d22 * w21],
+        [
+            d11 * w12 + d21 * w22,
+            d11 * w11 + d12 * w12 + d21 * w21 + d22 * w22,
+            d12 * w11 + d22 * w21,
+        ],
         [d21 * w12, d21 * w11 + d22 * w12, d22 * w11],
     ]
     assert_same(deck000.grad_input[0, 0], expected)
@@ -67,35 +77,47 @@ def test_deck000_backward_grid(deck000):
 
 
 def test_deck000_identity_grids(deck000):
-    assert_same(deck000.padded_delta[0, 0], [
-        [0, 0, 0, 0], [0, d11, d12, 0], [0, d21, d22, 0], [0, 0, 0, 0]
-    ])
+    assert_same(
+        deck000.padded_delta[0, 0], [[0, 0, 0, 0], [0, d11, d12, 0], [0, d21, d22, 0], [0, 0, 0, 0]]
+    )
     assert_same(deck000.rotated_kernel[0, 0], [[w22, w21], [w12, w11]])
     assert all(identity.proven for identity in deck000.identities)
     # dL/dw = Rot180(x correlated with delta) in the convolution convention
-    assert_same(deck000.grad_weight[0, 0], [
-        [d11 * x22 + d12 * x23 + d21 * x32 + d22 * x33,
-         d11 * x21 + d12 * x22 + d21 * x31 + d22 * x32],
-        [d11 * x12 + d12 * x13 + d21 * x22 + d22 * x23,
-         d11 * x11 + d12 * x12 + d21 * x21 + d22 * x22],
-    ])
+    assert_same(
+        deck000.grad_weight[0, 0],
+        [
+            [
+                d11 * x22 + d12 * x23 + d21 * x32 + d22 * x33,
+                d11 * x21 + d12 * x22 + d21 * x31 + d22 * x32,
+            ],
+            [
+                d11 * x12 + d12 * x13 + d21 * x22 + d22 * x23,
+                d11 * x11 + d12 * x12 + d21 * x21 + d22 * x22,
+            ],
+        ],
+    )
     assert deck000.grad_bias[0] == d11 + d12 + d21 + d22
 
 
 def test_deck000_text_in_the_notes_order(deck000):
     text = deck000.render()
-    for line in ("h11 = x11 w22 + x12 w21 + x21 w12 + x22 w11 + b",
-                 "h12 = x12 w22 + x13 w21 + x22 w12 + x23 w11 + b",
-                 "h21 = x21 w22 + x22 w21 + x31 w12 + x32 w11 + b",
-                 "h22 = x22 w22 + x23 w21 + x32 w12 + x33 w11 + b"):
+    for line in (
+        "h11 = x11 w22 + x12 w21 + x21 w12 + x22 w11 + b",
+        "h12 = x12 w22 + x13 w21 + x22 w12 + x23 w11 + b",
+        "h21 = x21 w22 + x22 w21 + x31 w12 + x32 w11 + b",
+        "h22 = x22 w22 + x23 w21 + x32 w12 + x33 w11 + b",
+    ):
         assert line in text
 
 
 def test_differentiation_matches_sympy_diff(deck000):
     """The monomial-by-monomial derivative equals sympy.diff of the whole loss."""
-    for array, grads in ((deck000.x, deck000.grad_input), (deck000.w, deck000.grad_weight),
-                         (deck000.b, deck000.grad_bias)):
-        for symbol, grad in zip(array.ravel(), grads.ravel()):
+    for array, grads in (
+        (deck000.x, deck000.grad_input),
+        (deck000.w, deck000.grad_weight),
+        (deck000.b, deck000.grad_bias),
+    ):
+        for symbol, grad in zip(array.ravel(), grads.ravel(), strict=True):
             assert sympy.expand(sympy.diff(deck000.loss, symbol) - grad) == 0
 
 
@@ -103,21 +125,27 @@ def test_differentiation_matches_sympy_diff(deck000):
 def test_deck001_one_dimensional_example():
     e = explain.conv(4, 2)
     x1, x2, x3, x4, w1, w2, dy1, dy2, dy3 = S("x1 x2 x3 x4 w1 w2 dy1 dy2 dy3")
-    assert_same(e.forward[0, 0], [w1 * x1 + w2 * x2 + b, w1 * x2 + w2 * x3 + b,
-                                  w1 * x3 + w2 * x4 + b])
+    assert_same(
+        e.forward[0, 0], [w1 * x1 + w2 * x2 + b, w1 * x2 + w2 * x3 + b, w1 * x3 + w2 * x4 + b]
+    )
     assert_same(e.grad_bias, [dy1 + dy2 + dy3])
-    assert_same(e.grad_weight[0, 0], [x1 * dy1 + x2 * dy2 + x3 * dy3,
-                                      x2 * dy1 + x3 * dy2 + x4 * dy3])
-    assert_same(e.grad_input[0, 0], [w1 * dy1, w2 * dy1 + w1 * dy2, w2 * dy2 + w1 * dy3,
-                                     w2 * dy3])
+    assert_same(
+        e.grad_weight[0, 0], [x1 * dy1 + x2 * dy2 + x3 * dy3, x2 * dy1 + x3 * dy2 + x4 * dy3]
+    )
+    assert_same(e.grad_input[0, 0], [w1 * dy1, w2 * dy1 + w1 * dy2, w2 * dy2 + w1 * dy3, w2 * dy3])
     # dx = [0, dy1, dy2, dy3, 0] full-correlated with the flipped filter [w2, w1]
     assert_same(e.padded_delta[0, 0], [0, dy1, dy2, dy3, 0])
     assert_same(e.rotated_kernel[0, 0], [w2, w1])
     assert all(identity.proven for identity in e.identities)
     text = flat(e.render())
-    for line in ("y1 = w1 x1 + w2 x2 + b", "db = dy1 + dy2 + dy3",
-                 "dw1 = x1 dy1 + x2 dy2 + x3 dy3", "dw2 = x2 dy1 + x3 dy2 + x4 dy3",
-                 "dx2 = w2 dy1 + w1 dy2", "dx4 = w2 dy3"):
+    for line in (
+        "y1 = w1 x1 + w2 x2 + b",
+        "db = dy1 + dy2 + dy3",
+        "dw1 = x1 dy1 + x2 dy2 + x3 dy3",
+        "dw2 = x2 dy1 + x3 dy2 + x4 dy3",
+        "dx2 = w2 dy1 + w1 dy2",
+        "dx4 = w2 dy3",
+    ):
         assert line in text
     assert "deck 001's example" in text
 
@@ -129,18 +157,23 @@ def configurations(draw):
     kernel = tuple(draw(st.integers(1, 3)) for _ in range(spatial))
     dilation = draw(st.integers(1, 2))
     padding = draw(st.integers(0, 2))
-    size = tuple(
-        draw(st.integers(max(1, dilation * (k - 1) + 1 - 2 * padding), 5)) for k in kernel
-    )
+    size = tuple(draw(st.integers(max(1, dilation * (k - 1) + 1 - 2 * padding), 5)) for k in kernel)
     groups = draw(st.sampled_from([1, 2]))
     in_channels = groups * draw(st.integers(1, 2))
     out_channels = groups * draw(st.integers(1, 2 // groups if groups == 2 else 2))
     return dict(
-        input_size=size, kernel_size=kernel, stride=draw(st.integers(1, 3)), padding=padding,
-        dilation=dilation, in_channels=in_channels, out_channels=out_channels,
-        batch=draw(st.integers(1, 2)), groups=groups,
+        input_size=size,
+        kernel_size=kernel,
+        stride=draw(st.integers(1, 3)),
+        padding=padding,
+        dilation=dilation,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        batch=draw(st.integers(1, 2)),
+        groups=groups,
         convention=draw(st.sampled_from(["correlation", "convolution"])),
-        bias=draw(st.booleans()), seed=draw(st.integers(0, 1000)),
+        bias=draw(st.booleans()),
+        seed=draw(st.integers(0, 1000)),
     )
 
 
@@ -167,19 +200,20 @@ def test_random_configurations_against_the_engine(config):
     w = Tensor(weight.copy(), requires_grad=True)
     bias = Tensor(arr(e.b), requires_grad=True) if config["bias"] else None
     conv = F.conv1d if e.config.spatial == 1 else F.conv2d
-    out = conv(x, w, bias, config["stride"], config["padding"], config["dilation"],
-               config["groups"])
+    out = conv(
+        x, w, bias, config["stride"], config["padding"], config["dilation"], config["groups"]
+    )
     out.backward(arr(e.delta))
     grad_weight = w.grad.numpy()
     if config["convention"] == "convolution":
         grad_weight = rot180(grad_weight, e.config.spatial)
     np.testing.assert_allclose(numeric(e.forward, values), out.numpy(), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(numeric(e.grad_input, values), x.grad.numpy(), rtol=0,
-                               atol=1e-12)
+    np.testing.assert_allclose(numeric(e.grad_input, values), x.grad.numpy(), rtol=0, atol=1e-12)
     np.testing.assert_allclose(numeric(e.grad_weight, values), grad_weight, rtol=0, atol=1e-12)
     if config["bias"]:
-        np.testing.assert_allclose(numeric(e.grad_bias, values), bias.grad.numpy(), rtol=0,
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            numeric(e.grad_bias, values), bias.grad.numpy(), rtol=0, atol=1e-12
+        )
     assert e.verification.passed and e.verification.max_difference <= 1e-12
 
 
@@ -222,36 +256,69 @@ def test_multichannel_formulas_are_stated():
 
 
 # --------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("kwargs, error, match", [
-    (dict(input_size=(3, 3), kernel_size=(4, 4)), ValueError,
-     r"conv2d: kernel size can't be greater than the padded input"),
-    (dict(input_size=(3, 3), kernel_size=2, stride=0), ValueError,
-     r"conv2d: stride must be positive, got \(0, 0\)"),
-    (dict(input_size=4, kernel_size=2, padding=-1), ValueError,
-     r"conv1d: padding must be non-negative"),
-    (dict(input_size=(3, 3), kernel_size=2, stride=2, padding="same"), ValueError,
-     r"conv2d: padding='same' is not supported for strided convolutions"),
-    (dict(input_size=(3, 3), kernel_size=2, in_channels=3, groups=2), ValueError,
-     r"explain conv: groups=2 must divide in_channels=3"),
-    (dict(input_size=(3, 3), kernel_size=2, convention="flipped"), ValueError,
-     r"explain conv: convention must be one of 'correlation', 'convolution'"),
-    (dict(input_size=(3, 3, 3), kernel_size=2), TypeError,
-     r"explain conv: input_size must have 1 or 2 int entries"),
-    (dict(input_size=(0, 3), kernel_size=2), ValueError,
-     r"explain conv: input_size must be positive"),
-    (dict(input_size=(3, 3), kernel_size=2, stride=1.5), TypeError,
-     r"conv2d: stride must be an int or a sequence of 2 ints"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (
+            dict(input_size=(3, 3), kernel_size=(4, 4)),
+            ValueError,
+            r"conv2d: kernel size can't be greater than the padded input",
+        ),
+        (
+            dict(input_size=(3, 3), kernel_size=2, stride=0),
+            ValueError,
+            r"conv2d: stride must be positive, got \(0, 0\)",
+        ),
+        (
+            dict(input_size=4, kernel_size=2, padding=-1),
+            ValueError,
+            r"conv1d: padding must be non-negative",
+        ),
+        (
+            dict(input_size=(3, 3), kernel_size=2, stride=2, padding="same"),
+            ValueError,
+            r"conv2d: padding='same' is not supported for strided convolutions",
+        ),
+        (
+            dict(input_size=(3, 3), kernel_size=2, in_channels=3, groups=2),
+            ValueError,
+            r"explain conv: groups=2 must divide in_channels=3",
+        ),
+        (
+            dict(input_size=(3, 3), kernel_size=2, convention="flipped"),
+            ValueError,
+            r"explain conv: convention must be one of 'correlation', 'convolution'",
+        ),
+        (
+            dict(input_size=(3, 3, 3), kernel_size=2),
+            TypeError,
+            r"explain conv: input_size must have 1 or 2 int entries",
+        ),
+        (
+            dict(input_size=(0, 3), kernel_size=2),
+            ValueError,
+            r"explain conv: input_size must be positive",
+        ),
+        (
+            dict(input_size=(3, 3), kernel_size=2, stride=1.5),
+            TypeError,
+            r"conv2d: stride must be an int or a sequence of 2 ints",
+        ),
+    ],
+)
 def test_errors_are_the_engines(kwargs, error, match):
     with pytest.raises(error, match=match):
         explain.conv(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(input_size=(30, 30), kernel_size=3),
-    dict(input_size=(8, 8), kernel_size=3, in_channels=4, out_channels=4),
-    dict(input_size=(5000,), kernel_size=3),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(input_size=(30, 30), kernel_size=3),
+        dict(input_size=(8, 8), kernel_size=3, in_channels=4, out_channels=4),
+        dict(input_size=(5000,), kernel_size=3),
+    ],
+)
 def test_large_configurations_are_refused_quickly(kwargs):
     with pytest.raises(TooLargeError, match=r"too long to read"):
         explain.conv(**kwargs)

@@ -9,12 +9,16 @@ from PIL import Image
 import convprop.explain as explain
 
 
-@pytest.mark.parametrize("make", [
-    lambda: explain.conv((4, 4), (3, 3), stride=2, padding=1, convention="convolution"),
-    lambda: explain.matrix((3, 3), (3, 3), padding="same"),
-    lambda: explain.pool("max", (4, 4), 2, stride=1),
-    lambda: explain.network(),
-], ids=["conv", "matrix", "pool", "network"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: explain.conv((4, 4), (3, 3), stride=2, padding=1, convention="convolution"),
+        lambda: explain.matrix((3, 3), (3, 3), padding="same"),
+        lambda: explain.pool("max", (4, 4), 2, stride=1),
+        lambda: explain.network(),
+    ],
+    ids=["conv", "matrix", "pool", "network"],
+)
 def test_png_is_valid_and_not_blank(make, tmp_path):
     path = make().figure(tmp_path / "figure.png")
     with Image.open(path) as image:

@@ -42,18 +42,26 @@ def test_update_and_text():
         np.testing.assert_allclose(e.updated[name], value - 0.1 * e.backward["d" + name])
     assert e.loss_after < float(e.forward["E"])
     text = flat(e.render())
-    for phrase in ("dE/ds = p - onehot(d)", "dE/dv = W^T dE/ds", "dE/dz = delta (map 1)",
-                   "One gradient-descent step", "The loss decreases"):
+    for phrase in (
+        "dE/ds = p - onehot(d)",
+        "dE/dv = W^T dE/ds",
+        "dE/dz = delta (map 1)",
+        "One gradient-descent step",
+        "The loss decreases",
+    ):
         assert phrase in text
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(activation="gelu"), "explain network: activation must be one of"),
-    (dict(lr=0), "lr must be a positive number"),
-    (dict(target=3), "target must be a class index in 0..2"),
-    (dict(input_size=(20, 20)), "at most 12x12"),
-    (dict(input_size=(4, 4), kernel_size=4), "do not fit"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(activation="gelu"), "explain network: activation must be one of"),
+        (dict(lr=0), "lr must be a positive number"),
+        (dict(target=3), "target must be a class index in 0..2"),
+        (dict(input_size=(20, 20)), "at most 12x12"),
+        (dict(input_size=(4, 4), kernel_size=4), "do not fit"),
+    ],
+)
 def test_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         explain.network(**kwargs)

@@ -19,8 +19,9 @@ from tests.explain.helpers import flat
 @pytest.fixture(scope="module")
 def examples():
     return {
-        "conv": explain.conv((3, 3), (2, 2), stride=1, padding=1, in_channels=2,
-                             convention="convolution"),
+        "conv": explain.conv(
+            (3, 3), (2, 2), stride=1, padding=1, in_channels=2, convention="convolution"
+        ),
         "conv1d": explain.conv(5, 2, stride=2),
         "matrix": explain.matrix((3, 3), (2, 2)),
         "pool": explain.pool("mean", (4, 4), 2, stride=1),
@@ -55,18 +56,21 @@ def test_markdown_has_latex_math(examples):
 def test_json_expressions_parse_back_equal(examples):
     conv = examples["conv"]
     data = json.loads(conv.render("json"))
-    for h, expr in zip(conv.outputs.ravel(), conv.forward.ravel()):
+    for h, expr in zip(conv.outputs.ravel(), conv.forward.ravel(), strict=True):
         assert parse(data["forward"][h.name]) == expr
-    for symbols, grads, key in ((conv.x, conv.grad_input, "input"),
-                                (conv.w, conv.grad_weight, "weight"),
-                                (conv.b, conv.grad_bias, "bias")):
-        for s, g in zip(symbols.ravel(), grads.ravel()):
+    for symbols, grads, key in (
+        (conv.x, conv.grad_input, "input"),
+        (conv.w, conv.grad_weight, "weight"),
+        (conv.b, conv.grad_bias, "bias"),
+    ):
+        for s, g in zip(symbols.ravel(), grads.ravel(), strict=True):
             assert parse(data["backward"][key][grad_label(s).text]) == g
-    for identity, entry in zip(conv.identities, data["identities"]):
+    for identity, entry in zip(conv.identities, data["identities"], strict=True):
         assert entry["proven"] is True
-        symbols = {"input_gradient": conv.x, "weight_gradient": conv.w,
-                   "bias_gradient": conv.b}[identity.name]
-        for s, rhs in zip(symbols.ravel(), identity.rhs.ravel()):
+        symbols = {"input_gradient": conv.x, "weight_gradient": conv.w, "bias_gradient": conv.b}[
+            identity.name
+        ]
+        for s, rhs in zip(symbols.ravel(), identity.rhs.ravel(), strict=True):
             assert sympy.expand(parse(entry["rhs"][grad_label(s).text]) - rhs) == 0
     padded = np.array(data["identities"][0]["padded_delta"], dtype=object)
     assert padded.shape == conv.padded_delta.shape
@@ -79,12 +83,12 @@ def test_json_of_matrix_pool_network(examples):
     matrix = examples["matrix"]
     data = json.loads(matrix.render("json"))
     m = np.vectorize(parse, otypes=[object])(np.array(data["M"], dtype=object))
-    assert all(a == b for a, b in zip(m.ravel(), matrix.M.ravel()))
+    assert all(a == b for a, b in zip(m.ravel(), matrix.M.ravel(), strict=True))
     assert all(item["proven"] for item in data["identities"])
 
     pool = examples["pool"]
     data = json.loads(pool.render("json"))
-    for s, g in zip(pool.x.ravel(), pool.grad_input.ravel()):
+    for s, g in zip(pool.x.ravel(), pool.grad_input.ravel(), strict=True):
         assert parse(data["backward"][grad_label(s).text]) == g
     assert parse(data["forward"]["y11"]["definition"]) == pool.definition[0, 0]
 

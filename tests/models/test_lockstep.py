@@ -38,8 +38,7 @@ CLASSES = 10
 MODELS: list[tuple[str, Callable[[], Any], Callable[[], torch.nn.Module], tuple[int, ...]]] = [
     ("lenet5", lambda: models.lenet5(), lambda: TorchLeNet5(), (4, 1, 28, 28)),
     ("resnet20", lambda: models.resnet20(), lambda: TorchCifarResNet(3), (4, 3, 8, 8)),
-    ("densenet_bc_10", lambda: models.densenet_bc(10), lambda: TorchDenseNetBC(10),
-     (4, 3, 12, 12)),
+    ("densenet_bc_10", lambda: models.densenet_bc(10), lambda: TorchDenseNetBC(10), (4, 3, 12, 12)),
 ]
 
 # Each builder takes the optim module (convprop.optim or torch.optim) and the parameters, so
@@ -77,9 +76,12 @@ CASES = [
 
 
 @pytest.mark.parametrize(("build", "build_torch", "shape", "recipe"), CASES)
-def test_training_in_lockstep_with_torch(build: Callable[[], Any],
-                                         build_torch: Callable[[], torch.nn.Module],
-                                         shape: tuple[int, ...], recipe: Recipe) -> None:
+def test_training_in_lockstep_with_torch(
+    build: Callable[[], Any],
+    build_torch: Callable[[], torch.nn.Module],
+    shape: tuple[int, ...],
+    recipe: Recipe,
+) -> None:
     cp.manual_seed(0)
     ours = build().double()
     theirs = build_torch().double()

@@ -24,8 +24,14 @@ from tests.reference import assert_close
 
 
 class TorchLeNet5(tnn.Module):
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28,
-                 activation: str = "relu", pooling: str = "max") -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: int = 28,
+        activation: str = "relu",
+        pooling: str = "max",
+    ) -> None:
         super().__init__()
         height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
         padding = 2 if (height, width) == (28, 28) else 0
@@ -34,12 +40,20 @@ class TorchLeNet5(tnn.Module):
         act = tnn.ReLU if activation == "relu" else tnn.Tanh
         pool = tnn.MaxPool2d if pooling == "max" else tnn.AvgPool2d
         self.features = tnn.Sequential(
-            tnn.Conv2d(in_channels, 6, 5, padding=padding), act(), pool(2),
-            tnn.Conv2d(6, 16, 5), act(), pool(2),
+            tnn.Conv2d(in_channels, 6, 5, padding=padding),
+            act(),
+            pool(2),
+            tnn.Conv2d(6, 16, 5),
+            act(),
+            pool(2),
         )
         self.classifier = tnn.Sequential(
-            tnn.Flatten(), tnn.Linear(16 * flat_h * flat_w, 120), act(),
-            tnn.Linear(120, 84), act(), tnn.Linear(84, num_classes),
+            tnn.Flatten(),
+            tnn.Linear(16 * flat_h * flat_w, 120),
+            act(),
+            tnn.Linear(120, 84),
+            act(),
+            tnn.Linear(84, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +72,8 @@ class TorchBasicBlock(tnn.Module):
         self.downsample = None
         if stride != 1 or in_channels != channels:
             self.downsample = tnn.Sequential(
-                tnn.Conv2d(in_channels, channels, 1, stride, bias=False), tnn.BatchNorm2d(channels))
+                tnn.Conv2d(in_channels, channels, 1, stride, bias=False), tnn.BatchNorm2d(channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = TF.relu(self.bn1(self.conv1(x)))
@@ -73,9 +88,12 @@ class TorchCifarResNet(tnn.Module):
         self.bn1 = tnn.BatchNorm2d(16)
         stages = []
         for previous, channels, stride in ((16, 16, 1), (16, 32, 2), (32, 64, 2)):
-            stages.append(tnn.Sequential(
-                TorchBasicBlock(previous, channels, stride),
-                *(TorchBasicBlock(channels, channels) for _ in range(blocks - 1))))
+            stages.append(
+                tnn.Sequential(
+                    TorchBasicBlock(previous, channels, stride),
+                    *(TorchBasicBlock(channels, channels) for _ in range(blocks - 1)),
+                )
+            )
         self.layer1, self.layer2, self.layer3 = stages
         self.avgpool = tnn.AdaptiveAvgPool2d(1)
         self.fc = tnn.Linear(64, num_classes)
@@ -104,8 +122,9 @@ class TorchDenseBlock(tnn.ModuleDict):
     def __init__(self, layers: int, in_channels: int, growth_rate: int) -> None:
         super().__init__()
         for i in range(layers):
-            self.add_module(f"denselayer{i + 1}",
-                            TorchDenseLayer(in_channels + i * growth_rate, growth_rate))
+            self.add_module(
+                f"denselayer{i + 1}", TorchDenseLayer(in_channels + i * growth_rate, growth_rate)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         maps = [x]
@@ -127,21 +146,25 @@ class TorchDenseNetBC(tnn.Module):
     """torchvision's DenseNet layout (features.conv0, denseblockN, transitionN, norm5) with
     the CIFAR stem (one 3x3 conv with 2 x growth channels) and three blocks."""
 
-    def __init__(self, depth: int = 40, growth_rate: int = 12, in_channels: int = 3,
-                 num_classes: int = 10) -> None:
+    def __init__(
+        self, depth: int = 40, growth_rate: int = 12, in_channels: int = 3, num_classes: int = 10
+    ) -> None:
         super().__init__()
         layers = (depth - 4) // 6
         channels = 2 * growth_rate
         self.features = tnn.Sequential()
-        self.features.add_module("conv0", tnn.Conv2d(in_channels, channels, 3, padding=1,
-                                                     bias=False))
+        self.features.add_module(
+            "conv0", tnn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
+        )
         for block in range(1, 4):
-            self.features.add_module(f"denseblock{block}",
-                                     TorchDenseBlock(layers, channels, growth_rate))
+            self.features.add_module(
+                f"denseblock{block}", TorchDenseBlock(layers, channels, growth_rate)
+            )
             channels += layers * growth_rate
             if block < 3:
-                self.features.add_module(f"transition{block}",
-                                         TorchTransition(channels, channels // 2))
+                self.features.add_module(
+                    f"transition{block}", TorchTransition(channels, channels // 2)
+                )
                 channels //= 2
         self.features.add_module("norm5", tnn.BatchNorm2d(channels))
         self.classifier = tnn.Linear(channels, num_classes)
@@ -152,14 +175,22 @@ class TorchDenseNetBC(tnn.Module):
 
 
 class TorchTDNN(tnn.Module):
-    def __init__(self, in_channels: int = 40, num_classes: int = 10, channels: int = 64,
-                 context: tuple[tuple[int, int], ...] = ((5, 1), (3, 2), (3, 3), (1, 1))) -> None:
+    def __init__(
+        self,
+        in_channels: int = 40,
+        num_classes: int = 10,
+        channels: int = 64,
+        context: tuple[tuple[int, int], ...] = ((5, 1), (3, 2), (3, 3), (1, 1)),
+    ) -> None:
         super().__init__()
         layers: list[tnn.Module] = []
         previous = in_channels
         for kernel, dilation in context:
-            layers += [tnn.Conv1d(previous, channels, kernel, dilation=dilation), tnn.ReLU(),
-                       tnn.BatchNorm1d(channels)]
+            layers += [
+                tnn.Conv1d(previous, channels, kernel, dilation=dilation),
+                tnn.ReLU(),
+                tnn.BatchNorm1d(channels),
+            ]
             previous = channels
         self.frames = tnn.Sequential(*layers)
         self.pool = tnn.AdaptiveAvgPool1d(1)
@@ -172,23 +203,42 @@ class TorchTDNN(tnn.Module):
 # (id, convprop builder, torch builder, input shape): the same keyword arguments for both.
 ZOO: list[tuple[str, Callable[[], Any], Callable[[], tnn.Module], tuple[int, ...]]] = [
     ("lenet5_28_gray", lambda: models.lenet5(), lambda: TorchLeNet5(), (2, 1, 28, 28)),
-    ("lenet5_32_gray", lambda: models.lenet5(input_size=32), lambda: TorchLeNet5(input_size=32),
-     (2, 1, 32, 32)),
+    (
+        "lenet5_32_gray",
+        lambda: models.lenet5(input_size=32),
+        lambda: TorchLeNet5(input_size=32),
+        (2, 1, 32, 32),
+    ),
     ("lenet5_28_rgb", lambda: models.lenet5(3, 7), lambda: TorchLeNet5(3, 7), (2, 3, 28, 28)),
-    ("lenet5_32_rgb_tanh_avg",
-     lambda: models.lenet5(3, 10, 32, activation="tanh", pooling="avg"),
-     lambda: TorchLeNet5(3, 10, 32, activation="tanh", pooling="avg"), (2, 3, 32, 32)),
+    (
+        "lenet5_32_rgb_tanh_avg",
+        lambda: models.lenet5(3, 10, 32, activation="tanh", pooling="avg"),
+        lambda: TorchLeNet5(3, 10, 32, activation="tanh", pooling="avg"),
+        (2, 3, 32, 32),
+    ),
     ("resnet20", lambda: models.resnet20(), lambda: TorchCifarResNet(3), (2, 3, 8, 8)),
     ("resnet32", lambda: models.resnet32(), lambda: TorchCifarResNet(5), (2, 3, 8, 8)),
     ("resnet56", lambda: models.resnet56(), lambda: TorchCifarResNet(9), (2, 3, 8, 8)),
-    ("resnet20_gray_5", lambda: models.resnet20(1, 5), lambda: TorchCifarResNet(3, 1, 5),
-     (2, 1, 12, 10)),
+    (
+        "resnet20_gray_5",
+        lambda: models.resnet20(1, 5),
+        lambda: TorchCifarResNet(3, 1, 5),
+        (2, 1, 12, 10),
+    ),
     ("densenet_bc", lambda: models.densenet_bc(), lambda: TorchDenseNetBC(), (2, 3, 8, 8)),
-    ("densenet_bc_10_gray", lambda: models.densenet_bc(10, 6, 1, 4),
-     lambda: TorchDenseNetBC(10, 6, 1, 4), (2, 1, 12, 12)),
+    (
+        "densenet_bc_10_gray",
+        lambda: models.densenet_bc(10, 6, 1, 4),
+        lambda: TorchDenseNetBC(10, 6, 1, 4),
+        (2, 1, 12, 12),
+    ),
     ("tdnn", lambda: models.tdnn(), lambda: TorchTDNN(), (2, 40, 20)),
-    ("tdnn_custom", lambda: models.tdnn(5, 3, 8, ((3, 1), (2, 4))),
-     lambda: TorchTDNN(5, 3, 8, ((3, 1), (2, 4))), (2, 5, 9)),
+    (
+        "tdnn_custom",
+        lambda: models.tdnn(5, 3, 8, ((3, 1), (2, 4))),
+        lambda: TorchTDNN(5, 3, 8, ((3, 1), (2, 4))),
+        (2, 5, 9),
+    ),
 ]
 ZOO_IDS = [case[0] for case in ZOO]
 ZOO_CASES = [case[1:] for case in ZOO]
@@ -205,9 +255,9 @@ def copy_into_torch(ours: Any, theirs: tnn.Module) -> None:
 
 # ---------------------------------------------------------------------------- keys and weights
 @pytest.mark.parametrize(("build", "build_torch", "shape"), ZOO_CASES, ids=ZOO_IDS)
-def test_state_dict_keys_and_shapes_equal_torch(build: Callable[[], Any],
-                                                build_torch: Callable[[], tnn.Module],
-                                                shape: tuple[int, ...]) -> None:
+def test_state_dict_keys_and_shapes_equal_torch(
+    build: Callable[[], Any], build_torch: Callable[[], tnn.Module], shape: tuple[int, ...]
+) -> None:
     ours, theirs = build(), build_torch()
     our_state, their_state = ours.state_dict(), theirs.state_dict()
     assert list(our_state) == list(their_state)
@@ -215,15 +265,18 @@ def test_state_dict_keys_and_shapes_equal_torch(build: Callable[[], Any],
         assert value.shape == tuple(their_state[key].shape), key
         assert value.dtype == their_state[key].numpy().dtype, key  # float32 and int64 counters
     assert [name for name, _ in ours.named_parameters()] == [
-        name for name, _ in theirs.named_parameters()]
+        name for name, _ in theirs.named_parameters()
+    ]
 
 
 @pytest.mark.parametrize(("build", "build_torch", "shape"), ZOO_CASES, ids=ZOO_IDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_state_dict_round_trip_through_torch_is_lossless(build: Callable[[], Any],
-                                                         build_torch: Callable[[], tnn.Module],
-                                                         shape: tuple[int, ...],
-                                                         dtype: type) -> None:
+def test_state_dict_round_trip_through_torch_is_lossless(
+    build: Callable[[], Any],
+    build_torch: Callable[[], tnn.Module],
+    shape: tuple[int, ...],
+    dtype: type,
+) -> None:
     cp.manual_seed(0)
     ours = build().to(dtype)
     # Non-trivial buffers too: one training-mode forward moves the running statistics.
@@ -244,9 +297,9 @@ def test_state_dict_round_trip_through_torch_is_lossless(build: Callable[[], Any
 
 # ---------------------------------------------------------------------------- forward values
 @pytest.mark.parametrize(("build", "build_torch", "shape"), ZOO_CASES, ids=ZOO_IDS)
-def test_forward_matches_torch_in_train_and_eval(build: Callable[[], Any],
-                                                 build_torch: Callable[[], tnn.Module],
-                                                 shape: tuple[int, ...]) -> None:
+def test_forward_matches_torch_in_train_and_eval(
+    build: Callable[[], Any], build_torch: Callable[[], tnn.Module], shape: tuple[int, ...]
+) -> None:
     cp.manual_seed(2)
     ours = build().double()
     theirs = build_torch().double()
@@ -291,17 +344,16 @@ def count(model: Any) -> int:
         (lambda: models.resnet56(), 855_770),
         (lambda: models.densenet_bc(), 176_122),
     ],
-    ids=["lenet5_28", "lenet5_32", "lenet5_rgb", "resnet20", "resnet32", "resnet56",
-         "densenet_bc"],
+    ids=["lenet5_28", "lenet5_32", "lenet5_rgb", "resnet20", "resnet32", "resnet56", "densenet_bc"],
 )
 def test_parameter_counts(build: Callable[[], Any], expected: int) -> None:
     assert count(build()) == expected
 
 
 @pytest.mark.parametrize(("build", "build_torch", "shape"), ZOO_CASES, ids=ZOO_IDS)
-def test_parameter_counts_equal_torch(build: Callable[[], Any],
-                                      build_torch: Callable[[], tnn.Module],
-                                      shape: tuple[int, ...]) -> None:
+def test_parameter_counts_equal_torch(
+    build: Callable[[], Any], build_torch: Callable[[], tnn.Module], shape: tuple[int, ...]
+) -> None:
     assert count(build()) == sum(p.numel() for p in build_torch().parameters())
 
 
@@ -316,11 +368,19 @@ def test_parameter_counts_equal_torch(build: Callable[[], Any],
         (lambda: models.tdnn(13, 6, 16), (2, 13, 15), 6),
         (lambda: models.tdnn(13, 6, 16), (1, 13, 31), 6),
     ],
-    ids=["lenet_36x20", "lenet_16", "resnet20_4ch_100", "resnet32_tiny", "densenet_2ch",
-         "tdnn_min_length", "tdnn_long"],
+    ids=[
+        "lenet_36x20",
+        "lenet_16",
+        "resnet20_4ch_100",
+        "resnet32_tiny",
+        "densenet_2ch",
+        "tdnn_min_length",
+        "tdnn_long",
+    ],
 )
-def test_models_adapt_to_channels_classes_and_size(build: Callable[[], Any],
-                                                   shape: tuple[int, ...], classes: int) -> None:
+def test_models_adapt_to_channels_classes_and_size(
+    build: Callable[[], Any], shape: tuple[int, ...], classes: int
+) -> None:
     model = build()
     model.eval()
     output = model(cp.tensor(np.random.default_rng(0).standard_normal(shape).astype(np.float32)))
@@ -345,28 +405,46 @@ def test_tdnn_receptive_field() -> None:
     [
         (lambda: models.lenet5(0), r"lenet5: in_channels must be a positive int, got 0"),
         (lambda: models.lenet5(1, -3), r"lenet5: num_classes must be a positive int, got -3"),
-        (lambda: models.lenet5(input_size=(28, 28, 3)),
-         r"lenet5: input_size must be a positive int or \(height, width\), got \(28, 28, 3\)"),
-        (lambda: models.lenet5(input_size=12),
-         r"lenet5: input_size 12x12 is too small; LeNet-5 needs at least 16x16"),
-        (lambda: models.lenet5(activation="gelu"),
-         r"lenet5: activation must be 'relu' or 'tanh', got 'gelu'"),
-        (lambda: models.lenet5(pooling="min"),
-         r"lenet5: pooling must be 'max' or 'avg', got 'min'"),
+        (
+            lambda: models.lenet5(input_size=(28, 28, 3)),
+            r"lenet5: input_size must be a positive int or \(height, width\), got \(28, 28, 3\)",
+        ),
+        (
+            lambda: models.lenet5(input_size=12),
+            r"lenet5: input_size 12x12 is too small; LeNet-5 needs at least 16x16",
+        ),
+        (
+            lambda: models.lenet5(activation="gelu"),
+            r"lenet5: activation must be 'relu' or 'tanh', got 'gelu'",
+        ),
+        (
+            lambda: models.lenet5(pooling="min"),
+            r"lenet5: pooling must be 'max' or 'avg', got 'min'",
+        ),
         (lambda: models.resnet20(0), r"resnet: in_channels must be a positive int, got 0"),
         (lambda: models.resnet56(3, 0), r"resnet: num_classes must be a positive int, got 0"),
         (lambda: models.CifarResNet(0), r"resnet: blocks_per_stage must be a positive int, got 0"),
-        (lambda: models.densenet_bc(41),
-         r"densenet_bc: depth must be 6k \+ 4 with k >= 1 \(e.g. 40, 100\), got 41"),
-        (lambda: models.densenet_bc(4),
-         r"densenet_bc: depth must be 6k \+ 4 with k >= 1 \(e.g. 40, 100\), got 4"),
-        (lambda: models.densenet_bc(40, 0),
-         r"densenet_bc: growth_rate must be a positive int, got 0"),
-        (lambda: models.DenseNetBC(compression=1.5),
-         r"densenet_bc: compression must be in \(0, 1\], got 1.5"),
+        (
+            lambda: models.densenet_bc(41),
+            r"densenet_bc: depth must be 6k \+ 4 with k >= 1 \(e.g. 40, 100\), got 41",
+        ),
+        (
+            lambda: models.densenet_bc(4),
+            r"densenet_bc: depth must be 6k \+ 4 with k >= 1 \(e.g. 40, 100\), got 4",
+        ),
+        (
+            lambda: models.densenet_bc(40, 0),
+            r"densenet_bc: growth_rate must be a positive int, got 0",
+        ),
+        (
+            lambda: models.DenseNetBC(compression=1.5),
+            r"densenet_bc: compression must be in \(0, 1\], got 1.5",
+        ),
         (lambda: models.tdnn(0), r"tdnn: in_channels must be a positive int, got 0"),
-        (lambda: models.tdnn(context=()),
-         r"tdnn: context must list at least one \(kernel, dilation\) pair"),
+        (
+            lambda: models.tdnn(context=()),
+            r"tdnn: context must list at least one \(kernel, dilation\) pair",
+        ),
         (lambda: models.tdnn(context=((3, 0),)), r"tdnn: dilation must be a positive int, got 0"),
     ],
 )
@@ -377,6 +455,9 @@ def test_bad_arguments_raise_documented_errors(build: Callable[[], Any], message
 
 def test_tdnn_rejects_sequences_shorter_than_its_receptive_field() -> None:
     model = models.tdnn(4, 2, 8)
-    with pytest.raises(ValueError, match=r"tdnn: expected input \(N, C, L\) with L >= 15 \(the "
-                                         r"receptive field\), got shape \(2, 4, 14\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"tdnn: expected input \(N, C, L\) with L >= 15 \(the "
+        r"receptive field\), got shape \(2, 4, 14\)",
+    ):
         model(cp.tensor(np.zeros((2, 4, 14), dtype=np.float32)))

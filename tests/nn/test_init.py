@@ -57,19 +57,41 @@ def test_same_seed_gives_same_weights() -> None:
 @pytest.mark.parametrize(
     ("ours", "theirs", "std"),
     [
-        (lambda t: init.kaiming_normal_(t, mode="fan_out", nonlinearity="relu"),
-         lambda t: torch.nn.init.kaiming_normal_(t, mode="fan_out", nonlinearity="relu"),
-         math.sqrt(2) / math.sqrt(64 * 9)),
-        (lambda t: init.xavier_normal_(t, gain=2.0), lambda t: torch.nn.init.xavier_normal_(t, gain=2.0),
-         2.0 * math.sqrt(2 / (32 * 9 + 64 * 9))),
-        (lambda t: init.xavier_uniform_(t), lambda t: torch.nn.init.xavier_uniform_(t),
-         math.sqrt(6 / (32 * 9 + 64 * 9)) / math.sqrt(3)),
-        (lambda t: init.kaiming_uniform_(t, a=0.1), lambda t: torch.nn.init.kaiming_uniform_(t, a=0.1),
-         math.sqrt(2 / 1.01) / math.sqrt(32 * 9)),
+        (
+            lambda t: init.kaiming_normal_(t, mode="fan_out", nonlinearity="relu"),
+            lambda t: torch.nn.init.kaiming_normal_(t, mode="fan_out", nonlinearity="relu"),
+            math.sqrt(2) / math.sqrt(64 * 9),
+        ),
+        (
+            lambda t: init.xavier_normal_(t, gain=2.0),
+            lambda t: torch.nn.init.xavier_normal_(t, gain=2.0),
+            2.0 * math.sqrt(2 / (32 * 9 + 64 * 9)),
+        ),
+        (
+            lambda t: init.xavier_uniform_(t),
+            lambda t: torch.nn.init.xavier_uniform_(t),
+            math.sqrt(6 / (32 * 9 + 64 * 9)) / math.sqrt(3),
+        ),
+        (
+            lambda t: init.kaiming_uniform_(t, a=0.1),
+            lambda t: torch.nn.init.kaiming_uniform_(t, a=0.1),
+            math.sqrt(2 / 1.01) / math.sqrt(32 * 9),
+        ),
         (lambda t: init.normal_(t, 0.5, 0.2), lambda t: torch.nn.init.normal_(t, 0.5, 0.2), 0.2),
-        (lambda t: init.uniform_(t, -2, 1), lambda t: torch.nn.init.uniform_(t, -2, 1), 3 / math.sqrt(12)),
+        (
+            lambda t: init.uniform_(t, -2, 1),
+            lambda t: torch.nn.init.uniform_(t, -2, 1),
+            3 / math.sqrt(12),
+        ),
     ],
-    ids=["kaiming_normal", "xavier_normal", "xavier_uniform", "kaiming_uniform", "normal", "uniform"],
+    ids=[
+        "kaiming_normal",
+        "xavier_normal",
+        "xavier_uniform",
+        "kaiming_uniform",
+        "normal",
+        "uniform",
+    ],
 )
 def test_initialisers_match_torch_moments(ours, theirs, std) -> None:
     our_tensor = cp.tensor(np.zeros((64, 32, 3, 3)))
@@ -87,8 +109,16 @@ def test_constant_initialisers_and_gain() -> None:
     assert np.all(init.ones_(t).numpy() == 1)
     assert np.all(init.constant_(t, 0.25).numpy() == 0.25)
     assert np.all(init.zeros_(t).numpy() == 0)
-    for name, param in [("relu", None), ("tanh", None), ("leaky_relu", 0.2), ("sigmoid", None), ("selu", None)]:
-        assert init.calculate_gain(name, param) == pytest.approx(torch.nn.init.calculate_gain(name, param))
+    for name, param in [
+        ("relu", None),
+        ("tanh", None),
+        ("leaky_relu", 0.2),
+        ("sigmoid", None),
+        ("selu", None),
+    ]:
+        assert init.calculate_gain(name, param) == pytest.approx(
+            torch.nn.init.calculate_gain(name, param)
+        )
     with pytest.raises(ValueError, match="unsupported nonlinearity 'swish'"):
         init.calculate_gain("swish")
     with pytest.raises(ValueError, match="fewer than 2 dimensions"):

@@ -22,16 +22,52 @@ Build = Callable[[Any], Any]
 # (id, builder, input shape)
 LAYER_CASES: list[tuple[str, Build, tuple[int, ...]]] = [
     ("conv1d", lambda nn: nn.Conv1d(3, 4, 3), (2, 3, 9)),
-    ("conv1d_strided_dilated", lambda nn: nn.Conv1d(4, 6, 3, stride=2, dilation=2, groups=2), (2, 4, 13)),
-    ("conv1d_same_circular", lambda nn: nn.Conv1d(2, 3, 4, padding="same", padding_mode="circular"), (2, 2, 7)),
+    (
+        "conv1d_strided_dilated",
+        lambda nn: nn.Conv1d(4, 6, 3, stride=2, dilation=2, groups=2),
+        (2, 4, 13),
+    ),
+    (
+        "conv1d_same_circular",
+        lambda nn: nn.Conv1d(2, 3, 4, padding="same", padding_mode="circular"),
+        (2, 2, 7),
+    ),
     ("conv2d", lambda nn: nn.Conv2d(3, 4, 3, padding=1), (2, 3, 7, 6)),
-    ("conv2d_nobias_stride", lambda nn: nn.Conv2d(2, 4, (3, 2), stride=(2, 1), bias=False), (3, 2, 8, 7)),
-    ("conv2d_reflect", lambda nn: nn.Conv2d(2, 3, 3, padding=2, padding_mode="reflect"), (1, 2, 6, 5)),
-    ("conv2d_replicate_same", lambda nn: nn.Conv2d(2, 2, (2, 3), padding="same", padding_mode="replicate"), (2, 2, 5, 5)),
-    ("conv2d_groups_dilation", lambda nn: nn.Conv2d(4, 6, 3, groups=2, dilation=2, padding=1), (2, 4, 9, 8)),
-    ("conv_transpose1d", lambda nn: nn.ConvTranspose1d(3, 2, 3, stride=2, padding=1, output_padding=1), (2, 3, 5)),
-    ("conv_transpose2d", lambda nn: nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, groups=2), (2, 4, 4, 3)),
-    ("conv_transpose2d_dilated", lambda nn: nn.ConvTranspose2d(2, 3, 2, dilation=2, bias=False), (1, 2, 3, 4)),
+    (
+        "conv2d_nobias_stride",
+        lambda nn: nn.Conv2d(2, 4, (3, 2), stride=(2, 1), bias=False),
+        (3, 2, 8, 7),
+    ),
+    (
+        "conv2d_reflect",
+        lambda nn: nn.Conv2d(2, 3, 3, padding=2, padding_mode="reflect"),
+        (1, 2, 6, 5),
+    ),
+    (
+        "conv2d_replicate_same",
+        lambda nn: nn.Conv2d(2, 2, (2, 3), padding="same", padding_mode="replicate"),
+        (2, 2, 5, 5),
+    ),
+    (
+        "conv2d_groups_dilation",
+        lambda nn: nn.Conv2d(4, 6, 3, groups=2, dilation=2, padding=1),
+        (2, 4, 9, 8),
+    ),
+    (
+        "conv_transpose1d",
+        lambda nn: nn.ConvTranspose1d(3, 2, 3, stride=2, padding=1, output_padding=1),
+        (2, 3, 5),
+    ),
+    (
+        "conv_transpose2d",
+        lambda nn: nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1, groups=2),
+        (2, 4, 4, 3),
+    ),
+    (
+        "conv_transpose2d_dilated",
+        lambda nn: nn.ConvTranspose2d(2, 3, 2, dilation=2, bias=False),
+        (1, 2, 3, 4),
+    ),
     ("max_pool1d", lambda nn: nn.MaxPool1d(3, 2, 1), (2, 3, 10)),
     ("max_pool2d", lambda nn: nn.MaxPool2d(2), (2, 3, 8, 6)),
     ("max_pool2d_overlap_ceil", lambda nn: nn.MaxPool2d(3, 2, 1, ceil_mode=True), (2, 2, 9, 8)),
@@ -43,7 +79,11 @@ LAYER_CASES: list[tuple[str, Build, tuple[int, ...]]] = [
     ("adaptive_max_pool1d", lambda nn: nn.AdaptiveMaxPool1d(3), (2, 3, 10)),
     ("adaptive_max_pool2d", lambda nn: nn.AdaptiveMaxPool2d(2), (2, 3, 7, 5)),
     ("upsample_nearest", lambda nn: nn.Upsample(scale_factor=2), (2, 3, 4, 3)),
-    ("upsample_bilinear", lambda nn: nn.Upsample(size=(5, 7), mode="bilinear", align_corners=True), (2, 3, 4, 3)),
+    (
+        "upsample_bilinear",
+        lambda nn: nn.Upsample(size=(5, 7), mode="bilinear", align_corners=True),
+        (2, 3, 4, 3),
+    ),
     ("pixel_shuffle", lambda nn: nn.PixelShuffle(2), (2, 8, 3, 3)),
     ("pixel_unshuffle", lambda nn: nn.PixelUnshuffle(2), (2, 2, 4, 6)),
     ("flatten", lambda nn: nn.Flatten(), (2, 3, 4, 3)),
@@ -64,12 +104,29 @@ LAYER_CASES: list[tuple[str, Build, tuple[int, ...]]] = [
     ("batch_norm1d_2d_input", lambda nn: nn.BatchNorm1d(3), (5, 3)),
     ("batch_norm1d_3d_input", lambda nn: nn.BatchNorm1d(3, momentum=None), (4, 3, 5)),
     ("batch_norm2d", lambda nn: nn.BatchNorm2d(3), (4, 3, 3, 2)),
-    ("batch_norm2d_no_affine", lambda nn: nn.BatchNorm2d(3, affine=False, momentum=0.3), (4, 3, 3, 2)),
-    ("batch_norm2d_no_tracking", lambda nn: nn.BatchNorm2d(3, track_running_stats=False), (4, 3, 3, 2)),
+    (
+        "batch_norm2d_no_affine",
+        lambda nn: nn.BatchNorm2d(3, affine=False, momentum=0.3),
+        (4, 3, 3, 2),
+    ),
+    (
+        "batch_norm2d_no_tracking",
+        lambda nn: nn.BatchNorm2d(3, track_running_stats=False),
+        (4, 3, 3, 2),
+    ),
     ("batch_norm2d_no_bias", lambda nn: nn.BatchNorm2d(3, bias=False), (4, 3, 3, 2)),
-    ("sequential", lambda nn: nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(),
-                                            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 4)),
-     (3, 2, 6, 6)),
+    (
+        "sequential",
+        lambda nn: nn.Sequential(
+            nn.Conv2d(2, 3, 3),
+            nn.BatchNorm2d(3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(12, 4),
+        ),
+        (3, 2, 6, 6),
+    ),
 ]
 
 
@@ -97,8 +154,9 @@ def run_step(ours: Any, theirs: torch.nn.Module, x: np.ndarray, seed: int) -> No
         assert_close(param.grad.numpy(), their_params[name].grad, what=f"grad of {name}")
 
 
-@pytest.mark.parametrize(("build", "shape"), [c[1:] for c in LAYER_CASES],
-                         ids=[c[0] for c in LAYER_CASES])
+@pytest.mark.parametrize(
+    ("build", "shape"), [c[1:] for c in LAYER_CASES], ids=[c[0] for c in LAYER_CASES]
+)
 def test_layer_matches_torch_in_train_and_eval(build: Build, shape: tuple[int, ...]) -> None:
     ours, theirs = build_pair(build)
     assert repr(ours) == repr(theirs)
@@ -122,15 +180,21 @@ def test_conv_transpose_output_size_matches_torch() -> None:
         our_out = ours(cp.tensor(x), output_size=size)
         their_out = theirs(torch.tensor(x), output_size=size)
         assert_close(our_out.numpy(), their_out)
-    with pytest.raises(ValueError, match=r"requested an output size of \(13, 13\), but valid sizes"):
+    with pytest.raises(
+        ValueError, match=r"requested an output size of \(13, 13\), but valid sizes"
+    ):
         ours(cp.tensor(x), output_size=(13, 13))
 
 
 def test_max_unpool_round_trip_matches_torch() -> None:
     x = np.random.default_rng(2).standard_normal((2, 3, 6, 5))
     for ours_pool, ours_unpool, torch_pool, torch_unpool in [
-        (cnn.MaxPool2d(2, return_indices=True), cnn.MaxUnpool2d(2),
-         torch.nn.MaxPool2d(2, return_indices=True), torch.nn.MaxUnpool2d(2)),
+        (
+            cnn.MaxPool2d(2, return_indices=True),
+            cnn.MaxUnpool2d(2),
+            torch.nn.MaxPool2d(2, return_indices=True),
+            torch.nn.MaxUnpool2d(2),
+        ),
     ]:
         our_x, their_x = cp.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
         our_values, our_indices = ours_pool(our_x)
@@ -161,9 +225,11 @@ def test_loss_layers_match_torch(build: Build, target: str) -> None:
     if target == "index":
         our_t, their_t = cp.tensor(np.arange(6) % 4), torch.tensor(np.arange(6) % 4)
     else:
-        values = {"probability": np.abs(rng.standard_normal((6, 4))),
-                  "same": rng.standard_normal((6, 4)),
-                  "binary": (rng.random((6, 4)) > 0.5).astype(np.float64)}[target]
+        values = {
+            "probability": np.abs(rng.standard_normal((6, 4))),
+            "same": rng.standard_normal((6, 4)),
+            "binary": (rng.random((6, 4)) > 0.5).astype(np.float64),
+        }[target]
         if target == "probability":
             values /= values.sum(1, keepdims=True)
         our_t, their_t = cp.tensor(values), torch.tensor(values)
@@ -208,9 +274,12 @@ def test_notes_resampling_layers() -> None:
         [[1, 0, 2, 0, 3], [0, 0, 0, 0, 0], [4, 0, 5, 0, 6]],
     )
     np.testing.assert_array_equal(cnn.Decimate2d(2)(up).numpy(), x.numpy())
-    np.testing.assert_array_equal(cnn.Decimate1d(3)(cp.tensor(np.arange(7.0).reshape(1, 1, 7))).numpy(),
-                                  [[[0.0, 3.0, 6.0]]])
-    with pytest.raises(ValueError, match=r"Dilate1d: expected a 3-D input \(N, C, L\), got shape \(1, 1, 2, 3\)"):
+    np.testing.assert_array_equal(
+        cnn.Decimate1d(3)(cp.tensor(np.arange(7.0).reshape(1, 1, 7))).numpy(), [[[0.0, 3.0, 6.0]]]
+    )
+    with pytest.raises(
+        ValueError, match=r"Dilate1d: expected a 3-D input \(N, C, L\), got shape \(1, 1, 2, 3\)"
+    ):
         cnn.Dilate1d(2)(x)
     assert repr(cnn.Dilate2d(2)) == "Dilate2d(factor=2)"
 
@@ -218,17 +287,42 @@ def test_notes_resampling_layers() -> None:
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: cnn.Conv2d(3, 4, 3, groups=2), r"Conv2d: in_channels \(3\) must be divisible by groups \(2\)"),
-        (lambda: cnn.Conv2d(4, 3, 3, groups=2), r"Conv2d: out_channels \(3\) must be divisible by groups \(2\)"),
+        (
+            lambda: cnn.Conv2d(3, 4, 3, groups=2),
+            r"Conv2d: in_channels \(3\) must be divisible by groups \(2\)",
+        ),
+        (
+            lambda: cnn.Conv2d(4, 3, 3, groups=2),
+            r"Conv2d: out_channels \(3\) must be divisible by groups \(2\)",
+        ),
         (lambda: cnn.Conv2d(0, 3, 3), r"Conv2d: in_channels must be a positive int, got 0"),
-        (lambda: cnn.Conv2d(2, 3, 3, padding_mode="mirror"), r"Conv2d: padding_mode must be one of zeros, reflect, replicate, circular, got 'mirror'"),
-        (lambda: cnn.Conv2d(2, 3, 3, stride=2, padding="same"), r"Conv2d: padding='same' is not supported for strided convolutions"),
-        (lambda: cnn.Conv1d(2, 3, 3, padding="full"), r"Conv1d: padding must be 'same', 'valid' or ints, got 'full'"),
-        (lambda: cnn.ConvTranspose2d(2, 3, 3, padding_mode="reflect"), r'ConvTranspose2d: only "zeros" padding_mode is supported'),
+        (
+            lambda: cnn.Conv2d(2, 3, 3, padding_mode="mirror"),
+            r"Conv2d: padding_mode must be one of zeros, reflect, replicate, circular, "
+            r"got 'mirror'",
+        ),
+        (
+            lambda: cnn.Conv2d(2, 3, 3, stride=2, padding="same"),
+            r"Conv2d: padding='same' is not supported for strided convolutions",
+        ),
+        (
+            lambda: cnn.Conv1d(2, 3, 3, padding="full"),
+            r"Conv1d: padding must be 'same', 'valid' or ints, got 'full'",
+        ),
+        (
+            lambda: cnn.ConvTranspose2d(2, 3, 3, padding_mode="reflect"),
+            r'ConvTranspose2d: only "zeros" padding_mode is supported',
+        ),
         (lambda: cnn.Linear(-1, 3), r"Linear: in_features must be a non-negative int, got -1"),
         (lambda: cnn.BatchNorm2d(0), r"BatchNorm2d: num_features must be a positive int, got 0"),
-        (lambda: cnn.Dropout(1.5), r"Dropout: dropout probability has to be between 0 and 1, got 1.5"),
-        (lambda: cnn.CrossEntropyLoss(reduction="avg"), r"CrossEntropyLoss: reduction must be 'mean', 'sum' or 'none', got 'avg'"),
+        (
+            lambda: cnn.Dropout(1.5),
+            r"Dropout: dropout probability has to be between 0 and 1, got 1.5",
+        ),
+        (
+            lambda: cnn.CrossEntropyLoss(reduction="avg"),
+            r"CrossEntropyLoss: reduction must be 'mean', 'sum' or 'none', got 'avg'",
+        ),
     ],
 )
 def test_bad_layer_arguments_give_clear_errors(build: Callable[[], Any], message: str) -> None:

@@ -51,7 +51,9 @@ def test_state_dict_round_trip_through_torch_is_lossless() -> None:
     theirs.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in ours.state_dict().items()})
     again = Block()
     again.load_state_dict(theirs.state_dict())
-    for (name, a), (_, b) in zip(ours.state_dict().items(), again.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        ours.state_dict().items(), again.state_dict().items(), strict=True
+    ):
         np.testing.assert_array_equal(a, b, err_msg=name)
         assert a.dtype == b.dtype
 

@@ -27,8 +27,11 @@ POINTWISE: list[tuple[str, Callable[[Any], Any], Callable[[Any], Any]]] = [
     ("elu", F.elu, TF.elu),
     ("elu_alpha", lambda x: F.elu(x, alpha=0.4), lambda x: TF.elu(x, alpha=0.4)),
     ("gelu", F.gelu, TF.gelu),
-    ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"),
-     lambda x: TF.gelu(x, approximate="tanh")),
+    (
+        "gelu_tanh",
+        lambda x: F.gelu(x, approximate="tanh"),
+        lambda x: TF.gelu(x, approximate="tanh"),
+    ),
     ("sigmoid", F.sigmoid, TF.sigmoid),
     ("tanh", F.tanh, TF.tanh),
     ("silu", F.silu, TF.silu),
@@ -61,13 +64,15 @@ shapes = st.lists(st.integers(1, 5), min_size=0, max_size=4).map(tuple)
 
 # ------------------------------------------------------------------------------------------ erf
 def test_erf_matches_math_erf_to_1e14_relative() -> None:
-    grid = np.concatenate([
-        np.linspace(-7, 7, 20001),
-        np.geomspace(1e-300, 1e-3, 500),
-        -np.geomspace(1e-300, 1e-3, 500),
-        [0.0, -0.0, 0.999999999, 1.0, 1.0000001, 5.99999, 6.0, 6.5, 30.0, 1e300],
-        np.random.default_rng(0).standard_normal(5000) * 2.5,
-    ])
+    grid = np.concatenate(
+        [
+            np.linspace(-7, 7, 20001),
+            np.geomspace(1e-300, 1e-3, 500),
+            -np.geomspace(1e-300, 1e-3, 500),
+            [0.0, -0.0, 0.999999999, 1.0, 1.0000001, 5.99999, 6.0, 6.5, 30.0, 1e300],
+            np.random.default_rng(0).standard_normal(5000) * 2.5,
+        ]
+    )
     expected = np.array([math.erf(v) for v in grid])
     actual = activation.erf(grid)
     relative = np.abs(actual - expected) / np.maximum(np.abs(expected), np.finfo(float).tiny)
@@ -182,9 +187,7 @@ def test_softmax_matches_torch(name: str, shape: tuple[int, ...], seed: int, dat
     rank = max(len(shape), 1)
     dim = data.draw(st.integers(-rank, rank - 1), label="dim")
     x = random_input(seed, shape, scale=data.draw(st.sampled_from([1.0, 30.0, 400.0])))
-    compare_unary(
-        lambda t: getattr(F, name)(t, dim), lambda t: getattr(TF, name)(t, dim), x, seed
-    )
+    compare_unary(lambda t: getattr(F, name)(t, dim), lambda t: getattr(TF, name)(t, dim), x, seed)
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
@@ -295,8 +298,11 @@ def test_dropout2d_drops_whole_channels() -> None:
 def test_dropout_errors() -> None:
     x = cp.tensor(np.ones(3))
     for p in (1.5, -0.1):
-        with pytest.raises(ValueError, match=rf"dropout: p is a dropout probability and must be "
-                                             rf"in \[0, 1\], got {p}"):
+        with pytest.raises(
+            ValueError,
+            match=rf"dropout: p is a dropout probability and must be "
+            rf"in \[0, 1\], got {p}",
+        ):
             F.dropout(x, p)
     with pytest.raises(ValueError, match=r"dropout: p .* got 2"):
         F.dropout(x, 2, training=False)

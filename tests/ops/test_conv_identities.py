@@ -23,12 +23,13 @@ def full_correlation_loops(padded: np.ndarray, kernel: np.ndarray) -> np.ndarray
         for c in range(out_channels):
             for i in range(out.shape[2]):
                 for j in range(out.shape[3]):
-                    out[n, c, i, j] = np.sum(padded[n, :, i:i + kh, j:j + kw] * kernel[c])
+                    out[n, c, i, j] = np.sum(padded[n, :, i : i + kh, j : j + kw] * kernel[c])
     return out
 
 
-def conv2d_grads(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, grad_out: np.ndarray,
-                 **kwargs) -> tuple[np.ndarray, ...]:
+def conv2d_grads(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, grad_out: np.ndarray, **kwargs
+) -> tuple[np.ndarray, ...]:
     """convprop's (dL/dx, dL/dw, dL/db) for L = sum(conv2d(x, w, b) * grad_out)."""
     tx = cp.tensor(x, requires_grad=True)
     tw = cp.tensor(w, requires_grad=True)
@@ -53,7 +54,7 @@ def test_input_grad_is_full_convolution_with_rot180_kernel(padding: int) -> None
     padded_delta = np.pad(delta, ((0, 0), (0, 0), (2, 2), (1, 1)))  # K - 1 per axis
     rot180_swapped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C_in, C_out, kh, kw)
     full = full_correlation_loops(padded_delta, rot180_swapped)  # the padded input's shape
-    expected = full[:, :, padding:full.shape[2] - padding, padding:full.shape[3] - padding]
+    expected = full[:, :, padding : full.shape[2] - padding, padding : full.shape[3] - padding]
     np.testing.assert_allclose(grad_x, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -73,7 +74,9 @@ def test_weight_grad_is_correlation_of_input_with_grad_out() -> None:
             for p in range(2):
                 for q in range(3):
                     # dw[f, c, p, q] = sum_{n, i, j} delta[n, f, i, j] x_pad[n, c, i + p, j + q]
-                    expected[f, c, p, q] = np.sum(delta[:, f] * padded_x[:, c, p:p + 6, q:q + 6])
+                    expected[f, c, p, q] = np.sum(
+                        delta[:, f] * padded_x[:, c, p : p + 6, q : q + 6]
+                    )
     np.testing.assert_allclose(grad_w, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -84,8 +87,10 @@ def test_bias_grad_is_sum_of_grad_out() -> None:
     b = rng.standard_normal(4)
     delta = rng.standard_normal((3, 4, 2, 2))
     _, _, grad_b = conv2d_grads(x, w, b, delta, stride=2)
-    expected = [sum(delta[n, f, i, j] for n in range(3) for i in range(2) for j in range(2))
-                for f in range(4)]
+    expected = [
+        sum(delta[n, f, i, j] for n in range(3) for i in range(2) for j in range(2))
+        for f in range(4)
+    ]
     np.testing.assert_allclose(grad_b, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -118,7 +123,7 @@ def test_strided_input_grad_uses_zero_inserted_grad_out(stride, padding, dilatio
 
     dense_shape = F.conv2d(cp.tensor(x), cp.tensor(w), stride=1, **kwargs).shape
     upsampled = F.dilate(cp.tensor(delta), stride).numpy()
-    tail = [(0, dense - up) for dense, up in zip(dense_shape[2:], upsampled.shape[2:])]
+    tail = [(0, dense - up) for dense, up in zip(dense_shape[2:], upsampled.shape[2:], strict=True)]
     zero_inserted = np.pad(upsampled, [(0, 0), (0, 0), *tail])
     grad_dense, _, _ = conv2d_grads(x, w, None, zero_inserted, stride=1, **kwargs)
     np.testing.assert_allclose(grad_strided, grad_dense, rtol=1e-12, atol=1e-12)
@@ -169,18 +174,25 @@ def test_seed000_example() -> None:
     h.backward(np.array([[[[d11, d12], [d21, d22]]]]))
     expected_dx = [
         [d11 * w22, d11 * w21 + d12 * w22, d12 * w21],
-        [d11 * w12 + d21 * w22, d11 * w11 + d12 * w12 + d21 * w21 + d22 * w22,
-         d12 * w11 + d22 * w21],
+        [
+            d11 * w12 + d21 * w22,
+            d11 * w11 + d12 * w12 + d21 * w21 + d22 * w22,
+            d12 * w11 + d22 * w21,
+        ],
         [d21 * w12, d21 * w11 + d22 * w12, d22 * w11],
     ]
     np.testing.assert_allclose(tx.grad.numpy()[0, 0], expected_dx, rtol=1e-13)
 
     # dE/dw_ab = sum_xy delta_xy x_(x-a, y-b): w11 multiplies x22, x23, x32, x33 (above).
     expected_dw = [
-        [d11 * x22 + d12 * x23 + d21 * x32 + d22 * x33,
-         d11 * x21 + d12 * x22 + d21 * x31 + d22 * x32],
-        [d11 * x12 + d12 * x13 + d21 * x22 + d22 * x23,
-         d11 * x11 + d12 * x12 + d21 * x21 + d22 * x22],
+        [
+            d11 * x22 + d12 * x23 + d21 * x32 + d22 * x33,
+            d11 * x21 + d12 * x22 + d21 * x31 + d22 * x32,
+        ],
+        [
+            d11 * x12 + d12 * x13 + d21 * x22 + d22 * x23,
+            d11 * x11 + d12 * x12 + d21 * x21 + d22 * x22,
+        ],
     ]
     grad_w = trot.grad.numpy()[0, 0][::-1, ::-1]  # back from the rotated kernel to w
     np.testing.assert_allclose(grad_w, expected_dw, rtol=1e-13)
@@ -197,7 +209,8 @@ def test_seed001_example() -> None:
     tb = cp.tensor(np.array([b]), requires_grad=True)
     y = F.conv1d(tx, tw, tb)
     np.testing.assert_allclose(
-        y.numpy()[0, 0], [w1 * x1 + w2 * x2 + b, w1 * x2 + w2 * x3 + b, w1 * x3 + w2 * x4 + b],
+        y.numpy()[0, 0],
+        [w1 * x1 + w2 * x2 + b, w1 * x2 + w2 * x3 + b, w1 * x3 + w2 * x4 + b],
         rtol=1e-15,
     )
     y.backward(np.array([[[dy1, dy2, dy3]]]))

@@ -56,8 +56,12 @@ def test_linear_with_vector_weight_matches_torch(leading: tuple[int, ...], seed:
 
 def test_linear_with_scalar_bias_and_empty_batch_match_torch() -> None:
     rng = np.random.default_rng(0)
-    compare_linear(rng.standard_normal((4, 3)), rng.standard_normal((2, 3)),
-                   np.asarray(rng.standard_normal(())), 0)
+    compare_linear(
+        rng.standard_normal((4, 3)),
+        rng.standard_normal((2, 3)),
+        np.asarray(rng.standard_normal(())),
+        0,
+    )
     compare_linear(np.zeros((0, 3)), rng.standard_normal((2, 3)), rng.standard_normal(2), 0)
 
 
@@ -80,16 +84,20 @@ def test_linear_is_deck_002_matrix_form() -> None:
 
 def test_linear_gradcheck() -> None:
     rng = np.random.default_rng(2)
-    inputs = [cp.tensor(rng.standard_normal(shape), requires_grad=True)
-              for shape in [(2, 2, 3), (4, 3), (4,)]]
+    inputs = [
+        cp.tensor(rng.standard_normal(shape), requires_grad=True)
+        for shape in [(2, 2, 3), (4, 3), (4,)]
+    ]
     assert gradcheck(F.linear, inputs)
     assert gradcheck(F.linear, inputs[:2])
 
 
 def test_linear_keeps_float32() -> None:
     rng = np.random.default_rng(3)
-    x, w, b = (cp.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True)
-               for s in [(5, 3), (2, 3), (2,)])
+    x, w, b = (
+        cp.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True)
+        for s in [(5, 3), (2, 3), (2,)]
+    )
     out = F.linear(x, w, b)
     assert out.dtype == np.float32
     out.sum().backward()
@@ -98,19 +106,28 @@ def test_linear_keeps_float32() -> None:
 
 def test_linear_errors() -> None:
     x = cp.tensor(np.ones((4, 3)))
-    with pytest.raises(ValueError, match=r"linear: input has 3 features \(last axis of shape "
-                                         r"\(4, 3\)\) but weight expects 5 "
-                                         r"\(weight shape \(2, 5\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"linear: input has 3 features \(last axis of shape "
+        r"\(4, 3\)\) but weight expects 5 "
+        r"\(weight shape \(2, 5\)\)",
+    ):
         F.linear(x, cp.tensor(np.ones((2, 5))))
     with pytest.raises(ValueError, match=r"linear: weight must be 2-D .* got shape \(2, 3, 1\)"):
         F.linear(x, cp.tensor(np.ones((2, 3, 1))))
     with pytest.raises(ValueError, match=r"linear: input must be at least 1-D"):
         F.linear(cp.tensor(np.array(1.0)), cp.tensor(np.ones((2, 1))))
-    with pytest.raises(ValueError, match=r"linear: bias of shape \(3,\) does not broadcast to the "
-                                         r"output shape \(4, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"linear: bias of shape \(3,\) does not broadcast to the "
+        r"output shape \(4, 2\)",
+    ):
         F.linear(x, cp.tensor(np.ones((2, 3))), cp.tensor(np.ones(3)))
-    with pytest.raises(TypeError, match=r"linear: all inputs must have the same dtype, but input "
-                                        r"is float64, weight is float32"):
+    with pytest.raises(
+        TypeError,
+        match=r"linear: all inputs must have the same dtype, but input "
+        r"is float64, weight is float32",
+    ):
         F.linear(x, cp.tensor(np.ones((2, 3), dtype=np.float32)))
     with pytest.raises(TypeError, match=r"linear: weight must have a floating-point dtype"):
         F.linear(x, cp.tensor(np.ones((2, 3), dtype=np.int64)))

@@ -26,8 +26,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:All-NaN axis encountered:Runtime
 def both(array: np.ndarray | None, requires_grad: bool) -> tuple[Any, Any]:
     if array is None:
         return None, None
-    return (cp.tensor(array, requires_grad=requires_grad),
-            torch.tensor(array, requires_grad=requires_grad))
+    return (
+        cp.tensor(array, requires_grad=requires_grad),
+        torch.tensor(array, requires_grad=requires_grad),
+    )
 
 
 def compare_loss(
@@ -78,27 +80,47 @@ def classification(draw: Any, probabilities: bool = False) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- cross_entropy
-@given(case=classification(), reduction=REDUCTIONS,
-       label_smoothing=st.sampled_from([0.0, 0.0, 0.1, 0.73, 1.0]), seed=st.integers(0, 1000))
+@given(
+    case=classification(),
+    reduction=REDUCTIONS,
+    label_smoothing=st.sampled_from([0.0, 0.0, 0.1, 0.73, 1.0]),
+    seed=st.integers(0, 1000),
+)
 def test_cross_entropy_class_indices_match_torch(
     case: dict[str, Any], reduction: str, label_smoothing: float, seed: int
 ) -> None:
     ignore_index = case.pop("ignore_index")
-    options = {"ignore_index": ignore_index, "reduction": reduction,
-               "label_smoothing": label_smoothing}
-    compare_loss(lambda **a: F.cross_entropy(**a, **options),
-                 lambda **a: TF.cross_entropy(**a, **options), case, ("input",), seed)
+    options = {
+        "ignore_index": ignore_index,
+        "reduction": reduction,
+        "label_smoothing": label_smoothing,
+    }
+    compare_loss(
+        lambda **a: F.cross_entropy(**a, **options),
+        lambda **a: TF.cross_entropy(**a, **options),
+        case,
+        ("input",),
+        seed,
+    )
 
 
-@given(case=classification(probabilities=True), reduction=REDUCTIONS,
-       label_smoothing=st.sampled_from([0.0, 0.25, 1.0]), seed=st.integers(0, 1000))
+@given(
+    case=classification(probabilities=True),
+    reduction=REDUCTIONS,
+    label_smoothing=st.sampled_from([0.0, 0.25, 1.0]),
+    seed=st.integers(0, 1000),
+)
 def test_cross_entropy_class_probabilities_match_torch(
     case: dict[str, Any], reduction: str, label_smoothing: float, seed: int
 ) -> None:
     options = {"reduction": reduction, "label_smoothing": label_smoothing}
-    compare_loss(lambda **a: F.cross_entropy(**a, **options),
-                 lambda **a: TF.cross_entropy(**a, **options), case,
-                 ("input", "target", "weight"), seed)
+    compare_loss(
+        lambda **a: F.cross_entropy(**a, **options),
+        lambda **a: TF.cross_entropy(**a, **options),
+        case,
+        ("input", "target", "weight"),
+        seed,
+    )
 
 
 def test_cross_entropy_gradient_is_softmax_minus_onehot() -> None:
@@ -115,8 +137,9 @@ def test_cross_entropy_weighted_mean_divides_by_target_weights() -> None:
     logits, labels, weight = np.zeros((3, 2)), np.array([0, 1, 1]), np.array([1.0, 3.0])
     loss = F.cross_entropy(cp.tensor(logits), cp.tensor(labels), cp.tensor(weight))
     np.testing.assert_allclose(loss.item(), np.log(2) * (1 + 3 + 3) / (1 + 3 + 3))
-    per_sample = F.cross_entropy(cp.tensor(logits), cp.tensor(labels), cp.tensor(weight),
-                                 reduction="none")
+    per_sample = F.cross_entropy(
+        cp.tensor(logits), cp.tensor(labels), cp.tensor(weight), reduction="none"
+    )
     np.testing.assert_allclose(per_sample.numpy(), np.log(2) * np.array([1.0, 3.0, 3.0]))
 
 
@@ -131,12 +154,21 @@ def test_cross_entropy_stable_for_huge_logits() -> None:
 def test_cross_entropy_all_ignored_and_empty_batch_as_torch() -> None:
     logits = np.random.default_rng(1).standard_normal((3, 4))
     for smoothing in (0.0, 0.2):
-        compare_loss(lambda **a: F.cross_entropy(**a, label_smoothing=smoothing),
-                     lambda **a: TF.cross_entropy(**a, label_smoothing=smoothing),
-                     {"input": logits, "target": np.full(3, -100)}, ("input",), 0)
+        compare_loss(
+            lambda smoothing=smoothing, **a: F.cross_entropy(**a, label_smoothing=smoothing),
+            lambda smoothing=smoothing, **a: TF.cross_entropy(**a, label_smoothing=smoothing),
+            {"input": logits, "target": np.full(3, -100)},
+            ("input",),
+            0,
+        )
     for target in (np.zeros(0, dtype=np.int64), np.zeros((0, 4))):
-        compare_loss(F.cross_entropy, TF.cross_entropy,
-                     {"input": np.zeros((0, 4)), "target": target}, ("input",), 0)
+        compare_loss(
+            F.cross_entropy,
+            TF.cross_entropy,
+            {"input": np.zeros((0, 4)), "target": target},
+            ("input",),
+            0,
+        )
 
 
 def test_cross_entropy_gradcheck() -> None:
@@ -147,14 +179,16 @@ def test_cross_entropy_gradcheck() -> None:
     assert gradcheck(lambda z: F.cross_entropy(z, labels, weight, label_smoothing=0.3), [logits])
     soft = cp.tensor(rng.uniform(0, 1, (2, 3, 2)), requires_grad=True)
     class_weight = cp.tensor(np.array([0.5, 2.0, 1.5]), requires_grad=True)
-    assert gradcheck(lambda z, d, w: F.cross_entropy(z, d, w, label_smoothing=0.3,
-                                                      reduction="sum"),
-                     [logits, soft, class_weight])
+    assert gradcheck(
+        lambda z, d, w: F.cross_entropy(z, d, w, label_smoothing=0.3, reduction="sum"),
+        [logits, soft, class_weight],
+    )
 
 
 def test_cross_entropy_keeps_float32() -> None:
-    logits = cp.tensor(np.random.default_rng(3).standard_normal((4, 3)).astype(np.float32),
-                       requires_grad=True)
+    logits = cp.tensor(
+        np.random.default_rng(3).standard_normal((4, 3)).astype(np.float32), requires_grad=True
+    )
     loss = F.cross_entropy(logits, cp.tensor(np.array([0, 1, 2, 1])), label_smoothing=0.1)
     assert loss.dtype == np.float32
     loss.backward()
@@ -164,51 +198,83 @@ def test_cross_entropy_keeps_float32() -> None:
 
 
 def test_legacy_size_average_and_reduce() -> None:
-    logits, labels = cp.tensor(np.random.default_rng(4).standard_normal((3, 2))), cp.tensor(
-        np.array([0, 1, 1]))
+    logits, labels = (
+        cp.tensor(np.random.default_rng(4).standard_normal((3, 2))),
+        cp.tensor(np.array([0, 1, 1])),
+    )
     total = F.cross_entropy(logits, labels, reduction="sum").item()
     assert F.cross_entropy(logits, labels, size_average=False).item() == total
     assert F.cross_entropy(logits, labels, reduce=False).shape == (3,)
     assert F.nll_loss(logits, labels, size_average=True).item() == pytest.approx(
-        F.nll_loss(logits, labels).item())
+        F.nll_loss(logits, labels).item()
+    )
 
 
 def test_cross_entropy_errors() -> None:
     logits = cp.tensor(np.zeros((4, 3)))
-    with pytest.raises(ValueError, match=r"cross_entropy: target contains class 5, but input has "
-                                         r"3 classes \(class indices must lie in \[0, 2\] or "
-                                         r"equal ignore_index=-100\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"cross_entropy: target contains class 5, but input has "
+        r"3 classes \(class indices must lie in \[0, 2\] or "
+        r"equal ignore_index=-100\)",
+    ):
         F.cross_entropy(logits, cp.tensor(np.array([0, 1, 5, 1])))
     with pytest.raises(ValueError, match=r"cross_entropy: target contains class -3, but input"):
         F.cross_entropy(logits, cp.tensor(np.array([0, 1, -3, 1])))
-    with pytest.raises(ValueError, match=r"cross_entropy: target of class indices must have shape "
-                                         r"\(4,\) for input of shape \(4, 3\) .* got shape \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"cross_entropy: target of class indices must have shape "
+        r"\(4,\) for input of shape \(4, 3\) .* got shape \(3,\)",
+    ):
         F.cross_entropy(logits, cp.tensor(np.array([0, 1, 1])))
-    with pytest.raises(ValueError, match=r"cross_entropy: target of class probabilities must have "
-                                         r"the input's shape \(4, 3\), got shape \(4, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"cross_entropy: target of class probabilities must have "
+        r"the input's shape \(4, 3\), got shape \(4, 2\)",
+    ):
         F.cross_entropy(logits, cp.tensor(np.zeros((4, 2))))
-    with pytest.raises(TypeError, match=r"cross_entropy: target must hold class indices .* "
-                                        r"got bool"):
+    with pytest.raises(
+        TypeError,
+        match=r"cross_entropy: target must hold class indices .* "
+        r"got bool",
+    ):
         F.cross_entropy(logits, cp.tensor(np.array([True, False, True, True])))
-    with pytest.raises(ValueError, match=r"cross_entropy: weight must hold one weight per class, "
-                                         r"shape \(3,\) .* got shape \(2,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"cross_entropy: weight must hold one weight per class, "
+        r"shape \(3,\) .* got shape \(2,\)",
+    ):
         F.cross_entropy(logits, cp.tensor(np.array([0, 1, 2, 1])), cp.tensor(np.ones(2)))
     with pytest.raises(TypeError, match=r"cross_entropy: weight is float32 but input is float64"):
-        F.cross_entropy(logits, cp.tensor(np.array([0, 1, 2, 1])),
-                        cp.tensor(np.ones(3, dtype=np.float32)))
-    with pytest.raises(ValueError, match=r"cross_entropy: label_smoothing must be between 0.0 and "
-                                         r"1.0, got 1.5"):
+        F.cross_entropy(
+            logits, cp.tensor(np.array([0, 1, 2, 1])), cp.tensor(np.ones(3, dtype=np.float32))
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"cross_entropy: label_smoothing must be between 0.0 and "
+        r"1.0, got 1.5",
+    ):
         F.cross_entropy(logits, cp.tensor(np.array([0, 1, 2, 1])), label_smoothing=1.5)
-    with pytest.raises(ValueError, match=r"cross_entropy: reduction must be 'mean', 'sum' or "
-                                         r"'none', got 'avg'"):
+    with pytest.raises(
+        ValueError,
+        match=r"cross_entropy: reduction must be 'mean', 'sum' or "
+        r"'none', got 'avg'",
+    ):
         F.cross_entropy(logits, cp.tensor(np.array([0, 1, 2, 1])), reduction="avg")
-    with pytest.raises(ValueError, match=r"cross_entropy: ignore_index is not supported for "
-                                         r"class-probability .* got ignore_index=1"):
+    with pytest.raises(
+        ValueError,
+        match=r"cross_entropy: ignore_index is not supported for "
+        r"class-probability .* got ignore_index=1",
+    ):
         F.cross_entropy(logits, cp.tensor(np.zeros((4, 3))), ignore_index=1)
-    with pytest.raises(ValueError, match=r"cross_entropy: the loss is not differentiable with "
-                                         r"respect to weight"):
-        F.cross_entropy(logits, cp.tensor(np.array([0, 1, 2, 1])),
-                        cp.tensor(np.ones(3), requires_grad=True))
+    with pytest.raises(
+        ValueError,
+        match=r"cross_entropy: the loss is not differentiable with "
+        r"respect to weight",
+    ):
+        F.cross_entropy(
+            logits, cp.tensor(np.array([0, 1, 2, 1])), cp.tensor(np.ones(3), requires_grad=True)
+        )
     with pytest.raises(ValueError, match=r"cross_entropy: input must be \(C,\), \(N, C\) or"):
         F.cross_entropy(cp.tensor(np.array(1.0)), cp.tensor(np.array(0)))
     with pytest.raises(TypeError, match=r"cross_entropy: input must have a floating-point dtype"):
@@ -219,16 +285,24 @@ def test_cross_entropy_errors() -> None:
 @given(case=classification(), reduction=REDUCTIONS, seed=st.integers(0, 1000))
 def test_nll_loss_matches_torch(case: dict[str, Any], reduction: str, seed: int) -> None:
     options = {"ignore_index": case.pop("ignore_index"), "reduction": reduction}
-    compare_loss(lambda **a: F.nll_loss(**a, **options),
-                 lambda **a: TF.nll_loss(**a, **options), case, ("input",), seed)
+    compare_loss(
+        lambda **a: F.nll_loss(**a, **options),
+        lambda **a: TF.nll_loss(**a, **options),
+        case,
+        ("input",),
+        seed,
+    )
 
 
 def test_nll_loss_of_log_softmax_is_cross_entropy_and_gradcheck() -> None:
     rng = np.random.default_rng(5)
     logits = cp.tensor(rng.standard_normal((3, 4, 2)), requires_grad=True)
     labels = cp.tensor(np.array([[0, 3], [2, 2], [1, -100]]))
-    np.testing.assert_allclose(F.nll_loss(F.log_softmax(logits, 1), labels).item(),
-                               F.cross_entropy(logits, labels).item(), rtol=1e-14)
+    np.testing.assert_allclose(
+        F.nll_loss(F.log_softmax(logits, 1), labels).item(),
+        F.cross_entropy(logits, labels).item(),
+        rtol=1e-14,
+    )
     weight = cp.tensor(np.array([1.0, 0.5, 2.0, 1.5]))
     assert gradcheck(lambda z: F.nll_loss(z, labels, weight), [logits])
     single = F.nll_loss(cp.tensor(np.zeros((2, 3), dtype=np.float32)), cp.tensor(np.array([0, 2])))
@@ -241,33 +315,50 @@ def test_nll_loss_errors() -> None:
         F.nll_loss(log_probs, cp.tensor(np.zeros((2, 3))))
     with pytest.raises(ValueError, match=r"nll_loss: target contains class 3, but input has 3"):
         F.nll_loss(log_probs, cp.tensor(np.array([0, 3])))
-    with pytest.raises(ValueError, match=r"nll_loss: the loss is not differentiable with respect "
-                                         r"to weight"):
-        F.nll_loss(log_probs, cp.tensor(np.array([0, 1])), cp.tensor(np.ones(3),
-                                                                     requires_grad=True))
+    with pytest.raises(
+        ValueError,
+        match=r"nll_loss: the loss is not differentiable with respect "
+        r"to weight",
+    ):
+        F.nll_loss(
+            log_probs, cp.tensor(np.array([0, 1])), cp.tensor(np.ones(3), requires_grad=True)
+        )
 
 
 # ------------------------------------------------------------------------------------ mse_loss
-@given(shape=st.lists(st.integers(1, 4), max_size=3).map(tuple), reduction=REDUCTIONS,
-       weighted=st.booleans(), seed=st.integers(0, 2**31))
+@given(
+    shape=st.lists(st.integers(1, 4), max_size=3).map(tuple),
+    reduction=REDUCTIONS,
+    weighted=st.booleans(),
+    seed=st.integers(0, 2**31),
+)
 def test_mse_loss_matches_torch(
     shape: tuple[int, ...], reduction: str, weighted: bool, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    arrays = {"input": np.asarray(rng.standard_normal(shape)),
-              "target": np.asarray(rng.standard_normal(shape)),
-              "weight": np.asarray(rng.uniform(0.1, 2, shape)) if weighted else None}
-    compare_loss(lambda **a: F.mse_loss(**a, reduction=reduction),
-                 lambda **a: TF.mse_loss(**a, reduction=reduction), arrays,
-                 ("input", "target", "weight") if weighted else ("input", "target"), seed)
+    arrays = {
+        "input": np.asarray(rng.standard_normal(shape)),
+        "target": np.asarray(rng.standard_normal(shape)),
+        "weight": np.asarray(rng.uniform(0.1, 2, shape)) if weighted else None,
+    }
+    compare_loss(
+        lambda **a: F.mse_loss(**a, reduction=reduction),
+        lambda **a: TF.mse_loss(**a, reduction=reduction),
+        arrays,
+        ("input", "target", "weight") if weighted else ("input", "target"),
+        seed,
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Using a target size")
 def test_mse_loss_broadcast_target_warns_as_torch() -> None:
     rng = np.random.default_rng(6)
     arrays = {"input": rng.standard_normal((3, 4)), "target": rng.standard_normal((3, 1))}
-    with pytest.warns(UserWarning, match=r"mse_loss: using a target size \(3, 1\) that is "
-                                         r"different to the input size \(3, 4\)"):
+    with pytest.warns(
+        UserWarning,
+        match=r"mse_loss: using a target size \(3, 1\) that is "
+        r"different to the input size \(3, 4\)",
+    ):
         compare_loss(F.mse_loss, TF.mse_loss, arrays, ("input", "target"), 0)
 
 
@@ -275,74 +366,109 @@ def test_mse_loss_gradcheck_float32_and_errors() -> None:
     rng = np.random.default_rng(7)
     x, d, w = (cp.tensor(rng.standard_normal((2, 3)), requires_grad=True) for _ in range(3))
     assert gradcheck(lambda a, b, c: F.mse_loss(a, b, weight=c), [x, d, w])
-    single = F.mse_loss(cp.tensor(np.ones(3, dtype=np.float32)),
-                        cp.tensor(np.zeros(3, dtype=np.float32)))
+    single = F.mse_loss(
+        cp.tensor(np.ones(3, dtype=np.float32)), cp.tensor(np.zeros(3, dtype=np.float32))
+    )
     assert single.dtype == np.float32 and single.item() == 1.0
     integer_target = F.mse_loss(cp.tensor(np.ones(3, dtype=np.float32)), cp.tensor(np.arange(3)))
     assert integer_target.dtype == np.float32 and integer_target.item() == pytest.approx(2 / 3)
-    with pytest.raises(ValueError, match=r"mse_loss: target of shape \(5, 1\) does not broadcast "
-                                         r"against input of shape \(4, 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"mse_loss: target of shape \(5, 1\) does not broadcast "
+        r"against input of shape \(4, 3\)",
+    ):
         F.mse_loss(cp.tensor(np.ones((4, 3))), cp.tensor(np.ones((5, 1))))
     with pytest.raises(ValueError, match=r"mse_loss: weight must have the input's shape \(4, 3\)"):
-        F.mse_loss(cp.tensor(np.ones((4, 3))), cp.tensor(np.ones((4, 3))),
-                   weight=cp.tensor(np.ones(3)))
+        F.mse_loss(
+            cp.tensor(np.ones((4, 3))), cp.tensor(np.ones((4, 3))), weight=cp.tensor(np.ones(3))
+        )
     with pytest.raises(TypeError, match=r"mse_loss: input must have a floating-point dtype"):
         F.mse_loss(cp.tensor(np.ones(3, dtype=np.int64)), cp.tensor(np.ones(3)))
 
 
 # ---------------------------------------------------------- binary_cross_entropy_with_logits
-@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
-       reduction=REDUCTIONS, weight=st.sampled_from(["none", "full", "last", "first"]),
-       pos_weight=st.sampled_from(["none", "last", "scalar"]), scale=st.sampled_from([1.0, 40.0]),
-       seed=st.integers(0, 2**31))
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple),
+    reduction=REDUCTIONS,
+    weight=st.sampled_from(["none", "full", "last", "first"]),
+    pos_weight=st.sampled_from(["none", "last", "scalar"]),
+    scale=st.sampled_from([1.0, 40.0]),
+    seed=st.integers(0, 2**31),
+)
 def test_binary_cross_entropy_with_logits_matches_torch(
     shape: tuple[int, ...], reduction: str, weight: str, pos_weight: str, scale: float, seed: int
 ) -> None:
     rng = np.random.default_rng(seed)
-    weight_shapes = {"full": shape, "last": shape[-1:],
-                     "first": shape[:1] + (1,) * (len(shape) - 1)}
+    weight_shapes = {
+        "full": shape,
+        "last": shape[-1:],
+        "first": shape[:1] + (1,) * (len(shape) - 1),
+    }
     pos_weight_shapes = {"last": shape[-1:], "scalar": ()}
     arrays = {
         "input": rng.standard_normal(shape) * scale,
         "target": rng.uniform(0, 1, shape),
-        "weight": None if weight == "none" else np.asarray(
-            rng.uniform(0.1, 2, weight_shapes[weight])),
-        "pos_weight": None if pos_weight == "none" else np.asarray(
-            rng.uniform(0.1, 3, pos_weight_shapes[pos_weight])),
+        "weight": None
+        if weight == "none"
+        else np.asarray(rng.uniform(0.1, 2, weight_shapes[weight])),
+        "pos_weight": None
+        if pos_weight == "none"
+        else np.asarray(rng.uniform(0.1, 3, pos_weight_shapes[pos_weight])),
     }
-    compare_loss(lambda **a: F.binary_cross_entropy_with_logits(**a, reduction=reduction),
-                 lambda **a: TF.binary_cross_entropy_with_logits(**a, reduction=reduction),
-                 arrays, ("input", "target"), seed)
+    compare_loss(
+        lambda **a: F.binary_cross_entropy_with_logits(**a, reduction=reduction),
+        lambda **a: TF.binary_cross_entropy_with_logits(**a, reduction=reduction),
+        arrays,
+        ("input", "target"),
+        seed,
+    )
 
 
 def test_binary_cross_entropy_with_logits_stable_gradcheck_float32() -> None:
     logits = np.array([-800.0, -30.0, 0.0, 30.0, 800.0])
-    loss = F.binary_cross_entropy_with_logits(cp.tensor(logits), cp.tensor(np.ones(5) * 0.5),
-                                              reduction="none")
+    loss = F.binary_cross_entropy_with_logits(
+        cp.tensor(logits), cp.tensor(np.ones(5) * 0.5), reduction="none"
+    )
     assert np.isfinite(loss.numpy()).all()
     rng = np.random.default_rng(8)
     x, d = (cp.tensor(rng.standard_normal((2, 3)), requires_grad=True) for _ in range(2))
     pos_weight = cp.tensor(np.array([0.5, 2.0, 3.0]))
-    assert gradcheck(lambda a, b: F.binary_cross_entropy_with_logits(a, b, pos_weight=pos_weight),
-                     [x, d])
-    single = F.binary_cross_entropy_with_logits(cp.tensor(np.zeros(3, dtype=np.float32)),
-                                                cp.tensor(np.ones(3, dtype=np.float32)))
+    assert gradcheck(
+        lambda a, b: F.binary_cross_entropy_with_logits(a, b, pos_weight=pos_weight), [x, d]
+    )
+    single = F.binary_cross_entropy_with_logits(
+        cp.tensor(np.zeros(3, dtype=np.float32)), cp.tensor(np.ones(3, dtype=np.float32))
+    )
     assert single.dtype == np.float32
 
 
 def test_binary_cross_entropy_with_logits_errors() -> None:
     x = cp.tensor(np.zeros((4, 3)))
-    with pytest.raises(ValueError, match=r"binary_cross_entropy_with_logits: target must have the "
-                                         r"input's shape \(4, 3\), got shape \(4, 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"binary_cross_entropy_with_logits: target must have the "
+        r"input's shape \(4, 3\), got shape \(4, 1\)",
+    ):
         F.binary_cross_entropy_with_logits(x, cp.tensor(np.zeros((4, 1))))
-    with pytest.raises(TypeError, match=r"binary_cross_entropy_with_logits: target must have a "
-                                        r"floating-point dtype .* got int64"):
+    with pytest.raises(
+        TypeError,
+        match=r"binary_cross_entropy_with_logits: target must have a "
+        r"floating-point dtype .* got int64",
+    ):
         F.binary_cross_entropy_with_logits(x, cp.tensor(np.zeros((4, 3), dtype=np.int64)))
-    with pytest.raises(ValueError, match=r"binary_cross_entropy_with_logits: pos_weight of shape "
-                                         r"\(2,\) does not broadcast to the input's shape"):
-        F.binary_cross_entropy_with_logits(x, cp.tensor(np.zeros((4, 3))),
-                                           pos_weight=cp.tensor(np.ones(2)))
-    with pytest.raises(ValueError, match=r"binary_cross_entropy_with_logits: the loss is not "
-                                         r"differentiable with respect to pos_weight"):
-        F.binary_cross_entropy_with_logits(x, cp.tensor(np.zeros((4, 3))),
-                                           pos_weight=cp.tensor(np.ones(3), requires_grad=True))
+    with pytest.raises(
+        ValueError,
+        match=r"binary_cross_entropy_with_logits: pos_weight of shape "
+        r"\(2,\) does not broadcast to the input's shape",
+    ):
+        F.binary_cross_entropy_with_logits(
+            x, cp.tensor(np.zeros((4, 3))), pos_weight=cp.tensor(np.ones(2))
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"binary_cross_entropy_with_logits: the loss is not "
+        r"differentiable with respect to pos_weight",
+    ):
+        F.binary_cross_entropy_with_logits(
+            x, cp.tensor(np.zeros((4, 3))), pos_weight=cp.tensor(np.ones(3), requires_grad=True)
+        )

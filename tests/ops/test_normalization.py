@@ -85,8 +85,9 @@ def test_batch_norm_matches_torch(
     running = (rng.standard_normal(channels), rng.uniform(0.2, 3.0, channels))
     weight = rng.standard_normal(channels) if affine in ("both", "weight") else None
     bias = rng.standard_normal(channels) if affine in ("both", "bias") else None
-    compare_batch_norm(x, running if with_running else None, weight, bias, training, momentum,
-                       eps, seed)
+    compare_batch_norm(
+        x, running if with_running else None, weight, bias, training, momentum, eps, seed
+    )
 
 
 def test_running_stats_after_several_training_steps_equal_torch() -> None:
@@ -142,25 +143,43 @@ def test_batch_norm_keeps_float32_and_handles_empty_batch() -> None:
 
 def test_batch_norm_errors() -> None:
     stats = cp.zeros(4, dtype=np.float64), cp.ones(4, dtype=np.float64)
-    with pytest.raises(ValueError, match=r"batch_norm: Expected more than 1 value per channel "
-                                         r"when training, got input of shape \(1, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch_norm: Expected more than 1 value per channel "
+        r"when training, got input of shape \(1, 4\)",
+    ):
         F.batch_norm(cp.tensor(np.ones((1, 4))), *stats, training=True)
-    with pytest.raises(ValueError, match=r"batch_norm: running_mean must have one entry per "
-                                         r"channel, shape \(3,\) .* got shape \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch_norm: running_mean must have one entry per "
+        r"channel, shape \(3,\) .* got shape \(4,\)",
+    ):
         F.batch_norm(cp.tensor(np.ones((2, 3))), *stats)
     with pytest.raises(ValueError, match=r"batch_norm: weight must have one entry per channel"):
         F.batch_norm(cp.tensor(np.ones((2, 4))), *stats, weight=cp.tensor(np.ones(3)))
-    with pytest.raises(ValueError, match=r"batch_norm: running_mean and running_var must be "
-                                         r"given in evaluation mode"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch_norm: running_mean and running_var must be "
+        r"given in evaluation mode",
+    ):
         F.batch_norm(cp.tensor(np.ones((2, 4))), None, None)
-    with pytest.raises(ValueError, match=r"batch_norm: running_mean and running_var must either "
-                                         r"both be None or neither"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch_norm: running_mean and running_var must either "
+        r"both be None or neither",
+    ):
         F.batch_norm(cp.tensor(np.ones((2, 4))), stats[0], None, training=True)
-    with pytest.raises(ValueError, match=r"batch_norm: input must be at least 2-D \(N, C, \*\), "
-                                         r"got shape \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch_norm: input must be at least 2-D \(N, C, \*\), "
+        r"got shape \(4,\)",
+    ):
         F.batch_norm(cp.tensor(np.ones(4)), *stats)
-    with pytest.raises(TypeError, match=r"batch_norm: all inputs must have the same dtype, but "
-                                        r"input is float32, running_mean is float64"):
+    with pytest.raises(
+        TypeError,
+        match=r"batch_norm: all inputs must have the same dtype, but "
+        r"input is float32, running_mean is float64",
+    ):
         F.batch_norm(cp.tensor(np.ones((2, 4), dtype=np.float32)), *stats)
     with pytest.raises(TypeError, match=r"batch_norm: input must have a floating-point dtype"):
         F.batch_norm(cp.tensor(np.ones((2, 4), dtype=np.int64)), *stats)

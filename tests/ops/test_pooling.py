@@ -39,8 +39,14 @@ def pool_config(draw: st.DrawFn, spatial: int) -> dict:
     batch = draw(st.sampled_from([None, 1, 2, 3]))  # None: unbatched
     channels = draw(st.integers(1, 4))
     shape = ((channels,) if batch is None else (batch, channels)) + size
-    return dict(shape=shape, kernel_size=kernel, stride=stride, padding=padding,
-                dilation=dilation, ceil_mode=draw(st.booleans()))
+    return dict(
+        shape=shape,
+        kernel_size=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=draw(st.booleans()),
+    )
 
 
 def _window_only_in_padding(size, kernel, stride, padding, dilation) -> bool:
@@ -67,11 +73,17 @@ def _random_input(draw: st.DrawFn, shape: tuple[int, ...], kind: str) -> np.ndar
 
 
 def _compare_max_pool(spatial: int, config: dict, x: np.ndarray, seed: int) -> None:
-    ours_fn, torch_fn = (F.max_pool1d, TF.max_pool1d) if spatial == 1 else (F.max_pool2d,
-                                                                              TF.max_pool2d)
-    args = dict(kernel_size=config["kernel_size"], stride=config["stride"],
-                padding=config["padding"], dilation=config["dilation"],
-                ceil_mode=config["ceil_mode"], return_indices=True)
+    ours_fn, torch_fn = (
+        (F.max_pool1d, TF.max_pool1d) if spatial == 1 else (F.max_pool2d, TF.max_pool2d)
+    )
+    args = dict(
+        kernel_size=config["kernel_size"],
+        stride=config["stride"],
+        padding=config["padding"],
+        dilation=config["dilation"],
+        ceil_mode=config["ceil_mode"],
+        return_indices=True,
+    )
     ours_in, torch_in = pair(x)
     ours_out, ours_idx = ours_fn(ours_in, **args)
     torch_out, torch_idx = torch_fn(torch_in, **args)
@@ -117,19 +129,22 @@ def test_max_pool_ceil_mode_window_starting_in_the_padding() -> None:
     rng = np.random.default_rng(0)
     # L=5, k=2, s=2, p=1: ceil mode would add a 4th window starting at 5 = L, inside the right
     # padding; PyTorch drops it.
-    config = dict(shape=(2, 3, 5, 5), kernel_size=2, stride=2, padding=1, dilation=1,
-                  ceil_mode=True)
+    config = dict(
+        shape=(2, 3, 5, 5), kernel_size=2, stride=2, padding=1, dilation=1, ceil_mode=True
+    )
     _compare_max_pool(2, config, rng.standard_normal(config["shape"]), 1)
     assert F.max_pool2d(cp.tensor(np.zeros((1, 1, 5, 5))), 2, 2, 1, ceil_mode=True).shape == (
-        1, 1, 3, 3)
+        1,
+        1,
+        3,
+        3,
+    )
     # L=6, k=3, s=3, p=1: the 3rd ceil-mode window starts at 5 and ends in the padding: kept.
-    config = dict(shape=(1, 2, 6), kernel_size=3, stride=3, padding=1, dilation=1,
-                  ceil_mode=True)
+    config = dict(shape=(1, 2, 6), kernel_size=3, stride=3, padding=1, dilation=1, ceil_mode=True)
     _compare_max_pool(1, config, rng.standard_normal(config["shape"]), 2)
     assert F.max_pool1d(cp.tensor(np.zeros((1, 1, 6))), 3, 3, 1, ceil_mode=True).shape == (1, 1, 3)
     # L=4, k=2, s=3, p=1: the ceil-mode window (start 2) reads past the right padding.
-    config = dict(shape=(1, 1, 4), kernel_size=2, stride=3, padding=1, dilation=1,
-                  ceil_mode=True)
+    config = dict(shape=(1, 1, 4), kernel_size=2, stride=3, padding=1, dilation=1, ceil_mode=True)
     _compare_max_pool(1, config, rng.standard_normal(config["shape"]), 3)
 
 
@@ -163,8 +178,10 @@ def test_pools_computed_in_several_blocks_of_maps(monkeypatch, block_elements: i
     x = rng.standard_normal((3, 4, 7, 8))
     x[1, 2, 3, 3] = np.nan
     x[2, 0] = -np.inf
-    for args in (dict(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=True),
-                 dict(kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False)):
+    for args in (
+        dict(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=True),
+        dict(kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False),
+    ):
         _compare_max_pool(2, dict(shape=x.shape, **args), x, 5)
     finite = rng.standard_normal((3, 4, 7, 8))
     ours_in, torch_in = pair(finite)
@@ -217,7 +234,7 @@ def test_max_pool_gradient_routed_to_argmax_with_accumulation() -> None:
     windows_holding_peak = 0.0
     for m in range(4):
         for n in range(5):
-            window = x[0, 0, m:m + 3, n:n + 3]
+            window = x[0, 0, m : m + 3, n : n + 3]
             i, j = np.unravel_index(np.argmax(window), window.shape)  # first maximum
             expected[0, 0, m + i, n + j] += upstream[0, 0, m, n]
             if m <= 2 <= m + 2 and n <= 3 <= n + 2:
@@ -229,8 +246,10 @@ def test_max_pool_gradient_routed_to_argmax_with_accumulation() -> None:
 
 # --------------------------------------------------------------------------- dtypes and errors
 def test_max_pool_keeps_float32() -> None:
-    x = cp.tensor(np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32),
-                  requires_grad=True)
+    x = cp.tensor(
+        np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32),
+        requires_grad=True,
+    )
     y, idx = F.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)
     y.sum().backward()
     assert y.dtype == np.float32 and x.grad.dtype == np.float32 and idx.dtype == np.int64
@@ -247,28 +266,52 @@ def test_max_pool_without_return_indices_returns_a_tensor() -> None:
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda x: F.max_pool2d(x, 3, padding=2), ValueError,
-         r"max_pool2d: padding should be at most half of kernel_size.*padding=\(2, 2\)"),
-        (lambda x: F.max_pool2d(x, 3, padding=2, dilation=2), ValueError,
-         "padding should be at most half"),
-        (lambda x: F.max_pool1d(x[0], 2, padding=2), ValueError,
-         "max_pool1d: padding should be at most half"),
+        (
+            lambda x: F.max_pool2d(x, 3, padding=2),
+            ValueError,
+            r"max_pool2d: padding should be at most half of kernel_size.*padding=\(2, 2\)",
+        ),
+        (
+            lambda x: F.max_pool2d(x, 3, padding=2, dilation=2),
+            ValueError,
+            "padding should be at most half",
+        ),
+        (
+            lambda x: F.max_pool1d(x[0], 2, padding=2),
+            ValueError,
+            "max_pool1d: padding should be at most half",
+        ),
         (lambda x: F.max_pool2d(x, 0), ValueError, r"max_pool2d: kernel_size must be positive"),
         (lambda x: F.max_pool2d(x, 2, stride=0), ValueError, "stride must be positive, got"),
-        (lambda x: F.max_pool2d(x, 2, stride=(1, -1)), ValueError,
-         r"stride must be positive, got \(1, -1\)"),
+        (
+            lambda x: F.max_pool2d(x, 2, stride=(1, -1)),
+            ValueError,
+            r"stride must be positive, got \(1, -1\)",
+        ),
         (lambda x: F.max_pool2d(x, 2, dilation=0), ValueError, "dilation must be positive"),
         (lambda x: F.max_pool2d(x, 2, padding=-1), ValueError, "padding must be non-negative"),
         (lambda x: F.max_pool2d(x, 6), ValueError, "max_pool2d: output size is too small"),
-        (lambda x: F.max_pool2d(x, (2, 3, 4)), TypeError,
-         "kernel_size must be an int or a sequence of 2 ints"),
-        (lambda x: F.max_pool2d(x[0, 0], 2), ValueError,
-         r"max_pool2d: input must be 3-D or 4-D .*got 2-D"),
+        (
+            lambda x: F.max_pool2d(x, (2, 3, 4)),
+            TypeError,
+            "kernel_size must be an int or a sequence of 2 ints",
+        ),
+        (
+            lambda x: F.max_pool2d(x[0, 0], 2),
+            ValueError,
+            r"max_pool2d: input must be 3-D or 4-D .*got 2-D",
+        ),
         (lambda x: F.max_pool1d(x, 2), ValueError, r"max_pool1d: input must be 2-D or 3-D"),
-        (lambda x: F.max_pool2d(cp.tensor(np.zeros((1, 1, 4, 4), dtype=np.int64)), 2),
-         TypeError, "max_pool2d: input must have a floating-point dtype.*int64"),
-        (lambda x: F.max_pool2d(cp.tensor(np.zeros((1, 0, 4, 4))), 2), ValueError,
-         "non-zero channel and spatial sizes"),
+        (
+            lambda x: F.max_pool2d(cp.tensor(np.zeros((1, 1, 4, 4), dtype=np.int64)), 2),
+            TypeError,
+            "max_pool2d: input must have a floating-point dtype.*int64",
+        ),
+        (
+            lambda x: F.max_pool2d(cp.tensor(np.zeros((1, 0, 4, 4))), 2),
+            ValueError,
+            "non-zero channel and spatial sizes",
+        ),
     ],
 )
 def test_max_pool_errors(call, error, match) -> None:

@@ -21,13 +21,17 @@ def avg_config(draw: st.DrawFn, spatial: int) -> dict:
     kernel = tuple(draw(st.integers(1, 4)) for _ in range(spatial))
     padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
     stride = draw(st.none() | st.tuples(*(st.integers(1, 5) for _ in range(spatial))))
-    size = tuple(draw(st.integers(max(1, k - 2 * p), 12))
-                 for k, p in zip(kernel, padding, strict=True))
+    size = tuple(
+        draw(st.integers(max(1, k - 2 * p), 12)) for k, p in zip(kernel, padding, strict=True)
+    )
     batch = draw(st.sampled_from([None, 1, 2, 3]))  # None: unbatched
     channels = draw(st.integers(1, 4))
     config = dict(
         shape=((channels,) if batch is None else (batch, channels)) + size,
-        kernel_size=kernel, stride=stride, padding=padding, ceil_mode=draw(st.booleans()),
+        kernel_size=kernel,
+        stride=stride,
+        padding=padding,
+        ceil_mode=draw(st.booleans()),
         count_include_pad=draw(st.booleans()),
     )
     if spatial == 2:
@@ -51,28 +55,36 @@ def _compare(ours_fn, torch_fn, x: np.ndarray, seed: int, **args) -> None:
 def test_avg_pool_matches_torch(spatial: int, data: st.DataObject) -> None:
     config = data.draw(avg_config(spatial))
     x = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).standard_normal(
-        config.pop("shape"))
-    ours_fn, torch_fn = (F.avg_pool1d, TF.avg_pool1d) if spatial == 1 else (F.avg_pool2d,
-                                                                              TF.avg_pool2d)
+        config.pop("shape")
+    )
+    ours_fn, torch_fn = (
+        (F.avg_pool1d, TF.avg_pool1d) if spatial == 1 else (F.avg_pool2d, TF.avg_pool2d)
+    )
     _compare(ours_fn, torch_fn, x, data.draw(st.integers(0, 1000)), **config)
 
 
 @pytest.mark.parametrize(
     ("length", "kernel", "stride", "padding", "expected_size"),
     [
-        (5, 2, 2, 1, 3),   # the ceil-mode window at 5 = L would start in the padding: dropped
-        (6, 3, 3, 1, 3),   # the ceil-mode window [5, 8) overhangs the padding by one
+        (5, 2, 2, 1, 3),  # the ceil-mode window at 5 = L would start in the padding: dropped
+        (6, 3, 3, 1, 3),  # the ceil-mode window [5, 8) overhangs the padding by one
         (7, 3, 2, 1, 4),
         (4, 2, 3, 1, 2),
     ],
 )
 @pytest.mark.parametrize("count_include_pad", [True, False])
-def test_avg_pool_ceil_mode_divisors(length, kernel, stride, padding, expected_size,
-                                     count_include_pad) -> None:
+def test_avg_pool_ceil_mode_divisors(
+    length, kernel, stride, padding, expected_size, count_include_pad
+) -> None:
     """count_include_pad counts the zero padding but never the ceil-mode overhang beyond it."""
     x = np.arange(1.0, length + 1).reshape(1, 1, length)
-    args = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=True,
-                count_include_pad=count_include_pad)
+    args = dict(
+        kernel_size=kernel,
+        stride=stride,
+        padding=padding,
+        ceil_mode=True,
+        count_include_pad=count_include_pad,
+    )
     _compare(F.avg_pool1d, TF.avg_pool1d, x, 0, **args)
     assert F.avg_pool1d(cp.tensor(x), **args).shape == (1, 1, expected_size)
     # The same windows on a 2-D plane, each axis with its own rule.
@@ -132,8 +144,10 @@ def test_avg_pool1d_gradcheck() -> None:
 
 
 def test_avg_pool_keeps_float32() -> None:
-    x = cp.tensor(np.random.default_rng(0).standard_normal((2, 3, 7, 6)).astype(np.float32),
-                  requires_grad=True)
+    x = cp.tensor(
+        np.random.default_rng(0).standard_normal((2, 3, 7, 6)).astype(np.float32),
+        requires_grad=True,
+    )
     y = F.avg_pool2d(x, 3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
     y.sum().backward()
     assert y.dtype == np.float32 and x.grad.dtype == np.float32
@@ -146,33 +160,58 @@ def test_avg_pool_keeps_float32() -> None:
 @pytest.mark.parametrize(
     ("call", "error", "match"),
     [
-        (lambda x: F.avg_pool2d(x, 3, padding=2), ValueError,
-         r"avg_pool2d: padding should be at most half of kernel_size"),
-        (lambda x: F.avg_pool1d(x[0], 3, padding=2), ValueError,
-         "avg_pool1d: padding should be at most half"),
-        (lambda x: F.avg_pool2d(x, 3, divisor_override=0), ValueError,
-         "avg_pool2d: divisor_override must not be zero"),
-        (lambda x: F.avg_pool2d(x, 3, divisor_override=1.5), TypeError,
-         "divisor_override must be an int or None, got 1.5"),
+        (
+            lambda x: F.avg_pool2d(x, 3, padding=2),
+            ValueError,
+            r"avg_pool2d: padding should be at most half of kernel_size",
+        ),
+        (
+            lambda x: F.avg_pool1d(x[0], 3, padding=2),
+            ValueError,
+            "avg_pool1d: padding should be at most half",
+        ),
+        (
+            lambda x: F.avg_pool2d(x, 3, divisor_override=0),
+            ValueError,
+            "avg_pool2d: divisor_override must not be zero",
+        ),
+        (
+            lambda x: F.avg_pool2d(x, 3, divisor_override=1.5),
+            TypeError,
+            "divisor_override must be an int or None, got 1.5",
+        ),
         (lambda x: F.avg_pool2d(x, 0), ValueError, "kernel_size must be positive"),
         (lambda x: F.avg_pool2d(x, 2, stride=-1), ValueError, "stride must be positive"),
-        (lambda x: F.avg_pool1d(x[0], 2, padding=-1), ValueError,
-         "padding must be non-negative"),
+        (lambda x: F.avg_pool1d(x[0], 2, padding=-1), ValueError, "padding must be non-negative"),
         (lambda x: F.avg_pool2d(x, 6), ValueError, "avg_pool2d: output size is too small"),
-        (lambda x: F.avg_pool1d(x[0, 0, 0], 2), ValueError,
-         "avg_pool1d: input must be 2-D or 3-D"),
-        (lambda x: F.avg_pool2d(cp.tensor(np.zeros((1, 1, 4, 4), dtype=np.int32)), 2),
-         TypeError, "avg_pool2d: input must have a floating-point dtype"),
-        (lambda x: F.adaptive_avg_pool2d(x, -1), ValueError,
-         r"adaptive_avg_pool2d: output_size must be non-negative, got \(-1, -1\)"),
-        (lambda x: F.adaptive_avg_pool2d(x, (3,)), TypeError,
-         "output_size must be an int or a sequence of 2 ints or None"),
+        (lambda x: F.avg_pool1d(x[0, 0, 0], 2), ValueError, "avg_pool1d: input must be 2-D or 3-D"),
+        (
+            lambda x: F.avg_pool2d(cp.tensor(np.zeros((1, 1, 4, 4), dtype=np.int32)), 2),
+            TypeError,
+            "avg_pool2d: input must have a floating-point dtype",
+        ),
+        (
+            lambda x: F.adaptive_avg_pool2d(x, -1),
+            ValueError,
+            r"adaptive_avg_pool2d: output_size must be non-negative, got \(-1, -1\)",
+        ),
+        (
+            lambda x: F.adaptive_avg_pool2d(x, (3,)),
+            TypeError,
+            "output_size must be an int or a sequence of 2 ints or None",
+        ),
         (lambda x: F.adaptive_avg_pool2d(x, None), TypeError, "output_size must be an int"),
-        (lambda x: F.adaptive_avg_pool1d(x[0], (None,)), TypeError,
-         "adaptive_avg_pool1d: output_size must be an int or a sequence of 1 ints"),
+        (
+            lambda x: F.adaptive_avg_pool1d(x[0], (None,)),
+            TypeError,
+            "adaptive_avg_pool1d: output_size must be an int or a sequence of 1 ints",
+        ),
         (lambda x: F.adaptive_avg_pool1d(x[0], 2.0), TypeError, "output_size must be an int"),
-        (lambda x: F.adaptive_avg_pool2d(cp.tensor(np.zeros((1, 1, 0, 4))), 2), ValueError,
-         "non-zero channel and spatial sizes"),
+        (
+            lambda x: F.adaptive_avg_pool2d(cp.tensor(np.zeros((1, 1, 0, 4))), 2),
+            ValueError,
+            "non-zero channel and spatial sizes",
+        ),
     ],
 )
 def test_avg_pool_errors(call, error, match) -> None:
@@ -187,8 +226,11 @@ def adaptive_config(draw: st.DrawFn, spatial: int) -> tuple[tuple[int, ...], obj
     size = tuple(draw(st.integers(1, 12)) for _ in range(spatial))
     # Divisible sizes (the reshape path), others (overlapping windows), and out > L.
     out = tuple(
-        draw(st.sampled_from([length, 1]) | st.integers(1, 14)
-             | (st.none() if spatial == 2 else st.nothing()))
+        draw(
+            st.sampled_from([length, 1])
+            | st.integers(1, 14)
+            | (st.none() if spatial == 2 else st.nothing())
+        )
         for length in size
     )
     batch = draw(st.sampled_from([None, 1, 2, 3]))
@@ -205,8 +247,11 @@ def adaptive_config(draw: st.DrawFn, spatial: int) -> tuple[tuple[int, ...], obj
 def test_adaptive_avg_pool_matches_torch(spatial: int, data: st.DataObject) -> None:
     shape, output_size = data.draw(adaptive_config(spatial))
     x = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).standard_normal(shape)
-    ours_fn, torch_fn = ((F.adaptive_avg_pool1d, TF.adaptive_avg_pool1d) if spatial == 1
-                         else (F.adaptive_avg_pool2d, TF.adaptive_avg_pool2d))
+    ours_fn, torch_fn = (
+        (F.adaptive_avg_pool1d, TF.adaptive_avg_pool1d)
+        if spatial == 1
+        else (F.adaptive_avg_pool2d, TF.adaptive_avg_pool2d)
+    )
     _compare(ours_fn, torch_fn, x, data.draw(st.integers(0, 1000)), output_size=output_size)
 
 

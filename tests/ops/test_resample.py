@@ -26,8 +26,9 @@ from tests.reference import assert_close, grad_of, pair
 LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
-def compare_with_torch(ours_fn: Any, torch_fn: Any, x: np.ndarray, what: str,
-                       check_grad: bool = True) -> None:
+def compare_with_torch(
+    ours_fn: Any, torch_fn: Any, x: np.ndarray, what: str, check_grad: bool = True
+) -> None:
     """Forward values and the input gradient, convprop vs torch (float64)."""
     ours_x, torch_x = pair(x)
     ours, theirs = ours_fn(ours_x), torch_fn(torch_x)
@@ -67,7 +68,9 @@ def test_dilate_inserts_factor_minus_one_zeros(config, seed) -> None:
     shape, factor, factors = config
     x = sample(seed, shape)
     out = F.dilate(cp.tensor(x), factor).numpy()
-    assert out.shape == shape[:2] + tuple((w - 1) * f + 1 for w, f in zip(shape[2:], factors))
+    assert out.shape == shape[:2] + tuple(
+        (w - 1) * f + 1 for w, f in zip(shape[2:], factors, strict=True)
+    )
     kept = (slice(None), slice(None)) + tuple(slice(None, None, f) for f in factors)
     np.testing.assert_array_equal(out[kept], x)
     inserted = np.ones(out.shape, dtype=bool)
@@ -80,7 +83,9 @@ def test_decimate_keeps_every_factor_th_sample(config, seed) -> None:
     shape, factor, factors = config
     x = sample(seed, shape)
     out = F.decimate(cp.tensor(x), factor).numpy()
-    assert out.shape == shape[:2] + tuple(math.ceil(w / f) for w, f in zip(shape[2:], factors))
+    assert out.shape == shape[:2] + tuple(
+        math.ceil(w / f) for w, f in zip(shape[2:], factors, strict=True)
+    )
     np.testing.assert_array_equal(
         out, x[(slice(None), slice(None)) + tuple(slice(None, None, f) for f in factors)]
     )
@@ -99,7 +104,8 @@ def test_dilate_equals_strided_transposed_conv_with_a_kernel_of_ones(config, see
     compare_with_torch(
         lambda t: F.dilate(t, factor),
         lambda t: conv_t(t, _ones_kernel(channels, spatial), stride=factors, groups=channels),
-        sample(seed, shape), "dilate",
+        sample(seed, shape),
+        "dilate",
     )
 
 
@@ -112,7 +118,8 @@ def test_decimate_equals_strided_conv_with_a_kernel_of_ones(config, seed) -> Non
     compare_with_torch(
         lambda t: F.decimate(t, factor),
         lambda t: conv(t, _ones_kernel(channels, spatial), stride=factors, groups=channels),
-        sample(seed, shape), "decimate",
+        sample(seed, shape),
+        "decimate",
     )
 
 
@@ -197,7 +204,7 @@ def interpolate_configs(draw: st.DrawFn) -> tuple[tuple[int, ...], dict[str, Any
             kwargs["scale_factor"] = factors[0]
         else:
             kwargs["scale_factor"] = factors
-        assume(all(math.floor(n * f) >= 1 for n, f in zip(shape[2:], factors)))
+        assume(all(math.floor(n * f) >= 1 for n, f in zip(shape[2:], factors, strict=True)))
         kwargs["recompute_scale_factor"] = draw(st.sampled_from([None, False, True]))
     return shape, kwargs
 
@@ -215,7 +222,7 @@ def _torch_nearest_gradient_is_wrong(shape: tuple[int, ...], kwargs: dict[str, A
     factors = factors if isinstance(factors, tuple) else (factors,) * (len(shape) - 2)
     return any(
         math.floor(n * f) in (n, 2 * n) and f not in (1.0, 2.0)
-        for n, f in zip(shape[2:], factors)
+        for n, f in zip(shape[2:], factors, strict=True)
     )
 
 
@@ -225,7 +232,8 @@ def test_interpolate_matches_torch(config, seed) -> None:
     compare_with_torch(
         lambda t: F.interpolate(t, **kwargs),
         lambda t: torch_F.interpolate(t, **kwargs),
-        sample(seed, shape), f"interpolate {kwargs}",
+        sample(seed, shape),
+        f"interpolate {kwargs}",
         check_grad=not _torch_nearest_gradient_is_wrong(shape, kwargs),
     )
 
@@ -255,7 +263,8 @@ def test_interpolate_edge_cases_match_torch(shape, kwargs) -> None:
     compare_with_torch(
         lambda t: F.interpolate(t, **kwargs),
         lambda t: torch_F.interpolate(t, **kwargs),
-        sample(7, shape), f"interpolate {kwargs}",
+        sample(7, shape),
+        f"interpolate {kwargs}",
     )
 
 
@@ -305,35 +314,78 @@ def test_interpolate_gradcheck(shape, kwargs) -> None:
 @pytest.mark.parametrize(
     "shape,kwargs,error,match",
     [
-        ((1, 1, 4), {"size": 3, "scale_factor": 2.0}, ValueError,
-         "only one of size or scale_factor should be defined"),
+        (
+            (1, 1, 4),
+            {"size": 3, "scale_factor": 2.0},
+            ValueError,
+            "only one of size or scale_factor should be defined",
+        ),
         ((1, 1, 4), {}, ValueError, "either size or scale_factor should be defined"),
-        ((1, 1, 4), {"size": 3, "align_corners": False}, ValueError,
-         "align_corners can only be set with the interpolating modes.*mode='nearest'"),
-        ((1, 1, 4), {"size": 3, "mode": "nearest-exact", "align_corners": True}, ValueError,
-         "align_corners can only be set"),
-        ((1, 1, 4), {"size": 3, "mode": "cubic"}, ValueError,
-         "mode must be one of 'nearest', .* got 'cubic'"),
-        ((1, 1, 4, 4), {"size": 3, "mode": "bicubic"}, ValueError,
-         "'bicubic' exists in PyTorch but is not implemented"),
-        ((1, 1, 4, 4), {"size": 3, "mode": "linear"}, ValueError,
-         "mode 'linear' needs a 3-D input, got 4-D"),
-        ((1, 1, 4), {"size": 3, "mode": "bilinear"}, ValueError,
-         "mode 'bilinear' needs a 4-D input, got 3-D"),
+        (
+            (1, 1, 4),
+            {"size": 3, "align_corners": False},
+            ValueError,
+            "align_corners can only be set with the interpolating modes.*mode='nearest'",
+        ),
+        (
+            (1, 1, 4),
+            {"size": 3, "mode": "nearest-exact", "align_corners": True},
+            ValueError,
+            "align_corners can only be set",
+        ),
+        (
+            (1, 1, 4),
+            {"size": 3, "mode": "cubic"},
+            ValueError,
+            "mode must be one of 'nearest', .* got 'cubic'",
+        ),
+        (
+            (1, 1, 4, 4),
+            {"size": 3, "mode": "bicubic"},
+            ValueError,
+            "'bicubic' exists in PyTorch but is not implemented",
+        ),
+        (
+            (1, 1, 4, 4),
+            {"size": 3, "mode": "linear"},
+            ValueError,
+            "mode 'linear' needs a 3-D input, got 4-D",
+        ),
+        (
+            (1, 1, 4),
+            {"size": 3, "mode": "bilinear"},
+            ValueError,
+            "mode 'bilinear' needs a 4-D input, got 3-D",
+        ),
         ((4, 4), {"size": 3}, ValueError, r"input must be 3-D or 4-D or 5-D .* got 2-D"),
-        ((1, 1, 4, 4), {"size": (3, 3, 3)}, ValueError,
-         r"same number of spatial dimensions.*\[4, 4\] and size of \(3, 3, 3\)"),
-        ((1, 1, 4, 4), {"scale_factor": (2.0,)}, ValueError,
-         r"scale_factor of \(2.0,\)"),
-        ((1, 1, 4), {"size": 0}, ValueError,
-         r"sizes should be greater than 0.*input \(4,\) and output \(0,\)"),
+        (
+            (1, 1, 4, 4),
+            {"size": (3, 3, 3)},
+            ValueError,
+            r"same number of spatial dimensions.*\[4, 4\] and size of \(3, 3, 3\)",
+        ),
+        ((1, 1, 4, 4), {"scale_factor": (2.0,)}, ValueError, r"scale_factor of \(2.0,\)"),
+        (
+            (1, 1, 4),
+            {"size": 0},
+            ValueError,
+            r"sizes should be greater than 0.*input \(4,\) and output \(0,\)",
+        ),
         ((1, 1, 4), {"scale_factor": 0.1}, ValueError, "sizes should be greater than 0"),
         ((1, 1, 4), {"size": 2.5}, TypeError, "size must be an int or a tuple of ints, got 2.5"),
         ((1, 1, 4), {"scale_factor": "2"}, TypeError, "scale_factor must be a float"),
-        ((1, 1, 4), {"size": 3, "recompute_scale_factor": True}, ValueError,
-         "recompute_scale_factor is not meaningful with an explicit size"),
-        ((1, 1, 4, 4), {"size": 3, "mode": "bilinear", "antialias": True}, ValueError,
-         "antialias=True is not supported"),
+        (
+            (1, 1, 4),
+            {"size": 3, "recompute_scale_factor": True},
+            ValueError,
+            "recompute_scale_factor is not meaningful with an explicit size",
+        ),
+        (
+            (1, 1, 4, 4),
+            {"size": 3, "mode": "bilinear", "antialias": True},
+            ValueError,
+            "antialias=True is not supported",
+        ),
         ((1, 0, 4), {"size": 3}, ValueError, "non-empty apart from the batch"),
     ],
 )
@@ -349,8 +401,11 @@ def test_interpolate_refuses_integer_input() -> None:
 
 @pytest.mark.parametrize(
     "shape,kwargs",
-    [((1, 2, 5), {"size": 8, "mode": "linear"}), ((1, 2, 3, 4), {"scale_factor": 2.5}),
-     ((1, 2, 3, 4), {"size": (2, 7), "mode": "bilinear", "align_corners": True})],
+    [
+        ((1, 2, 5), {"size": 8, "mode": "linear"}),
+        ((1, 2, 3, 4), {"scale_factor": 2.5}),
+        ((1, 2, 3, 4), {"size": (2, 7), "mode": "bilinear", "align_corners": True}),
+    ],
 )
 def test_interpolate_keeps_float32(shape, kwargs) -> None:
     x32 = sample(1, shape).astype(np.float32)
@@ -382,8 +437,10 @@ def test_pixel_shuffle_matches_torch(config, seed) -> None:
     (*batch, channels, height, width), factor = config
     shape = (*batch, channels * factor**2, height, width)
     compare_with_torch(
-        lambda t: F.pixel_shuffle(t, factor), lambda t: torch_F.pixel_shuffle(t, factor),
-        sample(seed, shape), "pixel_shuffle",
+        lambda t: F.pixel_shuffle(t, factor),
+        lambda t: torch_F.pixel_shuffle(t, factor),
+        sample(seed, shape),
+        "pixel_shuffle",
     )
 
 
@@ -392,8 +449,10 @@ def test_pixel_unshuffle_matches_torch(config, seed) -> None:
     (*batch, channels, height, width), factor = config
     shape = (*batch, channels, height * factor, width * factor)
     compare_with_torch(
-        lambda t: F.pixel_unshuffle(t, factor), lambda t: torch_F.pixel_unshuffle(t, factor),
-        sample(seed, shape), "pixel_unshuffle",
+        lambda t: F.pixel_unshuffle(t, factor),
+        lambda t: torch_F.pixel_unshuffle(t, factor),
+        sample(seed, shape),
+        "pixel_unshuffle",
     )
 
 
@@ -407,8 +466,9 @@ def test_pixel_unshuffle_inverts_pixel_shuffle(config, seed) -> None:
     np.testing.assert_array_equal(grad, x)
 
 
-@pytest.mark.parametrize("name,shape", [("pixel_shuffle", (2, 8, 2, 3)),
-                                        ("pixel_unshuffle", (1, 2, 4, 2))])
+@pytest.mark.parametrize(
+    "name,shape", [("pixel_shuffle", (2, 8, 2, 3)), ("pixel_unshuffle", (1, 2, 4, 2))]
+)
 def test_pixel_shuffle_gradcheck(name, shape) -> None:
     x = cp.tensor(sample(4, shape), requires_grad=True)
     assert gradcheck(lambda t: getattr(F, name)(t, 2), [x])
@@ -417,15 +477,30 @@ def test_pixel_shuffle_gradcheck(name, shape) -> None:
 @pytest.mark.parametrize(
     "name,shape,factor,error,match",
     [
-        ("pixel_shuffle", (1, 3, 2, 2), 2, ValueError,
-         r"divisible by upscale_factor\*\*2 = 4, but input.size\(-3\)=3"),
+        (
+            "pixel_shuffle",
+            (1, 3, 2, 2),
+            2,
+            ValueError,
+            r"divisible by upscale_factor\*\*2 = 4, but input.size\(-3\)=3",
+        ),
         ("pixel_shuffle", (4, 2), 2, ValueError, "at least 3 dimensions"),
         ("pixel_shuffle", (4, 2, 2), 0, ValueError, "upscale_factor must be positive, got 0"),
         ("pixel_shuffle", (4, 2, 2), 2.0, TypeError, "upscale_factor must be an int, got 2.0"),
-        ("pixel_unshuffle", (1, 1, 3, 4), 2, ValueError,
-         r"height must be divisible by downscale_factor=2, but input.size\(-2\)=3"),
-        ("pixel_unshuffle", (1, 1, 4, 3), 2, ValueError,
-         r"width must be divisible by downscale_factor=2, but input.size\(-1\)=3"),
+        (
+            "pixel_unshuffle",
+            (1, 1, 3, 4),
+            2,
+            ValueError,
+            r"height must be divisible by downscale_factor=2, but input.size\(-2\)=3",
+        ),
+        (
+            "pixel_unshuffle",
+            (1, 1, 4, 3),
+            2,
+            ValueError,
+            r"width must be divisible by downscale_factor=2, but input.size\(-1\)=3",
+        ),
         ("pixel_unshuffle", (1, 4, 4), -1, ValueError, "downscale_factor must be positive"),
     ],
 )

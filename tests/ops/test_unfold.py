@@ -47,6 +47,7 @@ def as_pair(value: Any) -> tuple[int, int]:
 @st.composite
 def window_configs(draw: st.DrawFn) -> tuple[tuple[int, ...], dict[str, Any]]:
     """An image shape (batched or not) and unfold keyword arguments with >= 1 block."""
+
     def int_or_pair(low: int, high: int) -> Any:
         first = draw(st.integers(low, high))
         return first if draw(st.booleans()) else (first, draw(st.integers(low, high)))
@@ -59,8 +60,10 @@ def window_configs(draw: st.DrawFn) -> tuple[tuple[int, ...], dict[str, Any]]:
     }
     spatial = (draw(st.integers(1, 8)), draw(st.integers(1, 8)))
     for axis in range(2):
-        count = blocks(spatial[axis], *(as_pair(kwargs[k])[axis]
-                                        for k in ("kernel_size", "dilation", "padding", "stride")))
+        count = blocks(
+            spatial[axis],
+            *(as_pair(kwargs[k])[axis] for k in ("kernel_size", "dilation", "padding", "stride")),
+        )
         assume(count >= 1)
     channels = draw(st.integers(1, 3))
     batch = draw(st.sampled_from([(), (1,), (2,), (3,)]))
@@ -80,8 +83,10 @@ def test_fold_matches_torch(config, seed) -> None:
     kernel = as_pair(kwargs["kernel_size"])
     count = 1
     for axis in range(2):
-        count *= blocks(spatial[axis], *(as_pair(kwargs[k])[axis]
-                                         for k in ("kernel_size", "dilation", "padding", "stride")))
+        count *= blocks(
+            spatial[axis],
+            *(as_pair(kwargs[k])[axis] for k in ("kernel_size", "dilation", "padding", "stride")),
+        )
     columns_shape = shape[:-3] + (shape[-3] * kernel[0] * kernel[1], count)
     compare_with_torch("fold", sample(seed, columns_shape), spatial, **kwargs)
 
@@ -143,18 +148,38 @@ def test_unfold_fold_gradcheck(name, shape, kwargs) -> None:
     [
         ((4, 4), {"kernel_size": 2}, ValueError, r"input must be 3-D .* or 4-D .* got 2-D"),
         ((1, 1, 1, 4, 4), {"kernel_size": 2}, ValueError, "got 5-D"),
-        ((1, 1, 3, 3), {"kernel_size": 4}, ValueError,
-         r"spatial size \(3, 3\), kernel_size=\(4, 4\), .* blocks has shape \(0, 0\)"),
+        (
+            (1, 1, 3, 3),
+            {"kernel_size": 4},
+            ValueError,
+            r"spatial size \(3, 3\), kernel_size=\(4, 4\), .* blocks has shape \(0, 0\)",
+        ),
         ((1, 1, 3, 3), {"kernel_size": 2, "dilation": 3}, ValueError, "must be at least one"),
-        ((1, 1, 3, 3), {"kernel_size": 0}, ValueError,
-         r"kernel_size must be positive, got \(0, 0\)"),
+        (
+            (1, 1, 3, 3),
+            {"kernel_size": 0},
+            ValueError,
+            r"kernel_size must be positive, got \(0, 0\)",
+        ),
         ((1, 1, 3, 3), {"kernel_size": 2, "stride": 0}, ValueError, "stride must be positive"),
-        ((1, 1, 3, 3), {"kernel_size": 2, "dilation": (1, 0)}, ValueError,
-         r"dilation must be positive, got \(1, 0\)"),
-        ((1, 1, 3, 3), {"kernel_size": 2, "padding": -1}, ValueError,
-         "padding must be non-negative"),
-        ((1, 1, 3, 3), {"kernel_size": (2, 2, 2)}, TypeError,
-         "kernel_size must be an int or a sequence of 2 ints"),
+        (
+            (1, 1, 3, 3),
+            {"kernel_size": 2, "dilation": (1, 0)},
+            ValueError,
+            r"dilation must be positive, got \(1, 0\)",
+        ),
+        (
+            (1, 1, 3, 3),
+            {"kernel_size": 2, "padding": -1},
+            ValueError,
+            "padding must be non-negative",
+        ),
+        (
+            (1, 1, 3, 3),
+            {"kernel_size": (2, 2, 2)},
+            TypeError,
+            "kernel_size must be an int or a sequence of 2 ints",
+        ),
         ((1, 1, 3, 3), {"kernel_size": 2.0}, TypeError, "kernel_size must be an int"),
         ((1, 0, 3, 3), {"kernel_size": 2}, ValueError, "non-empty apart from the batch"),
     ],
@@ -169,14 +194,29 @@ def test_unfold_errors(shape, kwargs, error, match) -> None:
     [
         ((12,), ((4, 5), 2), {}, ValueError, r"input must be 2-D .* or 3-D .* got 1-D"),
         ((1, 2, 12, 12), ((4, 5), 2), {}, ValueError, "got 4-D"),
-        ((2, 10, 12), ((4, 5), 2), {}, ValueError,
-         r"input.size\(-2\) = 10 must be divisible by the product of kernel_size \(2, 2\) = 4"),
-        ((2, 12, 12), ((4, 4), 2), {}, ValueError,
-         r"output_size=\(4, 4\), kernel_size=\(2, 2\).* number of sliding blocks 3 \* 3 = 9, "
-         r"but got input.size\(-1\)=12"),
+        (
+            (2, 10, 12),
+            ((4, 5), 2),
+            {},
+            ValueError,
+            r"input.size\(-2\) = 10 must be divisible by the product of kernel_size \(2, 2\) = 4",
+        ),
+        (
+            (2, 12, 12),
+            ((4, 4), 2),
+            {},
+            ValueError,
+            r"output_size=\(4, 4\), kernel_size=\(2, 2\).* number of sliding blocks 3 \* 3 = 9, "
+            r"but got input.size\(-1\)=12",
+        ),
         ((2, 12, 12), ((1, 5), 2), {}, ValueError, "number of sliding blocks 0 \\* 4 = 0"),
-        ((2, 12, 12), ((4, 5, 3), 2), {}, TypeError,
-         "output_size must be an int or a sequence of 2 ints"),
+        (
+            (2, 12, 12),
+            ((4, 5, 3), 2),
+            {},
+            TypeError,
+            "output_size must be an int or a sequence of 2 ints",
+        ),
         ((2, 12, 12), ((4, 5), 2), {"stride": 0}, ValueError, "stride must be positive"),
         ((2, 0, 12), ((4, 5), 2), {}, ValueError, "non-empty apart from the batch"),
     ],

@@ -53,10 +53,27 @@ SCHEDULES: list[tuple[str, dict[str, Any]]] = [
     ("OneCycleLR", {"max_lr": 0.1, "total_steps": STEPS}),
     ("OneCycleLR", {"max_lr": [0.1, 0.2, 1.0], "epochs": 5, "steps_per_epoch": 10}),
     ("OneCycleLR", {"max_lr": 0.5, "total_steps": STEPS, "three_phase": True}),
-    ("OneCycleLR", {"max_lr": 0.5, "total_steps": STEPS, "anneal_strategy": "linear",
-                    "pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0}),
-    ("OneCycleLR", {"max_lr": 0.5, "total_steps": STEPS, "three_phase": True,
-                    "anneal_strategy": "linear", "base_momentum": [0.8, 0.7, 0.6]}),
+    (
+        "OneCycleLR",
+        {
+            "max_lr": 0.5,
+            "total_steps": STEPS,
+            "anneal_strategy": "linear",
+            "pct_start": 0.25,
+            "div_factor": 10.0,
+            "final_div_factor": 100.0,
+        },
+    ),
+    (
+        "OneCycleLR",
+        {
+            "max_lr": 0.5,
+            "total_steps": STEPS,
+            "three_phase": True,
+            "anneal_strategy": "linear",
+            "base_momentum": [0.8, 0.7, 0.6],
+        },
+    ),
     ("OneCycleLR", {"max_lr": 0.5, "total_steps": STEPS, "cycle_momentum": False}),
 ]
 
@@ -87,7 +104,9 @@ def test_lr_sequence_equals_torch(name: str, kwargs: dict[str, Any], optimizer_c
         assert [g["lr"] for g in ours_optimizer.param_groups] == ours.get_last_lr()
         assert momenta(ours_optimizer) == momenta(theirs_optimizer), f"momentum, step {step}"
         assert ours.last_epoch == theirs.last_epoch
-    for ours_group, theirs_group in zip(ours_optimizer.param_groups, theirs_optimizer.param_groups):
+    for ours_group, theirs_group in zip(
+        ours_optimizer.param_groups, theirs_optimizer.param_groups, strict=True
+    ):
         for key in ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"):
             assert ours_group.get(key) == theirs_group.get(key), key
 
@@ -108,10 +127,14 @@ def test_cosine_annealing_rises_again_past_t_max() -> None:
 def test_chained_schedulers_equal_torch() -> None:
     # Warm-up then exponential decay, both acting on the same optimizer every step.
     ours_optimizer, theirs_optimizer = optimizer_pair()
-    ours = [lr_scheduler.LinearLR(ours_optimizer, 0.25, total_iters=4),
-            lr_scheduler.ExponentialLR(ours_optimizer, 0.95)]
-    theirs = [torch.optim.lr_scheduler.LinearLR(theirs_optimizer, 0.25, total_iters=4),
-              torch.optim.lr_scheduler.ExponentialLR(theirs_optimizer, 0.95)]
+    ours = [
+        lr_scheduler.LinearLR(ours_optimizer, 0.25, total_iters=4),
+        lr_scheduler.ExponentialLR(ours_optimizer, 0.95),
+    ]
+    theirs = [
+        torch.optim.lr_scheduler.LinearLR(theirs_optimizer, 0.25, total_iters=4),
+        torch.optim.lr_scheduler.ExponentialLR(theirs_optimizer, 0.95),
+    ]
     for step in range(20):
         ours_optimizer.step()
         theirs_optimizer.step()
@@ -121,15 +144,23 @@ def test_chained_schedulers_equal_torch() -> None:
 
 
 DRIVEN = [
-    (optim.SGD, {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}, "StepLR",
-     {"step_size": 4, "gamma": 0.5}),
+    (
+        optim.SGD,
+        {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-2},
+        "StepLR",
+        {"step_size": 4, "gamma": 0.5},
+    ),
     (optim.SGD, {"momentum": 0.8}, "OneCycleLR", {"max_lr": 0.2, "total_steps": 25}),
     (optim.Adam, {"amsgrad": True}, "CosineAnnealingLR", {"T_max": 8, "eta_min": 1e-3}),
     (optim.Adam, {}, "OneCycleLR", {"max_lr": 0.1, "total_steps": 25, "three_phase": True}),
     (optim.AdamW, {}, "LinearLR", {"start_factor": 0.1, "total_iters": 10}),
     (optim.RMSprop, {"momentum": 0.5}, "MultiStepLR", {"milestones": [3, 9]}),
-    (optim.RMSprop, {"momentum": 0.5, "centered": True}, "OneCycleLR",
-     {"max_lr": 0.01, "total_steps": 25, "anneal_strategy": "linear"}),
+    (
+        optim.RMSprop,
+        {"momentum": 0.5, "centered": True},
+        "OneCycleLR",
+        {"max_lr": 0.01, "total_steps": 25, "anneal_strategy": "linear"},
+    ),
     (optim.SGD, {"momentum": 0.9}, "ExponentialLR", {"gamma": 0.9}),
 ]
 
@@ -151,8 +182,38 @@ def test_scheduler_driving_optimizer_matches_torch(
 
 
 # ---------------------------------------------------------------------- ReduceLROnPlateau
-METRICS = [1.0, 0.9, 0.9, 0.95, 0.91, 0.8999, 0.9, 0.95, 0.96, 0.97, 0.5, 0.5, 0.5, 0.5, 0.49995,
-           0.6, 0.7, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3] + [0.31] * 12
+METRICS = [
+    1.0,
+    0.9,
+    0.9,
+    0.95,
+    0.91,
+    0.8999,
+    0.9,
+    0.95,
+    0.96,
+    0.97,
+    0.5,
+    0.5,
+    0.5,
+    0.5,
+    0.49995,
+    0.6,
+    0.7,
+    0.4,
+    0.4,
+    0.4,
+    0.4,
+    0.4,
+    0.4,
+    0.3,
+    0.3,
+    0.3,
+    0.3,
+    0.3,
+    0.3,
+    0.3,
+] + [0.31] * 12
 
 
 @pytest.mark.parametrize(
@@ -182,7 +243,10 @@ def test_reduce_lr_on_plateau_equals_torch(kwargs: dict[str, Any]) -> None:
         theirs.step(metric)
         assert ours.get_last_lr() == theirs.get_last_lr(), f"epoch {epoch}"
         assert (ours.best, ours.num_bad_epochs, ours.cooldown_counter, ours.last_epoch) == (
-            theirs.best, theirs.num_bad_epochs, theirs.cooldown_counter, theirs.last_epoch
+            theirs.best,
+            theirs.num_bad_epochs,
+            theirs.cooldown_counter,
+            theirs.last_epoch,
         )
     if "min_lr" not in kwargs and kwargs.get("eps") is None:
         assert ours.get_last_lr() != LRS  # the script does plateau
@@ -274,7 +338,7 @@ def test_scheduler_state_dict_round_trip(
     scheduler.load_state_dict(scheduler_state)
     drive(scheduler, optimizer, params, range(7, 16), lrs)
     assert lrs == expected_lrs
-    for ours, expected in zip(params, expected_params):
+    for ours, expected in zip(params, expected_params, strict=True):
         np.testing.assert_array_equal(ours.data, expected.data)
 
 
@@ -323,53 +387,116 @@ def sgd(lrs: list[float] = LRS) -> optim.SGD:
     [
         (lambda: lr_scheduler.StepLR("sgd", 3), TypeError, "str is not an Optimizer"),
         (lambda: lr_scheduler.ReduceLROnPlateau(None), TypeError, "NoneType is not an Optimizer"),
-        (lambda: lr_scheduler.StepLR(sgd(), 0), ValueError,
-         "StepLR: step_size must be a positive integer, got 0"),
-        (lambda: lr_scheduler.CosineAnnealingLR(sgd(), T_max=0), ValueError,
-         "T_max must be positive, got 0"),
-        (lambda: lr_scheduler.LinearLR(sgd(), start_factor=0), ValueError,
-         "Starting multiplicative factor expected to be greater than 0 and less or equal to 1, "
-         "got start_factor=0"),
-        (lambda: lr_scheduler.LinearLR(sgd(), start_factor=1.5), ValueError,
-         "got start_factor=1.5"),
-        (lambda: lr_scheduler.LinearLR(sgd(), end_factor=-0.1), ValueError,
-         "Ending multiplicative factor expected to be between 0 and 1, got end_factor=-0.1"),
+        (
+            lambda: lr_scheduler.StepLR(sgd(), 0),
+            ValueError,
+            "StepLR: step_size must be a positive integer, got 0",
+        ),
+        (
+            lambda: lr_scheduler.CosineAnnealingLR(sgd(), T_max=0),
+            ValueError,
+            "T_max must be positive, got 0",
+        ),
+        (
+            lambda: lr_scheduler.LinearLR(sgd(), start_factor=0),
+            ValueError,
+            "Starting multiplicative factor expected to be greater than 0 and less or equal to 1, "
+            "got start_factor=0",
+        ),
+        (
+            lambda: lr_scheduler.LinearLR(sgd(), start_factor=1.5),
+            ValueError,
+            "got start_factor=1.5",
+        ),
+        (
+            lambda: lr_scheduler.LinearLR(sgd(), end_factor=-0.1),
+            ValueError,
+            "Ending multiplicative factor expected to be between 0 and 1, got end_factor=-0.1",
+        ),
         (lambda: lr_scheduler.LinearLR(sgd(), end_factor=1.1), ValueError, "end_factor=1.1"),
-        (lambda: lr_scheduler.ReduceLROnPlateau(sgd(), factor=1.0), ValueError,
-         r"Factor should be < 1.0, got factor=1.0"),
-        (lambda: lr_scheduler.ReduceLROnPlateau(sgd(), mode="avg"), ValueError,
-         "mode avg is unknown!"),
-        (lambda: lr_scheduler.ReduceLROnPlateau(sgd(), threshold_mode="pct"), ValueError,
-         "threshold mode pct is unknown!"),
-        (lambda: lr_scheduler.ReduceLROnPlateau(sgd(), min_lr=[0.1, 0.2]), ValueError,
-         "expected 3 min_lrs, got 2"),
-        (lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, total_steps=0), ValueError,
-         "Expected positive integer total_steps, but got 0"),
-        (lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, total_steps=2.5), ValueError,
-         "Expected positive integer total_steps, but got 2.5"),
-        (lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, epochs=0, steps_per_epoch=3), ValueError,
-         "Expected positive integer epochs, but got 0"),
-        (lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, epochs=2, steps_per_epoch=-3), ValueError,
-         "Expected positive integer steps_per_epoch, but got -3"),
-        (lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, epochs=2), ValueError,
-         r"You must define either total_steps OR \(epochs AND steps_per_epoch\)"),
-        (lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, 10, pct_start=1.5), ValueError,
-         "Expected float between 0 and 1 pct_start, but got 1.5"),
-        (lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, 10, pct_start=1), ValueError,
-         "Expected float between 0 and 1 pct_start, but got 1"),
-        (lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, 10, anneal_strategy="exp"), ValueError,
-         "anneal_strategy must be one of 'cos' or 'linear', instead got exp"),
-        (lambda: lr_scheduler.OneCycleLR(sgd(), [0.1, 0.2], 10), ValueError,
-         "max_lr must have the same length as optimizer.param_groups. max_lr has 2 values, "
-         "param_groups has 3."),
-        (lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, 10, base_momentum=[0.8]), ValueError,
-         "base_momentum must have the same length"),
-        (lambda: lr_scheduler.OneCycleLR(NoMomentum([Parameter(np.ones(1))]), 0.1, 10),
-         ValueError, r"optimizer must support momentum or beta1 with `cycle_momentum` option "
-         r"enabled \(NoMomentum has neither\)"),
-        (lambda: lr_scheduler.StepLR(sgd(), 3, last_epoch=5), KeyError,
-         r"param 'initial_lr' is not specified in param_groups\[0\] when resuming scheduler "
-         "with last_epoch >= 0"),
+        (
+            lambda: lr_scheduler.ReduceLROnPlateau(sgd(), factor=1.0),
+            ValueError,
+            r"Factor should be < 1.0, got factor=1.0",
+        ),
+        (
+            lambda: lr_scheduler.ReduceLROnPlateau(sgd(), mode="avg"),
+            ValueError,
+            "mode avg is unknown!",
+        ),
+        (
+            lambda: lr_scheduler.ReduceLROnPlateau(sgd(), threshold_mode="pct"),
+            ValueError,
+            "threshold mode pct is unknown!",
+        ),
+        (
+            lambda: lr_scheduler.ReduceLROnPlateau(sgd(), min_lr=[0.1, 0.2]),
+            ValueError,
+            "expected 3 min_lrs, got 2",
+        ),
+        (
+            lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, total_steps=0),
+            ValueError,
+            "Expected positive integer total_steps, but got 0",
+        ),
+        (
+            lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, total_steps=2.5),
+            ValueError,
+            "Expected positive integer total_steps, but got 2.5",
+        ),
+        (
+            lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, epochs=0, steps_per_epoch=3),
+            ValueError,
+            "Expected positive integer epochs, but got 0",
+        ),
+        (
+            lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, epochs=2, steps_per_epoch=-3),
+            ValueError,
+            "Expected positive integer steps_per_epoch, but got -3",
+        ),
+        (
+            lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, epochs=2),
+            ValueError,
+            r"You must define either total_steps OR \(epochs AND steps_per_epoch\)",
+        ),
+        (
+            lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, 10, pct_start=1.5),
+            ValueError,
+            "Expected float between 0 and 1 pct_start, but got 1.5",
+        ),
+        (
+            lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, 10, pct_start=1),
+            ValueError,
+            "Expected float between 0 and 1 pct_start, but got 1",
+        ),
+        (
+            lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, 10, anneal_strategy="exp"),
+            ValueError,
+            "anneal_strategy must be one of 'cos' or 'linear', instead got exp",
+        ),
+        (
+            lambda: lr_scheduler.OneCycleLR(sgd(), [0.1, 0.2], 10),
+            ValueError,
+            "max_lr must have the same length as optimizer.param_groups. max_lr has 2 values, "
+            "param_groups has 3.",
+        ),
+        (
+            lambda: lr_scheduler.OneCycleLR(sgd(), 0.1, 10, base_momentum=[0.8]),
+            ValueError,
+            "base_momentum must have the same length",
+        ),
+        (
+            lambda: lr_scheduler.OneCycleLR(NoMomentum([Parameter(np.ones(1))]), 0.1, 10),
+            ValueError,
+            r"optimizer must support momentum or beta1 with `cycle_momentum` option "
+            r"enabled \(NoMomentum has neither\)",
+        ),
+        (
+            lambda: lr_scheduler.StepLR(sgd(), 3, last_epoch=5),
+            KeyError,
+            r"param 'initial_lr' is not specified in param_groups\[0\] when resuming scheduler "
+            "with last_epoch >= 0",
+        ),
     ],
 )
 def test_invalid_arguments(make: Callable[[], Any], error: type, message: str) -> None:
@@ -395,8 +522,9 @@ def test_one_cycle_refuses_steps_past_total_steps() -> None:
         ours.step()
         theirs.step()
     assert ours.get_last_lr() == theirs.get_last_lr()
-    with pytest.raises(ValueError, match="Tried to step 6 times. The specified number of total "
-                       "steps is 5"):
+    with pytest.raises(
+        ValueError, match="Tried to step 6 times. The specified number of total steps is 5"
+    ):
         ours.step()
     with pytest.raises(ValueError, match="Tried to step 6 times"):
         theirs.step()
@@ -407,16 +535,21 @@ def test_reduce_lr_on_plateau_group_count_change() -> None:
     scheduler = lr_scheduler.ReduceLROnPlateau(optimizer, patience=0, min_lr=[0.0, 0.0, 0.0])
     optimizer.add_param_group({"params": [Parameter(np.ones(1))]})
     scheduler.step(1.0)
-    with pytest.raises(RuntimeError, match=r"The number of param groups in the `optimizer` \(4\) "
-                       r"differs from when `ReduceLROnPlateau` was initialized \(3\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"The number of param groups in the `optimizer` \(4\) "
+        r"differs from when `ReduceLROnPlateau` was initialized \(3\)",
+    ):
         scheduler.step(2.0)
 
 
 def test_warns_when_stepped_before_the_optimizer() -> None:
     optimizer = sgd()
     scheduler = lr_scheduler.StepLR(optimizer, 2)
-    with pytest.warns(UserWarning, match="Detected call of `lr_scheduler.step\\(\\)` before "
-                      "`optimizer.step\\(\\)`"):
+    with pytest.warns(
+        UserWarning,
+        match="Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`",
+    ):
         scheduler.step()
     with warnings.catch_warnings():
         warnings.simplefilter("error")

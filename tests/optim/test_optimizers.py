@@ -65,7 +65,7 @@ class Lockstep:
         ]
 
     def set_grads(self, step: int) -> None:
-        for index, (ours, theirs) in enumerate(zip(self.ours, self.theirs)):
+        for index, (ours, theirs) in enumerate(zip(self.ours, self.theirs, strict=True)):
             if index == 1 and step % 3 == 2:  # sometimes no gradient at all: the step skips it
                 ours.grad, theirs.grad = None, None
                 continue
@@ -79,7 +79,7 @@ class Lockstep:
         self.reference.step()
 
     def check(self, what: str = "", rtol: float = RTOL) -> None:
-        for index, (ours, theirs) in enumerate(zip(self.ours, self.theirs)):
+        for index, (ours, theirs) in enumerate(zip(self.ours, self.theirs, strict=True)):
             assert ours.data.dtype == theirs.detach().numpy().dtype
             assert_close(ours.data, theirs, rtol=rtol, what=f"{what} parameter {index}")
 
@@ -237,8 +237,9 @@ def test_add_param_group_matches_torch() -> None:
 def test_param_groups_hold_every_hyperparameter() -> None:
     for cls, torch_cls in TORCH_CLASS.items():
         ours = cls([{"params": [Parameter(np.ones(2))], "lr": 0.5}], weight_decay=0.1)
-        theirs = torch_cls([{"params": [torch.nn.Parameter(torch.ones(2))], "lr": 0.5}],
-                           weight_decay=0.1)
+        theirs = torch_cls(
+            [{"params": [torch.nn.Parameter(torch.ones(2))], "lr": 0.5}], weight_decay=0.1
+        )
         ours_group, theirs_group = ours.param_groups[0], theirs.param_groups[0]
         # PyTorch adds implementation switches (foreach, fused, capturable, differentiable).
         switches = {"foreach", "fused", "capturable", "differentiable"}
@@ -253,7 +254,7 @@ def test_named_parameters_are_accepted() -> None:
     optimizer = optim.SGD([("weight", weight), ("bias", bias)], lr=0.1)
     assert optimizer.param_groups[0]["param_names"] == ["weight", "bias"]
     assert optimizer.param_groups[0]["params"] == [weight, bias] or all(
-        a is b for a, b in zip(optimizer.param_groups[0]["params"], [weight, bias])
+        a is b for a, b in zip(optimizer.param_groups[0]["params"], [weight, bias], strict=True)
     )
     assert optimizer.state_dict()["param_groups"][0]["param_names"] == ["weight", "bias"]
 
@@ -378,7 +379,7 @@ def test_state_dict_round_trip_through_json_continues_identically(
             param.grad = cp.tensor(np.sin(param.data) + 0.1 * param.data)
         fresh[1].grad = None if step % 3 == 2 else fresh[1].grad
         optimizer.step()
-    for ours, expected in zip(fresh, uninterrupted.ours):
+    for ours, expected in zip(fresh, uninterrupted.ours, strict=True):
         np.testing.assert_array_equal(ours.data, expected.data)
 
 
@@ -398,7 +399,7 @@ def test_state_dict_structure_matches_torch(cls: type, defaults: dict[str, Any])
             else:
                 assert isinstance(value, np.ndarray)
                 assert_close(value, expected, rtol=RTOL, what=key)
-    for ours_group, theirs_group in zip(ours["param_groups"], theirs["param_groups"]):
+    for ours_group, theirs_group in zip(ours["param_groups"], theirs["param_groups"], strict=True):
         assert ours_group["params"] == theirs_group["params"]
     # Copies, not references: stepping on does not change a saved state dict.
     saved = pair.optimizer.state_dict()
@@ -417,7 +418,7 @@ def test_state_dict_moves_to_torch_and_back(cls: type, defaults: dict[str, Any])
         pair.optimizer.step()
     # Hand our state to PyTorch (arrays -> tensors), continue both from the same values.
     with torch.no_grad():
-        for ours, theirs in zip(pair.ours, pair.theirs):
+        for ours, theirs in zip(pair.ours, pair.theirs, strict=True):
             theirs.copy_(torch.tensor(ours.data))
     state = pair.optimizer.state_dict()
     for entry in state["state"].values():
@@ -457,11 +458,16 @@ def test_load_state_dict_errors() -> None:
 
     with pytest.raises(ValueError, match="different number of parameter groups: 2 saved, 1"):
         optim.Adam([a, b, c]).load_state_dict(state)
-    with pytest.raises(ValueError, match="doesn't match the size of optimizer's group: group 1 "
-                       "has 2 parameters saved but 1"):
+    with pytest.raises(
+        ValueError,
+        match="doesn't match the size of optimizer's group: group 1 has 2 parameters saved but 1",
+    ):
         optim.Adam([{"params": [a]}, {"params": [b]}]).load_state_dict(state)
-    with pytest.raises(ValueError, match=r"'exp_avg' of parameter 1 has shape \(3,\) but the "
-                       r"parameter has shape \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"'exp_avg' of parameter 1 has shape \(3,\) but the "
+        r"parameter has shape \(4,\)",
+    ):
         optim.Adam([{"params": [a]}, {"params": [c, b]}]).load_state_dict(state)
     with pytest.raises(ValueError, match="expected a dict with 'state' and 'param_groups'"):
         optimizer.load_state_dict({"state": {}})
@@ -485,45 +491,81 @@ def one_param() -> list[Parameter]:
         (lambda: optim.SGD(one_param(), lr=-0.1), ValueError, r"SGD: Invalid learning rate: -0.1"),
         (lambda: optim.SGD(one_param(), lr=float("nan")), ValueError, "Invalid learning rate: nan"),
         (lambda: optim.SGD(one_param(), momentum=-0.5), ValueError, "Invalid momentum value: -0.5"),
-        (lambda: optim.SGD(one_param(), weight_decay=-1), ValueError,
-         "Invalid weight_decay value: -1"),
-        (lambda: optim.SGD(one_param(), nesterov=True), ValueError,
-         "Nesterov momentum requires a momentum and zero dampening, got momentum=0, dampening=0"),
-        (lambda: optim.SGD(one_param(), momentum=0.9, dampening=0.1, nesterov=True), ValueError,
-         "got momentum=0.9, dampening=0.1"),
+        (
+            lambda: optim.SGD(one_param(), weight_decay=-1),
+            ValueError,
+            "Invalid weight_decay value: -1",
+        ),
+        (
+            lambda: optim.SGD(one_param(), nesterov=True),
+            ValueError,
+            "Nesterov momentum requires a momentum and zero dampening, got momentum=0, dampening=0",
+        ),
+        (
+            lambda: optim.SGD(one_param(), momentum=0.9, dampening=0.1, nesterov=True),
+            ValueError,
+            "got momentum=0.9, dampening=0.1",
+        ),
         (lambda: optim.SGD(one_param(), lr="0.1"), TypeError, "lr must be a real number, got str"),
         (lambda: optim.Adam(one_param(), lr=-1e-3), ValueError, "Adam: Invalid learning rate"),
         (lambda: optim.Adam(one_param(), eps=-1e-8), ValueError, "Invalid epsilon value: -1e-08"),
-        (lambda: optim.Adam(one_param(), betas=(1.0, 0.999)), ValueError,
-         r"Invalid beta parameter at index 0: 1.0 \(betas must lie in \[0, 1\)\)"),
-        (lambda: optim.Adam(one_param(), betas=(0.9, -0.1)), ValueError,
-         "Invalid beta parameter at index 1: -0.1"),
+        (
+            lambda: optim.Adam(one_param(), betas=(1.0, 0.999)),
+            ValueError,
+            r"Invalid beta parameter at index 0: 1.0 \(betas must lie in \[0, 1\)\)",
+        ),
+        (
+            lambda: optim.Adam(one_param(), betas=(0.9, -0.1)),
+            ValueError,
+            "Invalid beta parameter at index 1: -0.1",
+        ),
         (lambda: optim.Adam(one_param(), betas=0.9), TypeError, "betas must be a pair"),
-        (lambda: optim.Adam(one_param(), weight_decay=-0.1), ValueError,
-         "Invalid weight_decay value: -0.1"),
-        (lambda: optim.AdamW(one_param(), betas=(0.9, 1.5)), ValueError,
-         "AdamW: Invalid beta parameter at index 1: 1.5"),
+        (
+            lambda: optim.Adam(one_param(), weight_decay=-0.1),
+            ValueError,
+            "Invalid weight_decay value: -0.1",
+        ),
+        (
+            lambda: optim.AdamW(one_param(), betas=(0.9, 1.5)),
+            ValueError,
+            "AdamW: Invalid beta parameter at index 1: 1.5",
+        ),
         (lambda: optim.AdamW(one_param(), lr=-1), ValueError, "AdamW: Invalid learning rate: -1"),
         (lambda: optim.RMSprop(one_param(), lr=-1), ValueError, "RMSprop: Invalid learning rate"),
         (lambda: optim.RMSprop(one_param(), alpha=-0.9), ValueError, "Invalid alpha value: -0.9"),
         (lambda: optim.RMSprop(one_param(), eps=-1.0), ValueError, "Invalid epsilon value"),
         (lambda: optim.RMSprop(one_param(), momentum=-1.0), ValueError, "Invalid momentum value"),
-        (lambda: optim.RMSprop(one_param(), weight_decay=-1.0), ValueError,
-         "Invalid weight_decay value"),
-        (lambda: optim.SGD([{"params": one_param(), "lr": -2.0}]), ValueError,
-         "Invalid learning rate in param group 0: -2.0"),
+        (
+            lambda: optim.RMSprop(one_param(), weight_decay=-1.0),
+            ValueError,
+            "Invalid weight_decay value",
+        ),
+        (
+            lambda: optim.SGD([{"params": one_param(), "lr": -2.0}]),
+            ValueError,
+            "Invalid learning rate in param group 0: -2.0",
+        ),
         (lambda: optim.SGD([]), ValueError, "SGD: optimizer got an empty parameter list"),
         (lambda: optim.SGD([{"params": []}]), ValueError, "empty parameter list"),
-        (lambda: optim.SGD(Parameter(np.ones(2))), TypeError,
-         "params should be an iterable of Tensors or dicts, but got a single Parameter"),
-        (lambda: optim.SGD(np.ones(3)), TypeError,
-         "optimizer can only optimize Tensors .Parameters., but one of the params is float"),
+        (
+            lambda: optim.SGD(Parameter(np.ones(2))),
+            TypeError,
+            "params should be an iterable of Tensors or dicts, but got a single Parameter",
+        ),
+        (
+            lambda: optim.SGD(np.ones(3)),
+            TypeError,
+            "optimizer can only optimize Tensors .Parameters., but one of the params is float",
+        ),
         (lambda: optim.SGD([np.ones(3)]), TypeError, "one of the params is ndarray"),
         (lambda: optim.SGD({Parameter(np.ones(2))}), TypeError, "sets will change"),
         (lambda: optim.SGD([{"params": {Parameter(np.ones(2))}}]), TypeError, "Please use a list"),
         (lambda: optim.SGD([{"lr": 0.1}]), ValueError, "must have a 'params' entry"),
-        (lambda: optim.SGD([cp.tensor(np.ones(2), requires_grad=True) * 2]), ValueError,
-         "can't optimize a non-leaf Tensor"),
+        (
+            lambda: optim.SGD([cp.tensor(np.ones(2), requires_grad=True) * 2]),
+            ValueError,
+            "can't optimize a non-leaf Tensor",
+        ),
     ],
 )
 def test_invalid_arguments(make: Any, error: type, message: str) -> None:
@@ -559,7 +601,10 @@ def test_gradient_of_the_wrong_shape_is_refused() -> None:
     param = Parameter(np.ones((2, 3)))
     optimizer = optim.Adam([param])
     param.grad = cp.tensor(np.ones(3))
-    with pytest.raises(ValueError, match=r"Adam.step: a parameter of shape \(2, 3\) has a "
-                       r"gradient of shape \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Adam.step: a parameter of shape \(2, 3\) has a "
+        r"gradient of shape \(3,\)",
+    ):
         optimizer.step()
     np.testing.assert_array_equal(param.data, np.ones((2, 3)))

@@ -36,9 +36,7 @@ def gradcheck(
     ``|analytical - numerical| <= atol + rtol * |numerical|``. Inputs should be float64.
     """
     inputs = list(inputs)
-    differentiable = [
-        i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad
-    ]
+    differentiable = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
     if not differentiable:
         raise ValueError("gradcheck: no input has requires_grad=True")
     for i in differentiable:

@@ -13,9 +13,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from convprop.autograd.graph import Node, apply, record, run_backward
-from convprop.ops import activation
+from convprop.ops import activation, reduction
 from convprop.ops import elementwise as ew
-from convprop.ops import reduction, shape as shape_ops
+from convprop.ops import shape as shape_ops
 
 DTypeLike = Any
 default_float = np.dtype(np.float32)
@@ -41,7 +41,7 @@ def as_array(data: Any, dtype: DTypeLike = None) -> np.ndarray:
 
 
 class MaxResult(NamedTuple):
-    """``(values, indices)`` as returned by ``Tensor.max(dim)`` (PyTorch's ``torch.return_types.max``)."""
+    """``(values, indices)`` as returned by ``Tensor.max(dim)``, like ``torch.return_types.max``."""
 
     values: Tensor
     indices: Tensor
@@ -293,7 +293,7 @@ class Tensor:
         return self
 
     def pow(self, exponent: Any) -> Tensor:
-        return self ** exponent
+        return self**exponent
 
     def matmul(self, other: Any) -> Tensor:
         return self @ other
@@ -368,7 +368,9 @@ class Tensor:
             return apply(reduction.amax_forward, reduction.amax_backward, (self,), None, False)
         values, saved = reduction.max_dim_forward(self.data, dim, keepdim)
         result = record(
-            "max", values, (self,),
+            "max",
+            values,
+            (self,),
             lambda grad, needs: reduction.max_dim_backward(grad, saved, needs),
         )
         return MaxResult(result, Tensor._from_op(saved[3], None))
@@ -393,8 +395,9 @@ class Tensor:
 
     # ----------------------------------------------------------------------------- shapes
     def reshape(self, *shape: Any) -> Tensor:
-        return apply(shape_ops.reshape_forward, shape_ops.reshape_backward, (self,),
-                     _shape_args(shape))
+        return apply(
+            shape_ops.reshape_forward, shape_ops.reshape_backward, (self,), _shape_args(shape)
+        )
 
     view = reshape
 
@@ -406,14 +409,15 @@ class Tensor:
             raise ValueError(
                 f"flatten: start_dim {start_dim} must not come after end_dim {end_dim}"
             )
-        new_shape = self.shape[:start] + (-1,) + self.shape[end + 1:]
-        if 0 in self.shape[start:end + 1]:
-            new_shape = self.shape[:start] + (0,) + self.shape[end + 1:]
+        new_shape = self.shape[:start] + (-1,) + self.shape[end + 1 :]
+        if 0 in self.shape[start : end + 1]:
+            new_shape = self.shape[:start] + (0,) + self.shape[end + 1 :]
         return self.reshape(new_shape)
 
     def permute(self, *dims: Any) -> Tensor:
-        return apply(shape_ops.permute_forward, shape_ops.permute_backward, (self,),
-                     _shape_args(dims))
+        return apply(
+            shape_ops.permute_forward, shape_ops.permute_backward, (self,), _shape_args(dims)
+        )
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
         order = list(range(self.ndim))
@@ -431,19 +435,21 @@ class Tensor:
         axis = dim % max(self.ndim, 1)
         if self.ndim == 0 or self.shape[axis] != 1:
             return self
-        return self.reshape(self.shape[:axis] + self.shape[axis + 1:])
+        return self.reshape(self.shape[:axis] + self.shape[axis + 1 :])
 
     def unsqueeze(self, dim: int) -> Tensor:
         axis = dim % (self.ndim + 1)
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
     def expand(self, *shape: Any) -> Tensor:
-        return apply(shape_ops.expand_forward, shape_ops.expand_backward, (self,),
-                     _shape_args(shape))
+        return apply(
+            shape_ops.expand_forward, shape_ops.expand_backward, (self,), _shape_args(shape)
+        )
 
     def __getitem__(self, index: Any) -> Tensor:
-        return apply(shape_ops.getitem_forward, shape_ops.getitem_backward, (self,),
-                     _plain_index(index))
+        return apply(
+            shape_ops.getitem_forward, shape_ops.getitem_backward, (self,), _plain_index(index)
+        )
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if self.requires_grad:
@@ -534,8 +540,9 @@ def full(shape: Sequence[int], fill_value: float, dtype: DTypeLike = None) -> Te
     return Tensor(np.full(tuple(shape), fill_value, dtype=dtype or default_float))
 
 
-def arange(start: float, end: float | None = None, step: float = 1,
-           dtype: DTypeLike = None) -> Tensor:
+def arange(
+    start: float, end: float | None = None, step: float = 1, dtype: DTypeLike = None
+) -> Tensor:
     values = np.arange(start, end, step) if end is not None else np.arange(start)
     return Tensor(as_array(values if dtype is None else values.astype(dtype)))
 
@@ -544,21 +551,25 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate along an existing axis; each input's gradient is its slice of the output's."""
     items = list(tensors)
     output, saved = shape_ops.cat_forward([t.data for t in items], dim)
-    return record("cat", output, items,
-                  lambda grad, needs: shape_ops.cat_backward(grad, saved, needs))
+    return record(
+        "cat", output, items, lambda grad, needs: shape_ops.cat_backward(grad, saved, needs)
+    )
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Stack along a new axis; each input's gradient is its slice of the output's."""
     items = list(tensors)
     output, saved = shape_ops.stack_forward([t.data for t in items], dim)
-    return record("stack", output, items,
-                  lambda grad, needs: shape_ops.stack_backward(grad, saved, needs))
+    return record(
+        "stack", output, items, lambda grad, needs: shape_ops.stack_backward(grad, saved, needs)
+    )
 
 
 def where(condition: Any, input: Any, other: Any) -> Tensor:
     """``input`` where ``condition`` holds, else ``other`` (gradients routed likewise)."""
-    cond = condition if isinstance(condition, Tensor) else Tensor._from_op(np.asarray(condition), None)
+    cond = (
+        condition if isinstance(condition, Tensor) else Tensor._from_op(np.asarray(condition), None)
+    )
     if cond.dtype != bool:
         raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
     a = input if isinstance(input, Tensor) else None

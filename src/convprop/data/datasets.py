@@ -60,11 +60,14 @@ class ArrayDataset:
         return self.inputs.ndim == 3
 
     def subset(self, indices: np.ndarray) -> ArrayDataset:
-        return ArrayDataset(self.inputs[indices], self.labels[indices], list(self.classes),
-                            self.source)
+        return ArrayDataset(
+            self.inputs[indices], self.labels[indices], list(self.classes), self.source
+        )
 
 
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Train and test indices with each class split in the same proportion, reproducibly.
 
     For 500 digits per class and ``test_fraction=0.2`` this gives 400 + 100 of each class.
@@ -82,7 +85,9 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
 
 
 # ----------------------------------------------------------------------------- loading
-def load(spec: str, resize: tuple[int, int] | None = None) -> tuple[ArrayDataset, ArrayDataset | None]:
+def load(
+    spec: str, resize: tuple[int, int] | None = None
+) -> tuple[ArrayDataset, ArrayDataset | None]:
     """Load a data set by name or path; returns (data, test data if the source provides one).
 
     ``spec`` is a bundled name (``mnist-5k``), a ``.npz`` file, a directory of MNIST IDX files
@@ -97,7 +102,10 @@ def load(spec: str, resize: tuple[int, int] | None = None) -> tuple[ArrayDataset
         )
     if path.is_file():
         if path.suffix != ".npz":
-            raise DataError(f"{spec}: unsupported data file (expected .npz, an IDX directory or an image folder)")
+            raise DataError(
+                f"{spec}: unsupported data file "
+                "(expected .npz, an IDX directory or an image folder)"
+            )
         return load_npz(path), None
     if _find_idx(path, "train-images") is not None:
         return load_idx_directory(path)
@@ -109,8 +117,12 @@ def load_mnist_5k() -> ArrayDataset:
     with resources.files("convprop.data").joinpath("mnist_5k.npz").open("rb") as handle:
         with np.load(handle, allow_pickle=False) as archive:
             images, labels = archive["images"], archive["labels"]
-    return ArrayDataset(_scale_images(images[:, None]), labels.astype(np.int64),
-                        [str(i) for i in range(10)], "mnist-5k")
+    return ArrayDataset(
+        _scale_images(images[:, None]),
+        labels.astype(np.int64),
+        [str(i) for i in range(10)],
+        "mnist-5k",
+    )
 
 
 def load_npz(path: str | Path) -> ArrayDataset:
@@ -137,14 +149,18 @@ def load_npz(path: str | Path) -> ArrayDataset:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DataError(f"{path}: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}")
+        raise DataError(
+            f"{path}: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}"
+        )
     if len(labels) and labels.min() < 0:
         raise DataError(f"{path}: labels must be non-negative, found {int(labels.min())}")
     if input_key == "images":
         if inputs.ndim == 3:
             inputs = inputs[:, None]
         if inputs.ndim != 4:
-            raise DataError(f"{path}: images must be (N, H, W) or (N, C, H, W), got shape {inputs.shape}")
+            raise DataError(
+                f"{path}: images must be (N, H, W) or (N, C, H, W), got shape {inputs.shape}"
+            )
     elif inputs.ndim != 3:
         raise DataError(f"{path}: {input_key} must be (N, C, L), got shape {inputs.shape}")
     if inputs.dtype.kind not in "iuf":
@@ -174,7 +190,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
@@ -215,10 +231,15 @@ def load_idx_directory(directory: str | Path) -> tuple[ArrayDataset, ArrayDatase
             )
         if len(images) != len(labels):
             raise DataError(
-                f"{directory}: {images_path.name} holds {len(images)} images but {labels_path.name} "
+                f"{directory}: {images_path.name} holds {len(images)} images but "
+                f"{labels_path.name} "
                 f"holds {len(labels)} labels"
             )
-        data = _scale_images(images[:, None]) if images.dtype.kind in "iu" else images[:, None].astype(np.float32)
+        data = (
+            _scale_images(images[:, None])
+            if images.dtype.kind in "iu"
+            else images[:, None].astype(np.float32)
+        )
         sets.append(ArrayDataset(data, labels.astype(np.int64), [], str(images_path)))
     train, test = sets
     if test is not None:
@@ -239,14 +260,20 @@ def load_image_folder(root: str | Path, resize: tuple[int, int] | None = None) -
     root = Path(root)
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        raise DataError(f"{root}: no class folders found (expected one subfolder of images per class)")
+        raise DataError(
+            f"{root}: no class folders found (expected one subfolder of images per class)"
+        )
     if len(class_dirs) < 2:
-        raise DataError(f"{root}: only one class folder ({class_dirs[0].name}); need at least two classes")
+        raise DataError(
+            f"{root}: only one class folder ({class_dirs[0].name}); need at least two classes"
+        )
     files: list[tuple[Path, int]] = []
     for label, class_dir in enumerate(class_dirs):
         members = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not members:
-            raise DataError(f"{class_dir}: empty class folder (no {'/'.join(IMAGE_SUFFIXES)} images)")
+            raise DataError(
+                f"{class_dir}: empty class folder (no {'/'.join(IMAGE_SUFFIXES)} images)"
+            )
         files += [(p, label) for p in members]
     pictures = []
     for path, _ in files:
@@ -262,7 +289,8 @@ def load_image_folder(root: str | Path, resize: tuple[int, int] | None = None) -
     if resize is None and len(sizes) > 1:
         examples = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:3])
         raise DataError(
-            f"{root}: images have different sizes ({examples}, ...); pass --resize HxW to resize them"
+            f"{root}: images have different sizes ({examples}, ...); "
+            "pass --resize HxW to resize them"
         )
     arrays = []
     for picture in pictures:
@@ -272,8 +300,9 @@ def load_image_folder(root: str | Path, resize: tuple[int, int] | None = None) -
         array = np.asarray(picture, dtype=np.uint8)
         arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
     labels = np.array([label for _, label in files], dtype=np.int64)
-    return ArrayDataset(_scale_images(np.stack(arrays)), labels, [d.name for d in class_dirs],
-                        str(root))
+    return ArrayDataset(
+        _scale_images(np.stack(arrays)), labels, [d.name for d in class_dirs], str(root)
+    )
 
 
 def load_image(path: str | Path, channels: int, size: tuple[int, int]) -> np.ndarray:

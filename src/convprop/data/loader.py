@@ -18,9 +18,15 @@ class DataLoader:
     gives the same batches; ``transform`` (e.g. augmentation) is applied to each input batch.
     """
 
-    def __init__(self, dataset: ArrayDataset, batch_size: int = 1, shuffle: bool = False,
-                 drop_last: bool = False, generator: np.random.Generator | None = None,
-                 transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        dataset: ArrayDataset,
+        batch_size: int = 1,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        generator: np.random.Generator | None = None,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         self.dataset = dataset
@@ -38,7 +44,7 @@ class DataLoader:
         count = len(self.dataset)
         order = self.generator.permutation(count) if self.shuffle else np.arange(count)
         for batch in range(len(self)):
-            indices = order[batch * self.batch_size:(batch + 1) * self.batch_size]
+            indices = order[batch * self.batch_size : (batch + 1) * self.batch_size]
             inputs, labels = self.dataset[indices]
             if self.transform is not None:
                 inputs = self.transform(inputs)

@@ -55,8 +55,13 @@ def channel_statistics(inputs: np.ndarray) -> tuple[list[float], list[float]]:
 class RandomAffine:
     """Random shift (pixels), scale and rotation (degrees) of each image, bilinear, zero fill."""
 
-    def __init__(self, max_shift: float = 0.0, scale: tuple[float, float] = (1.0, 1.0),
-                 max_rotation: float = 0.0, generator: np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        max_shift: float = 0.0,
+        scale: tuple[float, float] = (1.0, 1.0),
+        max_rotation: float = 0.0,
+        generator: np.random.Generator | None = None,
+    ) -> None:
         if max_shift < 0 or max_rotation < 0 or not 0 < scale[0] <= scale[1]:
             raise ValueError(
                 f"RandomAffine: need max_shift >= 0, max_rotation >= 0 and 0 < scale[0] <= "
@@ -88,10 +93,13 @@ class ElasticDeformation:
     """Simard et al. (2003): displace every pixel by a smooth random field (Gaussian-filtered
     uniform noise of width ``sigma``, scaled by ``alpha``), sampled bilinearly."""
 
-    def __init__(self, alpha: float = 8.0, sigma: float = 3.0,
-                 generator: np.random.Generator | None = None) -> None:
+    def __init__(
+        self, alpha: float = 8.0, sigma: float = 3.0, generator: np.random.Generator | None = None
+    ) -> None:
         if alpha < 0 or sigma <= 0:
-            raise ValueError(f"ElasticDeformation: need alpha >= 0 and sigma > 0, got {alpha}, {sigma}")
+            raise ValueError(
+                f"ElasticDeformation: need alpha >= 0 and sigma > 0, got {alpha}, {sigma}"
+            )
         self.alpha = alpha
         self.sigma = sigma
         self.generator = generator if generator is not None else np.random.default_rng()
@@ -113,12 +121,14 @@ def _gaussian_blur(maps: np.ndarray, sigma: float) -> np.ndarray:
         moved = np.moveaxis(maps, axis, -1)
         padded = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(radius, radius)])
         size = moved.shape[-1]
-        blurred = sum(weight * padded[..., tap:tap + size] for tap, weight in enumerate(taps))
+        blurred = sum(weight * padded[..., tap : tap + size] for tap, weight in enumerate(taps))
         maps = np.moveaxis(blurred, -1, axis)
     return maps
 
 
-def bilinear_sample(batch: np.ndarray, source_row: np.ndarray, source_col: np.ndarray) -> np.ndarray:
+def bilinear_sample(
+    batch: np.ndarray, source_row: np.ndarray, source_col: np.ndarray
+) -> np.ndarray:
     """out[n, c, i, j] = batch[n, c] interpolated at (source_row[n, i, j], source_col[n, i, j]);
     points outside the image read zeros."""
     count, channels, height, width = batch.shape
@@ -132,10 +142,12 @@ def bilinear_sample(batch: np.ndarray, source_row: np.ndarray, source_col: np.nd
     flat = batch.reshape(count, channels, height * width)
     points = out_shape[0] * out_shape[1]
     result = np.zeros((count, channels, points), dtype=np.float64)
-    for d_row, d_col, weight in ((0, 0, (1 - row_weight) * (1 - col_weight)),
-                                 (0, 1, (1 - row_weight) * col_weight),
-                                 (1, 0, row_weight * (1 - col_weight)),
-                                 (1, 1, row_weight * col_weight)):
+    for d_row, d_col, weight in (
+        (0, 0, (1 - row_weight) * (1 - col_weight)),
+        (0, 1, (1 - row_weight) * col_weight),
+        (1, 0, row_weight * (1 - col_weight)),
+        (1, 1, row_weight * col_weight),
+    ):
         r, c = row0 + d_row, col0 + d_col
         inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
         index = (np.clip(r, 0, height - 1) * width + np.clip(c, 0, width - 1)).reshape(count, 1, -1)
@@ -159,12 +171,14 @@ def build_augmentation(names: Sequence[str], generator: np.random.Generator) -> 
         )
     transforms: list[Transform] = []
     if chosen & {"shift", "scale", "rotate"}:
-        transforms.append(RandomAffine(
-            max_shift=2.0 if "shift" in chosen else 0.0,
-            scale=(0.9, 1.1) if "scale" in chosen else (1.0, 1.0),
-            max_rotation=10.0 if "rotate" in chosen else 0.0,
-            generator=generator,
-        ))
+        transforms.append(
+            RandomAffine(
+                max_shift=2.0 if "shift" in chosen else 0.0,
+                scale=(0.9, 1.1) if "scale" in chosen else (1.0, 1.0),
+                max_rotation=10.0 if "rotate" in chosen else 0.0,
+                generator=generator,
+            )
+        )
     if "elastic" in chosen:
         transforms.append(ElasticDeformation(generator=generator))
     return Compose(transforms) if transforms else None

@@ -47,33 +47,45 @@ def _floats(text: str) -> list[float]:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("text", "markdown", "json"), default="text",
-                        help="text for the terminal (default), markdown with LaTeX, or json")
-    parser.add_argument("--figure", type=Path, metavar="PATH.png",
-                        help="also draw the grids into this PNG file")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the random numbers of the verification (default 0)")
+    parser.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="text for the terminal (default), markdown with LaTeX, or json",
+    )
+    parser.add_argument(
+        "--figure", type=Path, metavar="PATH.png", help="also draw the grids into this PNG file"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random numbers of the verification (default 0)",
+    )
 
 
 def add_parser(subcommands: Any) -> None:
     """Add ``explain`` and its four subcommands to the ``convprop`` command's subparsers."""
     explain = subcommands.add_parser(
-        "explain", help="the lecture notes' derivations, symbolically, for any configuration",
+        "explain",
+        help="the lecture notes' derivations, symbolically, for any configuration",
         description="The notes' derivations computed with sympy for the configuration you "
-                    "choose, checked against the engine.",
+        "choose, checked against the engine.",
     )
-    kinds = explain.add_subparsers(dest="explain_kind", required=True,
-                                   parser_class=type(explain))
+    kinds = explain.add_subparsers(dest="explain_kind", required=True, parser_class=type(explain))
 
     conv = kinds.add_parser(
-        "conv", help="forward and backward of a convolution, symbol by symbol",
+        "conv",
+        help="forward and backward of a convolution, symbol by symbol",
         description="Every output as a sum of products of named inputs and weights, the "
-                    "gradients by differentiation, and the notes' identities proven by sympy.",
+        "gradients by differentiation, and the notes' identities proven by sympy.",
     )
-    conv.add_argument("--input", type=_ints, required=True, metavar="HxW",
-                      help="input size: 3x3 (2-D) or 4 (1-D)")
-    conv.add_argument("--kernel", type=_ints, required=True, metavar="KxK",
-                      help="kernel size: 2x2, or 2")
+    conv.add_argument(
+        "--input", type=_ints, required=True, metavar="HxW", help="input size: 3x3 (2-D) or 4 (1-D)"
+    )
+    conv.add_argument(
+        "--kernel", type=_ints, required=True, metavar="KxK", help="kernel size: 2x2, or 2"
+    )
     conv.add_argument("--stride", type=_ints, default=1)
     conv.add_argument("--padding", type=_padding, default=0, help="int, 1x2, same or valid")
     conv.add_argument("--dilation", type=_ints, default=1)
@@ -81,15 +93,19 @@ def add_parser(subcommands: Any) -> None:
     conv.add_argument("--out-channels", type=int, default=1)
     conv.add_argument("--batch", type=int, default=1, help="minibatch size")
     conv.add_argument("--groups", type=int, default=1)
-    conv.add_argument("--convention", choices=("correlation", "convolution"),
-                      default="correlation",
-                      help="correlation (PyTorch, default) or convolution (decks 000/001: the "
-                           "kernel rotated by 180 degrees)")
+    conv.add_argument(
+        "--convention",
+        choices=("correlation", "convolution"),
+        default="correlation",
+        help="correlation (PyTorch, default) or convolution (decks 000/001: the "
+        "kernel rotated by 180 degrees)",
+    )
     conv.add_argument("--no-bias", action="store_true", help="leave the bias out")
     _common(conv)
 
     matrix = kinds.add_parser(
-        "matrix", help="a convolution as a matrix on the flattened input (deck 002)",
+        "matrix",
+        help="a convolution as a matrix on the flattened input (deck 002)",
         description="h = M x, dL/dx = M^T delta, dL/dw = Q^T delta, each proven by sympy.",
     )
     matrix.add_argument("--input", type=_ints, required=True, metavar="HxW")
@@ -97,36 +113,44 @@ def add_parser(subcommands: Any) -> None:
     matrix.add_argument("--stride", type=_ints, default=1)
     matrix.add_argument("--padding", type=_padding, default=0, help="int, 1x2, same or valid")
     matrix.add_argument("--dilation", type=_ints, default=1)
-    matrix.add_argument("--convention", choices=("correlation", "convolution"),
-                        default="correlation")
+    matrix.add_argument(
+        "--convention", choices=("correlation", "convolution"), default="correlation"
+    )
     _common(matrix)
 
     pool = kinds.add_parser(
-        "pool", help="max or mean pooling on numbers: routing of the gradient",
+        "pool",
+        help="max or mean pooling on numbers: routing of the gradient",
         description="Which input each output came from, and where its gradient goes back "
-                    "(argmax with '+=' for max, 1/K^2 for mean).",
+        "(argmax with '+=' for max, 1/K^2 for mean).",
     )
     pool.add_argument("--mode", choices=("max", "mean"), required=True)
     pool.add_argument("--input", type=_ints, default=(4, 4), metavar="HxW")
     pool.add_argument("--kernel", type=_ints, default=2, metavar="K")
     pool.add_argument("--stride", type=_ints, default=None, help="default: the window size")
     pool.add_argument("--padding", type=_ints, default=0)
-    pool.add_argument("--values", type=_floats, default=None,
-                      help="the input's numbers, row by row, comma-separated (use "
-                           "--values=-1,2,... for a negative first value); default: a seeded "
-                           "shuffle of 1..N")
+    pool.add_argument(
+        "--values",
+        type=_floats,
+        default=None,
+        help="the input's numbers, row by row, comma-separated (use "
+        "--values=-1,2,... for a negative first value); default: a seeded "
+        "shuffle of 1..N",
+    )
     _common(pool)
 
     network = kinds.add_parser(
-        "network", help="a tiny CNN layer by layer: forward values, deltas, one SGD step",
+        "network",
+        help="a tiny CNN layer by layer: forward values, deltas, one SGD step",
         description="conv -> activation -> max pool -> flatten -> linear -> softmax -> "
-                    "cross-entropy on a seeded input; the hand-derived deltas are checked "
-                    "against the engine's.",
+        "cross-entropy on a seeded input; the hand-derived deltas are checked "
+        "against the engine's.",
     )
     network.add_argument("--activation", choices=("relu", "sigmoid", "tanh"), default="relu")
     network.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
-    network.add_argument("--target", type=int, default=None,
-                         help="the target class, 1..3 (default: seeded)")
+    network.add_argument(
+        "--target", type=int, default=None, help="the target class, 1..3 (default: seeded)"
+    )
     _common(network)
 
 
@@ -136,16 +160,33 @@ def build(args: argparse.Namespace) -> Any:
 
     if args.explain_kind == "conv":
         return explain.conv(
-            args.input, args.kernel, args.stride, args.padding, args.dilation,
-            args.in_channels, args.out_channels, args.batch, args.groups, args.convention,
-            not args.no_bias, args.seed,
+            args.input,
+            args.kernel,
+            args.stride,
+            args.padding,
+            args.dilation,
+            args.in_channels,
+            args.out_channels,
+            args.batch,
+            args.groups,
+            args.convention,
+            not args.no_bias,
+            args.seed,
         )
     if args.explain_kind == "matrix":
-        return explain.matrix(args.input, args.kernel, args.stride, args.padding,
-                              args.dilation, args.convention, args.seed)
+        return explain.matrix(
+            args.input,
+            args.kernel,
+            args.stride,
+            args.padding,
+            args.dilation,
+            args.convention,
+            args.seed,
+        )
     if args.explain_kind == "pool":
-        return explain.pool(args.mode, args.input, args.kernel, args.stride, args.padding,
-                            args.values, args.seed)
+        return explain.pool(
+            args.mode, args.input, args.kernel, args.stride, args.padding, args.values, args.seed
+        )
     if args.explain_kind == "network":
         target = None if args.target is None else args.target - 1
         if target is not None and not 0 <= target < 3:

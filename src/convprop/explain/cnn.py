@@ -80,8 +80,18 @@ class NetworkExplanation(Explanation):
 
     kind = "network"
 
-    def __init__(self, seed: int, activation: str, lr: float, input_size: tuple[int, int],
-                 filters: int, kernel: int, pool: int, classes: int, target: int | None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        activation: str,
+        lr: float,
+        input_size: tuple[int, int],
+        filters: int,
+        kernel: int,
+        pool: int,
+        classes: int,
+        target: int | None,
+    ) -> None:
         self.seed, self.activation, self.lr = seed, activation, lr
         self.filters, self.kernel, self.pool, self.classes = filters, kernel, pool, classes
         rng = np.random.default_rng(seed)
@@ -101,8 +111,9 @@ class NetworkExplanation(Explanation):
         self.forward = self._forward(self.params)
         self.backward = self._backward()
         self.engine_forward, self.engine_grads = self._engine(self.params)
-        self.updated = {name: value - lr * self.backward["d" + name]
-                        for name, value in self.params.items()}
+        self.updated = {
+            name: value - lr * self.backward["d" + name] for name, value in self.params.items()
+        }
         self.loss_after = float(self._forward(self.updated)["E"])
         engine_after, _ = self._engine(self.updated)
         self.engine_loss_after = float(engine_after["E"])
@@ -111,16 +122,27 @@ class NetworkExplanation(Explanation):
     # ----------------------------------------------------------------------- by hand
     def _forward(self, params: dict[str, np.ndarray]) -> dict[str, Any]:
         x = self.input
-        z = np.stack([_correlate_valid(x, params["w1"][f, 0]) + params["b1"][f]
-                      for f in range(self.filters)])
+        z = np.stack(
+            [_correlate_valid(x, params["w1"][f, 0]) + params["b1"][f] for f in range(self.filters)]
+        )
         y, slope = _activation(self.activation, z)
         u, argmax = _max_pool(y, self.pool)
         v = u.reshape(-1)
         s = params["W2"] @ v + params["b2"]
         shifted = np.exp(s - s.max())
         p = shifted / shifted.sum()
-        return {"x": x, "z": z, "y": y, "slope": slope, "u": u, "argmax": argmax, "v": v,
-                "s": s, "p": p, "E": -np.log(p[self.target])}
+        return {
+            "x": x,
+            "z": z,
+            "y": y,
+            "slope": slope,
+            "u": u,
+            "argmax": argmax,
+            "v": v,
+            "s": s,
+            "p": p,
+            "E": -np.log(p[self.target]),
+        }
 
     def _backward(self) -> dict[str, np.ndarray]:
         fw, params = self.forward, self.params
@@ -132,16 +154,25 @@ class NetworkExplanation(Explanation):
         du = dv.reshape(fw["u"].shape)
         dy = _route_max(du, fw["argmax"], fw["y"].shape, self.pool)
         dz = dy * fw["slope"]
-        dw1 = np.stack([_correlate_valid(fw["x"], dz[f])[np.newaxis]
-                        for f in range(self.filters)])
+        dw1 = np.stack([_correlate_valid(fw["x"], dz[f])[np.newaxis] for f in range(self.filters)])
         db1 = dz.sum(axis=(1, 2))
         k = self.kernel
         dx = sum(
             _correlate_valid(np.pad(dz[f], k - 1), params["w1"][f, 0, ::-1, ::-1])
             for f in range(self.filters)
         )
-        return {"ds": ds, "dW2": dW2, "db2": db2, "dv": dv, "du": du, "dy": dy, "dz": dz,
-                "dw1": dw1, "db1": db1, "dx": dx}
+        return {
+            "ds": ds,
+            "dW2": dW2,
+            "db2": db2,
+            "dv": dv,
+            "du": du,
+            "dy": dy,
+            "dz": dz,
+            "dw1": dw1,
+            "db1": db1,
+            "dx": dx,
+        }
 
     # ----------------------------------------------------------------------- engine
     def _engine(self, params: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -160,24 +191,41 @@ class NetworkExplanation(Explanation):
             tensor.retain_grad()
         loss = F.cross_entropy(s, convprop.tensor(np.array([self.target])))
         loss.backward()
-        forward = {"z": z.numpy()[0], "y": y.numpy()[0], "u": u.numpy()[0], "v": v.numpy()[0],
-                   "s": s.numpy()[0], "E": float(loss.item())}
-        grads = {"ds": s.grad.numpy()[0], "dv": v.grad.numpy()[0], "du": u.grad.numpy()[0],
-                 "dy": y.grad.numpy()[0], "dz": z.grad.numpy()[0], "dx": x.grad.numpy()[0, 0]}
+        forward = {
+            "z": z.numpy()[0],
+            "y": y.numpy()[0],
+            "u": u.numpy()[0],
+            "v": v.numpy()[0],
+            "s": s.numpy()[0],
+            "E": float(loss.item()),
+        }
+        grads = {
+            "ds": s.grad.numpy()[0],
+            "dv": v.grad.numpy()[0],
+            "du": u.grad.numpy()[0],
+            "dy": y.grad.numpy()[0],
+            "dz": z.grad.numpy()[0],
+            "dx": x.grad.numpy()[0, 0],
+        }
         grads.update({"d" + name: leaf.grad.numpy() for name, leaf in leaves.items()})
         return forward, grads
 
     def _verify(self) -> render.Verification:
-        details = {key: max_diff(self.forward[key], self.engine_forward[key])
-                   for key in ("z", "y", "u", "v", "s", "E")}
-        details.update({key: max_diff(self.backward[key], self.engine_grads[key])
-                        for key in self.backward})
+        details = {
+            key: max_diff(self.forward[key], self.engine_forward[key])
+            for key in ("z", "y", "u", "v", "s", "E")
+        }
+        details.update(
+            {key: max_diff(self.backward[key], self.engine_grads[key]) for key in self.backward}
+        )
         details["E after the step"] = abs(self.loss_after - self.engine_loss_after)
         return render.Verification(
             "the forward values, the hand-derived deltas dE/ds, dE/dv, dE/du, dE/dy, dE/dz, "
             "dE/dx and the weight gradients (NumPy, the notes' formulas)",
             "the engine's (convprop.nn.functional, Tensor.retain_grad)",
-            max(details.values()), seed=self.seed, details=details,
+            max(details.values()),
+            seed=self.seed,
+            details=details,
             at=f"on the seeded network (seed {self.seed})",
         )
 
@@ -187,8 +235,9 @@ class NetworkExplanation(Explanation):
 
     # ----------------------------------------------------------------------- document
     def _maps(self, title: str, maps: np.ndarray) -> list[Grid]:
-        return [Grid(f"{title} (map {f + 1})", maps[f].astype(object))
-                for f in range(maps.shape[0])]
+        return [
+            Grid(f"{title} (map {f + 1})", maps[f].astype(object)) for f in range(maps.shape[0])
+        ]
 
     def _architecture(self) -> str:
         h, w = self.input.shape
@@ -206,9 +255,11 @@ class NetworkExplanation(Explanation):
 
     def blocks(self) -> list[render.Block]:
         fw, bw = self.forward, self.backward
-        f_prime = {"relu": "f'(z) = 1 where z > 0, else 0",
-                   "sigmoid": "f'(z) = f(z) (1 - f(z))",
-                   "tanh": "f'(z) = 1 - f(z)^2"}[self.activation]
+        f_prime = {
+            "relu": "f'(z) = 1 where z > 0, else 0",
+            "sigmoid": "f'(z) = f(z) (1 - f(z))",
+            "tanh": "f'(z) = 1 - f(z)^2",
+        }[self.activation]
         out: list[render.Block] = [
             Heading("A tiny CNN, layer by layer (deck 004's shape)", 1),
             Para(self._architecture() + "."),
@@ -219,8 +270,12 @@ class NetworkExplanation(Explanation):
         for f in range(self.filters):
             out.append(Grid(f"filter w (map {f + 1})", self.params["w1"][f, 0].astype(object)))
         out.append(Grid("conv bias b", self.params["b1"].astype(object)))
-        out.append(Para("z = x correlated with each filter, plus its bias (the engine's "
-                        "convolution, as PyTorch):"))
+        out.append(
+            Para(
+                "z = x correlated with each filter, plus its bias (the engine's "
+                "convolution, as PyTorch):"
+            )
+        )
         out += self._maps("z", fw["z"])
         out.append(Para(f"y = {self.activation}(z), point-wise:"))
         out += self._maps("y", fw["y"])
@@ -232,72 +287,96 @@ class NetworkExplanation(Explanation):
         out.append(Grid("c", self.params["b2"].astype(object)))
         out.append(Grid("s", fw["s"].astype(object)))
         out.append(Grid("p = softmax(s)", fw["p"].astype(object)))
-        out.append(Para(
-            f"E = -log p_d = -log {render.number(fw['p'][self.target])} = "
-            f"{render.number(fw['E'])} (the divergence for this one training instance; deck "
-            f"004 averages it over the training set).",
-            f"$E = -\\log p_d = -\\log {render.number(fw['p'][self.target])} = "
-            f"{render.number(fw['E'])}$ (the divergence for this one training instance; deck "
-            f"004 averages it over the training set).",
-        ))
+        out.append(
+            Para(
+                f"E = -log p_d = -log {render.number(fw['p'][self.target])} = "
+                f"{render.number(fw['E'])} (the divergence for this one training instance; deck "
+                f"004 averages it over the training set).",
+                f"$E = -\\log p_d = -\\log {render.number(fw['p'][self.target])} = "
+                f"{render.number(fw['E'])}$ (the divergence for this one training instance; deck "
+                f"004 averages it over the training set).",
+            )
+        )
         out += [
             Heading("Backward pass: the local gradients, from the loss back"),
-            Para("Softmax and cross-entropy together: dE/ds = p - onehot(d).",
-                 r"Softmax and cross-entropy together: $\partial E/\partial s = p - "
-                 r"\mathrm{onehot}(d)$."),
+            Para(
+                "Softmax and cross-entropy together: dE/ds = p - onehot(d).",
+                r"Softmax and cross-entropy together: $\partial E/\partial s = p - "
+                r"\mathrm{onehot}(d)$.",
+            ),
             Grid("dE/ds", bw["ds"].astype(object)),
-            Para("The linear layer s = W v + c (deck 002's Y = WX + b): dE/dW = dE/ds v^T, "
-                 "dE/dc = dE/ds, and the delta passed down is dE/dv = W^T dE/ds.",
-                 r"The linear layer $s = Wv + c$ (deck 002's $Y = WX + b$): "
-                 r"$\partial E/\partial W = \frac{\partial E}{\partial s} v^T$, "
-                 r"$\partial E/\partial c = \partial E/\partial s$, and the delta passed down is "
-                 r"$\partial E/\partial v = W^T \partial E/\partial s$."),
+            Para(
+                "The linear layer s = W v + c (deck 002's Y = WX + b): dE/dW = dE/ds v^T, "
+                "dE/dc = dE/ds, and the delta passed down is dE/dv = W^T dE/ds.",
+                r"The linear layer $s = Wv + c$ (deck 002's $Y = WX + b$): "
+                r"$\partial E/\partial W = \frac{\partial E}{\partial s} v^T$, "
+                r"$\partial E/\partial c = \partial E/\partial s$, and the delta passed down is "
+                r"$\partial E/\partial v = W^T \partial E/\partial s$.",
+            ),
             Grid("dE/dv", bw["dv"].astype(object)),
             Para("Flattening only unrolled the maps, so dE/du is dE/dv folded back:"),
         ]
         out += self._maps("dE/du", bw["du"])
-        out.append(Para(
-            "Max pooling sends each dE/du to the position of its window's maximum (pidx), "
-            "zeros elsewhere (deck 004: dy(pidx) += dy(l)):"))
+        out.append(
+            Para(
+                "Max pooling sends each dE/du to the position of its window's maximum (pidx), "
+                "zeros elsewhere (deck 004: dy(pidx) += dy(l)):"
+            )
+        )
         out += self._maps("dE/dy", bw["dy"])
-        out.append(Para(
-            f"Through the activation (deck 004: dDiv/dz = dDiv/dy f'(z)), with {f_prime}:"))
+        out.append(
+            Para(f"Through the activation (deck 004: dDiv/dz = dDiv/dy f'(z)), with {f_prime}:")
+        )
         out += self._maps("dE/dz = delta", bw["dz"])
-        out.append(Para(
-            "The filters' gradients: the correlation of the input x with each delta map "
-            "(weight sharing), and the bias gradient the sum of each delta map:"))
+        out.append(
+            Para(
+                "The filters' gradients: the correlation of the input x with each delta map "
+                "(weight sharing), and the bias gradient the sum of each delta map:"
+            )
+        )
         for f in range(self.filters):
             out.append(Grid(f"dE/dw (map {f + 1})", bw["dw1"][f, 0].astype(object)))
         out.append(Grid("dE/db", bw["db1"].astype(object)))
         out.append(Grid("dE/dW", bw["dW2"].astype(object)))
         out.append(Grid("dE/dc", bw["db2"].astype(object)))
-        out.append(Para(
-            "And the input's gradient (what a previous layer would receive): the full "
-            "correlation of each zero-padded delta map with its Rot180 filter, summed over the "
-            "filters:"))
+        out.append(
+            Para(
+                "And the input's gradient (what a previous layer would receive): the full "
+                "correlation of each zero-padded delta map with its Rot180 filter, summed over the "
+                "filters:"
+            )
+        )
         out.append(Grid("dE/dx", bw["dx"].astype(object)))
         out.append(Heading("One gradient-descent step"))
-        out.append(Para(f"w <- w - lr dE/dw with lr = {render.number(self.lr)}, for every "
-                        "parameter:",
-                        rf"$w \leftarrow w - \eta\, \partial E/\partial w$ with "
-                        rf"$\eta = {render.number(self.lr)}$, for every parameter:"))
+        out.append(
+            Para(
+                f"w <- w - lr dE/dw with lr = {render.number(self.lr)}, for every parameter:",
+                rf"$w \leftarrow w - \eta\, \partial E/\partial w$ with "
+                rf"$\eta = {render.number(self.lr)}$, for every parameter:",
+            )
+        )
         for f in range(self.filters):
-            out.append(Grid(f"new filter w (map {f + 1})",
-                            self.updated["w1"][f, 0].astype(object)))
+            out.append(Grid(f"new filter w (map {f + 1})", self.updated["w1"][f, 0].astype(object)))
         out.append(Grid("new conv bias b", self.updated["b1"].astype(object)))
         out.append(Grid("new W", self.updated["W2"].astype(object)))
         out.append(Grid("new c", self.updated["b2"].astype(object)))
         change = "decreases" if self.loss_after < float(fw["E"]) else "does not decrease"
-        out.append(Para(
-            f"The loss {change}: E = {render.number(fw['E'])} before the step, "
-            f"{render.number(self.loss_after)} after."))
+        out.append(
+            Para(
+                f"The loss {change}: E = {render.number(fw['E'])} before the step, "
+                f"{render.number(self.loss_after)} after."
+            )
+        )
         out.append(self.verification)
         return out
 
     def to_dict(self) -> dict[str, Any]:
         def listed(d: dict[str, Any]) -> dict[str, Any]:
-            return {k: (v.tolist() if isinstance(v, np.ndarray) else float(v))
-                    for k, v in d.items() if k not in ("slope", "argmax")}
+            return {
+                k: (v.tolist() if isinstance(v, np.ndarray) else float(v))
+                for k, v in d.items()
+                if k not in ("slope", "argmax")
+            }
 
         return {
             "kind": "network",
@@ -356,9 +435,18 @@ def network(
             f"{FUNC}: kernel_size={kernel} and pool={pool} do not fit a {shape_text(size)} "
             f"input (the convolution gives {shape_text(conv_size)} maps, smaller than the pool)"
         )
-    if target is not None and not (isinstance(target, (int, np.integer))
-                                   and 0 <= target < classes):
-        raise ValueError(f"{FUNC}: target must be a class index in 0..{classes - 1}, "
-                         f"got {target!r}")
-    return NetworkExplanation(int(seed), activation, float(lr), size, filters, kernel, pool,
-                              classes, None if target is None else int(target))
+    if target is not None and not (isinstance(target, (int, np.integer)) and 0 <= target < classes):
+        raise ValueError(
+            f"{FUNC}: target must be a class index in 0..{classes - 1}, got {target!r}"
+        )
+    return NetworkExplanation(
+        int(seed),
+        activation,
+        float(lr),
+        size,
+        filters,
+        kernel,
+        pool,
+        classes,
+        None if target is None else int(target),
+    )

@@ -69,7 +69,7 @@ class ConvConfig:
 
     @property
     def padded_size(self) -> tuple[int, ...]:
-        return tuple(n + a + b for n, (a, b) in zip(self.input_size, self.pads))
+        return tuple(n + a + b for n, (a, b) in zip(self.input_size, self.pads, strict=True))
 
     @property
     def output_size(self) -> tuple[int, ...]:
@@ -78,7 +78,12 @@ class ConvConfig:
         return tuple(
             output_size(n, k, s, a + b, d)
             for n, k, s, (a, b), d in zip(
-                self.input_size, self.kernel_size, self.stride, self.pads, self.dilation
+                self.input_size,
+                self.kernel_size,
+                self.stride,
+                self.pads,
+                self.dilation,
+                strict=True,
             )
         )
 
@@ -104,8 +109,8 @@ class ConvConfig:
             f"{shape_text(self.input_size)} input",
             f"{shape_text(self.kernel_size)} kernel",
             f"stride {shape_text(self.stride)}",
-            "padding " + (self.padding if isinstance(self.padding, str)
-                          else shape_text(self._pad_amounts())),
+            "padding "
+            + (self.padding if isinstance(self.padding, str) else shape_text(self._pad_amounts())),
             f"dilation {shape_text(self.dilation)}",
         ]
         if self.in_channels > 1 or self.out_channels > 1:
@@ -160,8 +165,11 @@ def resolve(
     # Refuse sizes that could not be explained before allocating anything for the engine.
     if samples * channels * int(np.prod(size)) > 4096 or int(np.prod(kernel)) > 1024:
         raise too_large(
-            func, "the number of input values", samples * channels * int(np.prod(size)),
-            4096, "choose a smaller input, kernel, batch or fewer channels",
+            func,
+            "the number of input values",
+            samples * channels * int(np.prod(size)),
+            4096,
+            "choose a smaller input, kernel, batch or fewer channels",
         )
     # The engine's own validation (same messages as conv1d/conv2d): stride, padding, dilation,
     # groups, kernel larger than the padded input...
@@ -182,21 +190,37 @@ def resolve(
         if padding == "valid":
             pads = ((0, 0),) * spatial
         else:  # 'same': PyTorch's rule, the odd zero of an even effective kernel goes after
-            effective = [d * (k - 1) for k, d in zip(kernel, dilations)]
+            effective = [d * (k - 1) for k, d in zip(kernel, dilations, strict=True)]
             pads = tuple((e // 2, e - e // 2) for e in effective)
     else:
         pads = tuple((p, p) for p in to_tuple(padding, spatial, func, "padding"))
     config = ConvConfig(
-        size, kernel, strides, padding, pads, dilations, channels, filters, samples, groups,
-        convention, bool(bias),
+        size,
+        kernel,
+        strides,
+        padding,
+        pads,
+        dilations,
+        channels,
+        filters,
+        samples,
+        groups,
+        convention,
+        bool(bias),
     )
     products = (
-        samples * filters * int(np.prod(config.output_size)) * (channels // groups)
+        samples
+        * filters
+        * int(np.prod(config.output_size))
+        * (channels // groups)
         * int(np.prod(kernel))
     )
     if products > MAX_TERMS:
         raise too_large(
-            func, "the number of products in the forward pass", products, MAX_TERMS,
+            func,
+            "the number of products in the forward pass",
+            products,
+            MAX_TERMS,
             "choose a smaller input or kernel, a larger stride, or fewer channels/samples",
         )
     return config
@@ -239,7 +263,9 @@ class _Style:
 _STYLES = {
     # Deck 001 (1-D): y1 = w1 x1 + w2 x2 + b, dx2 = w2 dy1 + w1 dy2, dw1 = x1 dy1 + ...
     1: _Style(
-        "y", "dy", True,
+        "y",
+        "dy",
+        True,
         Order(("w", "x"), ("x", "w")),
         Order(("w", "dy"), ("dy", "w")),
         Order(("x", "dy"), ("x", "dy")),
@@ -247,7 +273,9 @@ _STYLES = {
     ),
     # Deck 000 (2-D): h11 = x11 w22 + ..., dL/dx12 = delta11 w21 + delta12 w22
     2: _Style(
-        "h", "delta", False,
+        "h",
+        "delta",
+        False,
         Order(("x", "w")),
         Order(("delta", "w")),
         Order(("delta", "x")),
@@ -293,11 +321,13 @@ class ConvExplanation(Explanation):
         samples, channels, filters = cfg.batch, cfg.in_channels, cfg.out_channels
         in_per_group = channels // cfg.groups
         self.x = notation.symbol_array(
-            "x", (samples, channels, *cfg.input_size),
+            "x",
+            (samples, channels, *cfg.input_size),
             [_letter(samples > 1, "s"), _letter(channels > 1, "c")],
         )
         self.w = notation.symbol_array(
-            "w", (filters, in_per_group, *cfg.kernel_size),
+            "w",
+            (filters, in_per_group, *cfg.kernel_size),
             [_letter(filters > 1, "f"), _letter(in_per_group > 1, "c")],
         )
         if cfg.bias:
@@ -333,8 +363,11 @@ class ConvExplanation(Explanation):
             total = symbolic.zeros(cfg.output_size) + self.b[f]
             for c, local in self._group_channels(f):
                 total = total + symbolic.correlate(
-                    self.padded_input[n, c], self.kernel[f, local], cfg.output_size,
-                    cfg.stride, cfg.dilation,
+                    self.padded_input[n, c],
+                    self.kernel[f, local],
+                    cfg.output_size,
+                    cfg.stride,
+                    cfg.dilation,
                 )
             self.forward[n, f] = total
 
@@ -342,7 +375,7 @@ class ConvExplanation(Explanation):
         # The chain rule: dL/dv = sum_o delta_o dh_o/dv, the derivative of sum_o delta_o h_o
         # with the local gradients held fixed.
         self.loss = sympy.Add(
-            *(d * h for d, h in zip(self.delta.ravel(), self.forward.ravel()))
+            *(d * h for d, h in zip(self.delta.ravel(), self.forward.ravel(), strict=True))
         )
         loss = symbolic.Polynomial(self.loss)
 
@@ -365,31 +398,36 @@ class ConvExplanation(Explanation):
         # convention), channel axes swapped, padding region removed.
         self.zero_inserted_delta = symbolic.zero_insert(self.delta, cfg.stride)
         inserted = self.zero_inserted_delta.shape[2:]
-        full = [d * (k - 1) for k, d in zip(cfg.kernel_size, cfg.dilation)]
+        full = [d * (k - 1) for k, d in zip(cfg.kernel_size, cfg.dilation, strict=True)]
         self.unreached = [
-            p - e - u for p, e, u in zip(cfg.padded_size, full, inserted)
+            p - e - u for p, e, u in zip(cfg.padded_size, full, inserted, strict=True)
         ]
         self.padded_delta = symbolic.pad(
             self.zero_inserted_delta,
-            [(e, e + r) for e, r in zip(full, self.unreached)],
+            [(e, e + r) for e, r in zip(full, self.unreached, strict=True)],
         )
         grad_padded = symbolic.zeros((cfg.batch, cfg.in_channels, *cfg.padded_size))
         for n, f in itertools.product(range(cfg.batch), range(cfg.out_channels)):
             for c, local in self._group_channels(f):
                 if cfg.convention == "correlation":
                     part = symbolic.correlate(
-                        self.padded_delta[n, f], self.rotated_kernel[f, local],
-                        cfg.padded_size, None, cfg.dilation,
+                        self.padded_delta[n, f],
+                        self.rotated_kernel[f, local],
+                        cfg.padded_size,
+                        None,
+                        cfg.dilation,
                     )
                 else:
                     part = symbolic.convolve(
-                        self.padded_delta[n, f], self.rotated_kernel[f, local],
-                        cfg.padded_size, cfg.dilation,
+                        self.padded_delta[n, f],
+                        self.rotated_kernel[f, local],
+                        cfg.padded_size,
+                        cfg.dilation,
                     )
                 grad_padded[n, c] = grad_padded[n, c] + part
         self.grad_padded_input = grad_padded
         inner = (slice(None), slice(None)) + tuple(
-            slice(a, a + size) for (a, _), size in zip(cfg.pads, cfg.input_size)
+            slice(a, a + size) for (a, _), size in zip(cfg.pads, cfg.input_size, strict=True)
         )
         input_rhs = grad_padded[inner]
 
@@ -401,8 +439,11 @@ class ConvExplanation(Explanation):
                 total = symbolic.zeros(cfg.kernel_size)
                 for n in range(cfg.batch):
                     total = total + symbolic.correlate(
-                        self.padded_input[n, c], self.zero_inserted_delta[n, f],
-                        cfg.kernel_size, cfg.dilation, None,
+                        self.padded_input[n, c],
+                        self.zero_inserted_delta[n, f],
+                        cfg.kernel_size,
+                        cfg.dilation,
+                        None,
                     )
                 weight_rhs[f, local] = (
                     total if cfg.convention == "correlation" else symbolic.rot180(total, spatial)
@@ -417,20 +458,27 @@ class ConvExplanation(Explanation):
             Identity(
                 "input_gradient",
                 f"dL/dx = full {op} of the zero-padded delta map with Rot180(w)",
-                self.grad_input, input_rhs, symbolic.proven_equal(self.grad_input, input_rhs),
+                self.grad_input,
+                input_rhs,
+                symbolic.proven_equal(self.grad_input, input_rhs),
             ),
             Identity(
                 "weight_gradient",
                 "dL/dw = correlation of the (padded) input with the delta map"
                 if cfg.convention == "correlation"
                 else "dL/dw = Rot180(correlation of the (padded) input with the delta map)",
-                self.grad_weight, weight_rhs, symbolic.proven_equal(self.grad_weight, weight_rhs),
+                self.grad_weight,
+                weight_rhs,
+                symbolic.proven_equal(self.grad_weight, weight_rhs),
             ),
         ]
         if cfg.bias:
             self.identities.append(
                 Identity(
-                    "bias_gradient", "dL/db = sum of delta", self.grad_bias, bias_rhs,
+                    "bias_gradient",
+                    "dL/db = sum of delta",
+                    self.grad_bias,
+                    bias_rhs,
                     symbolic.proven_equal(self.grad_bias, bias_rhs),
                 )
             )
@@ -442,7 +490,9 @@ class ConvExplanation(Explanation):
         symbols = notation.symbols_of([self.x, self.w, self.delta])
         if self.config.bias:
             symbols += list(self.b.ravel())
-        return {s: float(v) for s, v in zip(symbols, rng.standard_normal(len(symbols)))}
+        return {
+            s: float(v) for s, v in zip(symbols, rng.standard_normal(len(symbols)), strict=True)
+        }
 
     def engine(self, values: dict[sympy.Symbol, float]) -> dict[str, np.ndarray]:
         """The engine's forward and gradients (float64) at ``values``, in the explanation's
@@ -493,8 +543,11 @@ class ConvExplanation(Explanation):
         }
         names = ", ".join(self._grad_names())
         return render.Verification(
-            f"the symbolic forward pass and {names}", self.engine_name,
-            max(details.values()), seed=self.seed, details=details,
+            f"the symbolic forward pass and {names}",
+            self.engine_name,
+            max(details.values()),
+            seed=self.seed,
+            details=details,
         )
 
     @property
@@ -511,19 +564,38 @@ class ConvExplanation(Explanation):
     def grad_label(self, symbol: sympy.Symbol) -> Label:
         return render.grad_label(symbol, short=self.style.short)
 
-    def _channel_title(self, name: str, index: tuple[int, ...], letters: Sequence[str],
-                       counts: Sequence[int]) -> str:
+    def _channel_title(
+        self, name: str, index: tuple[int, ...], letters: Sequence[str], counts: Sequence[int]
+    ) -> str:
         words = {"s": "sample", "c": "channel", "f": "filter"}
-        parts = [f"{words[l]} {i + 1}" for l, i, n in zip(letters, index, counts) if n > 1]
+        parts = [
+            f"{words[letter]} {i + 1}"
+            for letter, i, n in zip(letters, index, counts, strict=True)
+            if n > 1
+        ]
         return name + (f" ({', '.join(parts)})" if parts else "")
 
-    def _per_map(self, array: np.ndarray, name: str, letters: Sequence[str],
-                 counts: Sequence[int], order: Order = notation.NATURAL,
-                 shaded: np.ndarray | None = None, note: str | None = None) -> list[Grid]:
+    def _per_map(
+        self,
+        array: np.ndarray,
+        name: str,
+        letters: Sequence[str],
+        counts: Sequence[int],
+        order: Order = notation.NATURAL,
+        shaded: np.ndarray | None = None,
+        note: str | None = None,
+    ) -> list[Grid]:
         grids = []
         for index in np.ndindex(*array.shape[:2]):
-            grids.append(Grid(self._channel_title(name, index, letters, counts), array[index],
-                              order, shaded, note))
+            grids.append(
+                Grid(
+                    self._channel_title(name, index, letters, counts),
+                    array[index],
+                    order,
+                    shaded,
+                    note,
+                )
+            )
         return grids
 
     # ----------------------------------------------------------------------- document
@@ -549,10 +621,15 @@ class ConvExplanation(Explanation):
         out += _forward_formula(cfg, st)
         if cfg.in_channels > 1 or cfg.out_channels > 1 or cfg.batch > 1:
             out.append(Para(*_multichannel_forward(cfg)))
-        out.append(Equations(
-            [(render.label(o), [e]) for o, e in zip(self.outputs.ravel(), self.forward.ravel())],
-            st.forward,
-        ))
+        out.append(
+            Equations(
+                [
+                    (render.label(o), [e])
+                    for o, e in zip(self.outputs.ravel(), self.forward.ravel(), strict=True)
+                ],
+                st.forward,
+            )
+        )
 
         out.append(Heading("Backward pass: the input gradient"))
         out.append(Para(*_chain_rule_text(st)))
@@ -572,14 +649,16 @@ class ConvExplanation(Explanation):
             out.append(Heading("Backward pass: the bias gradient"))
             out.append(self._equations(self.b, self.grad_bias, st.bias))
             shared = " and sample" if cfg.batch > 1 else ""
-            out.append(Para(
-                f"The bias is shared by every output position{shared}"
-                f", so its gradient is the sum of the local gradients: "
-                f"{'db' if st.short else 'dL/db'} = sum of {d}.",
-                "The bias is shared by every output position"
-                f"{' and sample' if cfg.batch > 1 else ''}, so its gradient is the sum of the "
-                f"local gradients: ${st.grad_md('b')} = \\sum {st.md_delta}$.",
-            ))
+            out.append(
+                Para(
+                    f"The bias is shared by every output position{shared}"
+                    f", so its gradient is the sum of the local gradients: "
+                    f"{'db' if st.short else 'dL/db'} = sum of {d}.",
+                    "The bias is shared by every output position"
+                    f"{' and sample' if cfg.batch > 1 else ''}, so its gradient is the sum of the "
+                    f"local gradients: ${st.grad_md('b')} = \\sum {st.md_delta}$.",
+                )
+            )
             out.append(_proof_para(self.identities[2]))
         if cfg.in_channels > 1 or cfg.out_channels > 1 or cfg.batch > 1:
             out.append(Heading("Several channels and samples (deck 002)"))
@@ -593,8 +672,11 @@ class ConvExplanation(Explanation):
 
     def _equations(self, symbols: np.ndarray, grads: np.ndarray, order: Order) -> Equations:
         return Equations(
-            [(self.grad_label(s), [g]) for s, g in zip(symbols.ravel(), grads.ravel())
-             if isinstance(s, sympy.Symbol)],
+            [
+                (self.grad_label(s), [g])
+                for s, g in zip(symbols.ravel(), grads.ravel(), strict=True)
+                if isinstance(s, sympy.Symbol)
+            ],
             order,
         )
 
@@ -603,7 +685,7 @@ class ConvExplanation(Explanation):
         st = self.style
         d = st.grad
         out: list[render.Block] = []
-        full = [dd * (k - 1) for k, dd in zip(cfg.kernel_size, cfg.dilation)]
+        full = [dd * (k - 1) for k, dd in zip(cfg.kernel_size, cfg.dilation, strict=True)]
         op = "correlation" if cfg.convention == "correlation" else "convolution"
         text = (
             f"The notes' identity (decks 000, 001, 004): {st.grad_text('x')} is the "
@@ -614,10 +696,14 @@ class ConvExplanation(Explanation):
             f"{op} of the zero-padded ${st.md_delta}$ map with the kernel rotated by 180 degrees"
         )
         if cfg.in_channels > 1 or cfg.out_channels > 1:
-            text += (" (channel axes swapped: input channel c sums over the filters f the "
-                     "maps delta(f) with Rot180(w(f, c)))")
-            markdown += (r" (channel axes swapped: input channel $c$ sums over the filters "
-                         r"$f$ the maps $\delta^{(f)}$ with $\mathrm{Rot}_{180}(w^{(f,c)})$)")
+            text += (
+                " (channel axes swapped: input channel c sums over the filters f the "
+                "maps delta(f) with Rot180(w(f, c)))"
+            )
+            markdown += (
+                r" (channel axes swapped: input channel $c$ sums over the filters "
+                r"$f$ the maps $\delta^{(f)}$ with $\mathrm{Rot}_{180}(w^{(f,c)})$)"
+            )
         steps = []
         if any(s > 1 for s in cfg.stride):
             steps.append(
@@ -627,12 +713,17 @@ class ConvExplanation(Explanation):
             )
         steps.append(
             f"pad with dilation * (kernel - 1) = {shape_text(full)} zeros on every side"
-            + (f" (plus {shape_text(self.unreached)} after, for the input samples no window "
-               f"reached: their gradient is 0)" if any(self.unreached) else "")
+            + (
+                f" (plus {shape_text(self.unreached)} after, for the input samples no window "
+                f"reached: their gradient is 0)"
+                if any(self.unreached)
+                else ""
+            )
         )
         if any(dd > 1 for dd in cfg.dilation):
-            steps.append(f"the rotated kernel's taps are {shape_text(cfg.dilation)} apart "
-                         f"(dilation)")
+            steps.append(
+                f"the rotated kernel's taps are {shape_text(cfg.dilation)} apart (dilation)"
+            )
         if cfg.convention == "convolution":
             steps.append(
                 "a convolution rotates its kernel once more, so in effect the plain w slides "
@@ -643,18 +734,25 @@ class ConvExplanation(Explanation):
                 "the result has the padded input's size; the padding region is then dropped "
                 "(deck 004: 'the zero padding regions must be deleted before further backprop')"
             )
-        out.append(Para(
-            text + ": " + "; ".join(steps) + ".",
-            markdown + ": " + "; ".join(steps) + ".",
-        ))
+        out.append(
+            Para(
+                text + ": " + "; ".join(steps) + ".",
+                markdown + ": " + "; ".join(steps) + ".",
+            )
+        )
         if any(s > 1 for s in cfg.stride):
-            out += self._per_map(self.zero_inserted_delta, f"zero-inserted {d}", "sf", counts_d,
-                                 st.grad_input)
+            out += self._per_map(
+                self.zero_inserted_delta, f"zero-inserted {d}", "sf", counts_d, st.grad_input
+            )
         out += self._per_map(self.padded_delta, f"padded {d}", "sf", counts_d, st.grad_input)
         out += self._per_map(self.rotated_kernel, "Rot180(w)", "fc", counts_w)
         if any(a or b for a, b in cfg.pads):
             out += self._per_map(
-                self.grad_padded_input, "dL/dx_pad", "sc", counts_x, st.grad_input,
+                self.grad_padded_input,
+                "dL/dx_pad",
+                "sc",
+                counts_x,
+                st.grad_input,
                 self._padding_mask(),
                 "(entries in parentheses: the padding region, dropped)",
             )
@@ -666,7 +764,7 @@ class ConvExplanation(Explanation):
         """True on the padding region of the padded input."""
         size = self.config.padded_size
         mask = np.zeros(size, dtype=bool)
-        for axis, ((before, after), n) in enumerate(zip(self.config.pads, size)):
+        for axis, ((before, after), n) in enumerate(zip(self.config.pads, size, strict=True)):
             index: list[Any] = [slice(None)] * len(size)
             index[axis] = slice(0, before)
             mask[tuple(index)] = True
@@ -678,7 +776,7 @@ class ConvExplanation(Explanation):
         cfg = self.config
         axes = ["rows", "columns"] if cfg.spatial == 2 else ["entries"]
         parts = []
-        for (before, after), name, n in zip(cfg.pads, axes, cfg.padded_size):
+        for (before, after), name, n in zip(cfg.pads, axes, cfg.padded_size, strict=True):
             if before or after:
                 first = ", ".join(str(i + 1) for i in range(before))
                 last = ", ".join(str(i + 1) for i in range(n - after, n))
@@ -696,7 +794,7 @@ class ConvExplanation(Explanation):
 
         def mapping(symbols: np.ndarray, exprs: np.ndarray, order: Order, grad: bool) -> dict:
             out = {}
-            for s, e in zip(symbols.ravel(), exprs.ravel()):
+            for s, e in zip(symbols.ravel(), exprs.ravel(), strict=True):
                 if isinstance(s, sympy.Symbol):
                     key = self.grad_label(s).text if grad else s.name
                     out[key] = notation.source(e, order)
@@ -709,10 +807,16 @@ class ConvExplanation(Explanation):
 
         identities = []
         for identity in self.identities:
-            symbols = {"input_gradient": self.x, "weight_gradient": self.w,
-                       "bias_gradient": self.b}[identity.name]
-            order = {"input_gradient": st.grad_input, "weight_gradient": st.grad_weight,
-                     "bias_gradient": st.bias}[identity.name]
+            symbols = {
+                "input_gradient": self.x,
+                "weight_gradient": self.w,
+                "bias_gradient": self.b,
+            }[identity.name]
+            order = {
+                "input_gradient": st.grad_input,
+                "weight_gradient": st.grad_weight,
+                "bias_gradient": st.bias,
+            }[identity.name]
             entry = {
                 "name": identity.name,
                 "statement": identity.statement,
@@ -805,14 +909,18 @@ def _forward_formula(cfg: ConvConfig, st: _Style) -> list[render.Block]:
     if cfg.spatial == 1:
         tap = "(K-k) D" if flip else "(k-1) D"
         text = f"{out}_i = sum_k w_k x_pad[(i-1) S + {tap} + 1]{b}"
-        latex = (rf"{out}_i = \sum_k w_k\, x^{{pad}}_{{(i-1)S + "
-                 rf"{'(K-k)D' if flip else '(k-1)D'} + 1}}{b}")
+        latex = (
+            rf"{out}_i = \sum_k w_k\, x^{{pad}}_{{(i-1)S + "
+            rf"{'(K-k)D' if flip else '(k-1)D'} + 1}}{b}"
+        )
     else:
         p, q = ("(K-p) D", "(K-q) D") if flip else ("(p-1) D", "(q-1) D")
         text = f"{out}_ij = sum_p sum_q w_pq x_pad[(i-1) S + {p} + 1, (j-1) S + {q} + 1]{b}"
         lp, lq = (p.replace(" ", ""), q.replace(" ", ""))
-        latex = (rf"{out}_{{ij}} = \sum_p \sum_q w_{{pq}}\, x^{{pad}}_{{(i-1)S + {lp} + 1,\,"
-                 rf"(j-1)S + {lq} + 1}}{b}")
+        latex = (
+            rf"{out}_{{ij}} = \sum_p \sum_q w_{{pq}}\, x^{{pad}}_{{(i-1)S + {lp} + 1,\,"
+            rf"(j-1)S + {lq} + 1}}{b}"
+        )
     intro = (
         f"The definition, with stride S = {shape_text(cfg.stride)}, dilation D = "
         f"{shape_text(cfg.dilation)}, 1-based indices and x_pad the zero-padded input"
@@ -911,10 +1019,15 @@ def _weight_identity_text(cfg: ConvConfig, st: _Style) -> tuple[str, str]:
 
 def _is_example(cfg: ConvConfig, spatial: int, size: tuple, kernel: tuple, convention: str) -> bool:
     return (
-        cfg.spatial == spatial and cfg.input_size == size and cfg.kernel_size == kernel
-        and all(s == 1 for s in cfg.stride) and all(d == 1 for d in cfg.dilation)
-        and all(p == (0, 0) for p in cfg.pads) and cfg.in_channels == cfg.out_channels == 1
-        and cfg.batch == 1 and cfg.convention == convention
+        cfg.spatial == spatial
+        and cfg.input_size == size
+        and cfg.kernel_size == kernel
+        and all(s == 1 for s in cfg.stride)
+        and all(d == 1 for d in cfg.dilation)
+        and all(p == (0, 0) for p in cfg.pads)
+        and cfg.in_channels == cfg.out_channels == 1
+        and cfg.batch == 1
+        and cfg.convention == convention
     )
 
 
@@ -936,8 +1049,10 @@ def _deck_note(cfg: ConvConfig) -> tuple[str, str] | None:
         )
         return text, md
     if _is_example(cfg, 2, (3, 3), (2, 2), "correlation"):
-        text = ("Deck 000 writes this layer as a true convolution; run with --convention "
-                "convolution to see its formulas (h11 = x11 w22 + x12 w21 + x21 w12 + x22 w11).")
+        text = (
+            "Deck 000 writes this layer as a true convolution; run with --convention "
+            "convolution to see its formulas (h11 = x11 w22 + x12 w21 + x21 w12 + x22 w11)."
+        )
         return text, text
     if _is_example(cfg, 1, (4,), (2,), "correlation"):
         text = (
@@ -984,6 +1099,18 @@ def conv(
     names the kernel as decks 000/001 do (rotated by 180 degrees before it slides). ``seed``
     draws the random numbers of the verification.
     """
-    config = resolve(FUNC, input_size, kernel_size, stride, padding, dilation, in_channels,
-                     out_channels, batch, groups, convention, bias)
+    config = resolve(
+        FUNC,
+        input_size,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        in_channels,
+        out_channels,
+        batch,
+        groups,
+        convention,
+        bias,
+    )
     return ConvExplanation(config, seed)

@@ -24,20 +24,28 @@ def _examples() -> list[tuple[str, Callable[[], Any]]]:
     import convprop.explain as explain
 
     return [
-        ("convprop explain conv --input 3x3 --kernel 2x2 --convention convolution",
-         lambda: explain.conv((3, 3), (2, 2), convention="convolution")),
-        ("convprop explain conv --input 4 --kernel 2",
-         lambda: explain.conv(4, 2)),
-        ("convprop explain matrix --input 3x3 --kernel 3x3 --padding same",
-         lambda: explain.matrix((3, 3), (3, 3), padding="same")),
-        ("convprop explain conv --input 4x4 --kernel 3x3 --stride 2 --padding 1",
-         lambda: explain.conv((4, 4), (3, 3), stride=2, padding=1)),
-        ("convprop explain pool --mode max --input 4x4 --kernel 2 --stride 1",
-         lambda: explain.pool("max", (4, 4), 2, stride=1)),
-        ("convprop explain pool --mode mean --input 4x4 --kernel 2",
-         lambda: explain.pool("mean", (4, 4), 2)),
-        ("convprop explain network",
-         lambda: explain.network()),
+        (
+            "convprop explain conv --input 3x3 --kernel 2x2 --convention convolution",
+            lambda: explain.conv((3, 3), (2, 2), convention="convolution"),
+        ),
+        ("convprop explain conv --input 4 --kernel 2", lambda: explain.conv(4, 2)),
+        (
+            "convprop explain matrix --input 3x3 --kernel 3x3 --padding same",
+            lambda: explain.matrix((3, 3), (3, 3), padding="same"),
+        ),
+        (
+            "convprop explain conv --input 4x4 --kernel 3x3 --stride 2 --padding 1",
+            lambda: explain.conv((4, 4), (3, 3), stride=2, padding=1),
+        ),
+        (
+            "convprop explain pool --mode max --input 4x4 --kernel 2 --stride 1",
+            lambda: explain.pool("max", (4, 4), 2, stride=1),
+        ),
+        (
+            "convprop explain pool --mode mean --input 4x4 --kernel 2",
+            lambda: explain.pool("mean", (4, 4), 2),
+        ),
+        ("convprop explain network", lambda: explain.network()),
     ]
 
 
@@ -68,8 +76,9 @@ def derivations_markdown() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convprop.explain.docs",
-                                     description="Regenerate docs/derivations.md.")
+    parser = argparse.ArgumentParser(
+        prog="python -m convprop.explain.docs", description="Regenerate docs/derivations.md."
+    )
     parser.add_argument("--check", action="store_true", help="only check that it is up to date")
     parser.add_argument("--path", type=Path, default=DOCS_PATH)
     args = parser.parse_args(argv)
@@ -77,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = args.path.read_text(encoding="utf-8") if args.path.exists() else ""
         if current != text:
-            print(f"{args.path} is out of date; run python -m convprop.explain.docs",
-                  file=sys.stderr)
+            print(
+                f"{args.path} is out of date; run python -m convprop.explain.docs", file=sys.stderr
+            )
             return 1
         return 0
     args.path.parent.mkdir(parents=True, exist_ok=True)

@@ -108,8 +108,16 @@ def _grid_widths(panel: Panel) -> list[float]:
     numbers get equal columns."""
     rows, cols = panel.cells.shape
     widths = [
-        max(0.42, 0.085 * max(_visible_length(line) for r in range(rows)
-                              for line in str(panel.cells[r, c]).split("\n")) + 0.16)
+        max(
+            0.42,
+            0.085
+            * max(
+                _visible_length(line)
+                for r in range(rows)
+                for line in str(panel.cells[r, c]).split("\n")
+            )
+            + 0.16,
+        )
         for c in range(cols)
     ]
     if panel.values is not None:
@@ -125,8 +133,14 @@ def _draw(fig: Any, panel: Panel, x0: float, y0: float, fig_w: float, fig_h: flo
     col_widths, row_heights, left, top = _panel_size(panel)
     width, height = sum(col_widths) + left, sum(row_heights) + top
     margin = 0.03  # so that the outer grid lines are not clipped
-    ax = fig.add_axes([(x0 - margin) / fig_w, 1 - (y0 + height + 0.35 + margin) / fig_h,
-                       (width + 2 * margin) / fig_w, (height + 0.35 + 2 * margin) / fig_h])
+    ax = fig.add_axes(
+        [
+            (x0 - margin) / fig_w,
+            1 - (y0 + height + 0.35 + margin) / fig_h,
+            (width + 2 * margin) / fig_w,
+            (height + 0.35 + 2 * margin) / fig_h,
+        ]
+    )
     ax.set_xlim(-margin, width + margin)
     ax.set_ylim(height + 0.35 + margin, -margin)
     ax.axis("off")
@@ -141,23 +155,50 @@ def _draw(fig: Any, panel: Panel, x0: float, y0: float, fig_w: float, fig_h: flo
     for r, row_height in enumerate(row_heights):
         x = left
         if panel.row_labels:
-            ax.text(left - 0.06, y + row_height / 2, panel.row_labels[r], fontsize=8,
-                    ha="right", va="center")
+            ax.text(
+                left - 0.06,
+                y + row_height / 2,
+                panel.row_labels[r],
+                fontsize=8,
+                ha="right",
+                va="center",
+            )
         for c, col_width in enumerate(real_widths):
             colour = "white"
             if panel.fill is not None and panel.fill[r, c]:
                 colour = panel.fill[r, c]
             if panel.values is not None:
                 colour = cmap(norm(panel.values[r, c]) * 0.7 + 0.15)
-            ax.add_patch(Rectangle((x, y), col_width, row_height, facecolor=colour,
-                                   edgecolor="#555555", linewidth=0.8))
+            ax.add_patch(
+                Rectangle(
+                    (x, y),
+                    col_width,
+                    row_height,
+                    facecolor=colour,
+                    edgecolor="#555555",
+                    linewidth=0.8,
+                )
+            )
             muted = panel.muted is not None and panel.muted[r, c]
             if r == 0 and panel.col_labels:
-                ax.text(x + col_width / 2, y - 0.06, panel.col_labels[c], fontsize=8,
-                        ha="center", va="bottom")
-            ax.text(x + col_width / 2, y + row_height / 2, str(panel.cells[r, c]),
-                    fontsize=9, ha="center", va="center", linespacing=1.25,
-                    color="#9a7b7b" if muted else "black")
+                ax.text(
+                    x + col_width / 2,
+                    y - 0.06,
+                    panel.col_labels[c],
+                    fontsize=8,
+                    ha="center",
+                    va="bottom",
+                )
+            ax.text(
+                x + col_width / 2,
+                y + row_height / 2,
+                str(panel.cells[r, c]),
+                fontsize=9,
+                ha="center",
+                va="center",
+                linespacing=1.25,
+                color="#9a7b7b" if muted else "black",
+            )
             x += col_width
         y += row_height
 
@@ -170,17 +211,18 @@ def _save(rows: list[list[Panel]], path: Path, title: str) -> Path:
 
     gap = 0.4
     sizes = [[_panel_size(p) for p in row] for row in rows]
-    row_widths = [sum(sum(cw) + left for cw, _, left, _ in row) + gap * (len(row) - 1)
-                  for row in sizes]
+    row_widths = [
+        sum(sum(cw) + left for cw, _, left, _ in row) + gap * (len(row) - 1) for row in sizes
+    ]
     row_heights = [max(sum(rh) + top for _, rh, _, top in row) + 0.35 for row in sizes]
     fig_w = max(max(row_widths), _title_width(title) * 1.2) + 0.6
     fig_h = sum(row_heights) + gap * (len(rows) - 1) + 0.9
     fig = plt.figure(figsize=(fig_w, fig_h), dpi=110)
     fig.text(0.3 / fig_w, 1 - 0.25 / fig_h, title, fontsize=12, va="top", ha="left")
     y = 0.7
-    for row, row_size, row_height in zip(rows, sizes, row_heights):
+    for row, row_size, row_height in zip(rows, sizes, row_heights, strict=True):
         x = 0.3
-        for panel, (cw, _, left, _) in zip(row, row_size):
+        for panel, (cw, _, left, _) in zip(row, row_size, strict=True):
             _draw(fig, panel, x, y, fig_w, fig_h)
             x += sum(cw) + left + gap
         y += row_height + gap
@@ -211,30 +253,49 @@ def _conv_rows(e: Any) -> tuple[list[list[Panel]], str]:
     pad_mask = _as2d(e._padding_mask())
     padded_input = _as2d(e.padded_input[0, 0])
     forward = [
-        Panel("input $x$" + (" (zero-padded)" if pad_mask.any() else ""), _cells(padded_input),
-              fill=_zero_fill(padded_input, pad_mask)),
+        Panel(
+            "input $x$" + (" (zero-padded)" if pad_mask.any() else ""),
+            _cells(padded_input),
+            fill=_zero_fill(padded_input, pad_mask),
+        ),
         Panel("kernel $w$", _cells(_as2d(e.w[0, 0]))),
     ]
     if cfg.convention == "convolution":
         forward.append(Panel(r"slides: Rot$_{180}(w)$", _cells(_as2d(e.kernel[0, 0]))))
-    forward.append(Panel(f"output ${st.out}$ (bias omitted)" if cfg.bias else f"output ${st.out}$",
-                         _cells(_as2d(e.forward[0, 0] - e.b[0]), st.forward)))
+    forward.append(
+        Panel(
+            f"output ${st.out}$ (bias omitted)" if cfg.bias else f"output ${st.out}$",
+            _cells(_as2d(e.forward[0, 0] - e.b[0]), st.forward),
+        )
+    )
     padded_delta = _as2d(e.padded_delta[0, 0])
     zero_mask = np.vectorize(lambda v: v == 0)(padded_delta)
     backward = [
-        Panel(f"padded ${d}$" + (" (zero-inserted)" if any(s > 1 for s in cfg.stride) else ""),
-              _cells(padded_delta), fill=_zero_fill(padded_delta, zero_mask)),
+        Panel(
+            f"padded ${d}$" + (" (zero-inserted)" if any(s > 1 for s in cfg.stride) else ""),
+            _cells(padded_delta),
+            fill=_zero_fill(padded_delta, zero_mask),
+        ),
         Panel(r"Rot$_{180}(w)$", _cells(_as2d(e.rotated_kernel[0, 0]))),
     ]
     if pad_mask.any():
         grad_padded = _as2d(e.grad_padded_input[0, 0])
         fill = np.empty(pad_mask.shape, dtype=object)
         fill[pad_mask] = DROPPED
-        backward.append(Panel(r"result $\partial L/\partial x_{pad}$ (pink: padding, dropped)",
-                              _cells(grad_padded, st.grad_input), fill=fill, muted=pad_mask))
+        backward.append(
+            Panel(
+                r"result $\partial L/\partial x_{pad}$ (pink: padding, dropped)",
+                _cells(grad_padded, st.grad_input),
+                fill=fill,
+                muted=pad_mask,
+            )
+        )
     else:
-        backward.append(Panel(r"result $\partial L/\partial x$",
-                              _cells(_as2d(e.grad_input[0, 0]), st.grad_input)))
+        backward.append(
+            Panel(
+                r"result $\partial L/\partial x$", _cells(_as2d(e.grad_input[0, 0]), st.grad_input)
+            )
+        )
     if cfg.convention == "correlation":
         weight_title = rf"$\partial L/\partial w = x \star {d}$"
     else:
@@ -254,13 +315,34 @@ def _matrix_rows(e: Any) -> tuple[list[list[Panel]], str]:
         return out
 
     rows = [
-        [Panel("$M$: $h = M x$", _cells(e.M), fill=fill(e.M), row_labels=labels(e.h),
-               col_labels=labels(e.x))],
-        [Panel(r"$M^T$: $\partial L/\partial x = M^T \delta$", _cells(e.M_T), fill=fill(e.M_T),
-               row_labels=labels(e.x), col_labels=labels(e.delta)),
-         Panel(r"Rot$_{180}(w)$", _cells(e.conv.rotated_kernel[0, 0]))],
-        [Panel(r"$Q$: $h = Q m$, $\partial L/\partial m = Q^T \delta$", _cells(e.Q),
-               fill=fill(e.Q), row_labels=labels(e.h), col_labels=labels(e.m))],
+        [
+            Panel(
+                "$M$: $h = M x$",
+                _cells(e.M),
+                fill=fill(e.M),
+                row_labels=labels(e.h),
+                col_labels=labels(e.x),
+            )
+        ],
+        [
+            Panel(
+                r"$M^T$: $\partial L/\partial x = M^T \delta$",
+                _cells(e.M_T),
+                fill=fill(e.M_T),
+                row_labels=labels(e.x),
+                col_labels=labels(e.delta),
+            ),
+            Panel(r"Rot$_{180}(w)$", _cells(e.conv.rotated_kernel[0, 0])),
+        ],
+        [
+            Panel(
+                r"$Q$: $h = Q m$, $\partial L/\partial m = Q^T \delta$",
+                _cells(e.Q),
+                fill=fill(e.Q),
+                row_labels=labels(e.h),
+                col_labels=labels(e.m),
+            )
+        ],
     ]
     return rows, f"Convolution as a matrix: {e.config.describe()}"
 
@@ -273,23 +355,28 @@ def _pool_rows(e: Any) -> tuple[list[list[Panel]], str]:
         for index in e.argmax.values():
             counts[index] = counts.get(index, 0) + 1
         for index, count in counts.items():
-            fill[(0, *index) if e.values.ndim == 1 else index] = (
-                OVERLAP if count > 1 else HIGHLIGHT
-            )
+            fill[(0, *index) if e.values.ndim == 1 else index] = OVERLAP if count > 1 else HIGHLIGHT
     order = notation.Order(("dy",))
-    title_in = "input $x$" + (" (selected: yellow; by several windows: orange)"
-                              if e.mode == "max" else "")
+    title_in = "input $x$" + (
+        " (selected: yellow; by several windows: orange)" if e.mode == "max" else ""
+    )
     rows = [
-        [Panel(title_in, _cells(values), fill=fill),
-         Panel("output $y$", _cells(_as2d(e.numeric_output)))],
-        [Panel(r"$\partial L/\partial x$", _cells(_as2d(e.grad_input), order), fill=fill),
-         Panel(r"$dy$ (values)", _cells(_as2d(e.grad_values))),
-         Panel(r"$\partial L/\partial x$ (values)", _cells(_as2d(e.numeric_grad_input)))],
+        [
+            Panel(title_in, _cells(values), fill=fill),
+            Panel("output $y$", _cells(_as2d(e.numeric_output))),
+        ],
+        [
+            Panel(r"$\partial L/\partial x$", _cells(_as2d(e.grad_input), order), fill=fill),
+            Panel(r"$dy$ (values)", _cells(_as2d(e.grad_values))),
+            Panel(r"$\partial L/\partial x$ (values)", _cells(_as2d(e.numeric_grad_input))),
+        ],
     ]
     mode = "Max" if e.mode == "max" else "Mean"
-    title = (f"{mode} pooling: {'x'.join(map(str, e.input_size))} input, "
-             f"{'x'.join(map(str, e.kernel_size))} window, stride "
-             f"{'x'.join(map(str, e.stride))}")
+    title = (
+        f"{mode} pooling: {'x'.join(map(str, e.input_size))} input, "
+        f"{'x'.join(map(str, e.kernel_size))} window, stride "
+        f"{'x'.join(map(str, e.stride))}"
+    )
     return rows, title
 
 
@@ -305,15 +392,21 @@ def _network_rows(e: Any) -> tuple[list[list[Panel]], str]:
     forward += [_heat(f"$u$ map {f + 1}", fw["u"][f]) for f in range(e.filters)]
     forward += [_heat("$p$ = softmax($s$)", fw["p"])]
     backward = [_heat(r"$\partial E/\partial s$", bw["ds"])]
-    backward += [_heat(rf"$\partial E/\partial u$ map {f + 1}", bw["du"][f])
-                 for f in range(e.filters)]
-    backward += [_heat(rf"$\delta = \partial E/\partial z$ map {f + 1}", bw["dz"][f])
-                 for f in range(e.filters)]
-    weights = [_heat(rf"$\partial E/\partial w$ map {f + 1}", bw["dw1"][f, 0])
-               for f in range(e.filters)]
+    backward += [
+        _heat(rf"$\partial E/\partial u$ map {f + 1}", bw["du"][f]) for f in range(e.filters)
+    ]
+    backward += [
+        _heat(rf"$\delta = \partial E/\partial z$ map {f + 1}", bw["dz"][f])
+        for f in range(e.filters)
+    ]
+    weights = [
+        _heat(rf"$\partial E/\partial w$ map {f + 1}", bw["dw1"][f, 0]) for f in range(e.filters)
+    ]
     weights.append(_heat(r"$\partial E/\partial x$", bw["dx"]))
-    title = (f"A tiny CNN ({e.activation}, seed {e.seed}): forward values, deltas, gradients; "
-             f"E = {render.number(fw['E'])} -> {render.number(e.loss_after)} after one step")
+    title = (
+        f"A tiny CNN ({e.activation}, seed {e.seed}): forward values, deltas, gradients; "
+        f"E = {render.number(fw['E'])} -> {render.number(e.loss_after)} after one step"
+    )
     return [forward, backward, weights], title
 
 
@@ -321,7 +414,11 @@ def write(explanation: Any, path: Path) -> Path:
     """Write ``explanation``'s figure as a PNG at ``path``."""
     if path.suffix.lower() != ".png":
         raise ValueError(f"explain: the figure path must end in .png, got {str(path)!r}")
-    builders = {"conv": _conv_rows, "matrix": _matrix_rows, "pool": _pool_rows,
-                "network": _network_rows}
+    builders = {
+        "conv": _conv_rows,
+        "matrix": _matrix_rows,
+        "pool": _pool_rows,
+        "network": _network_rows,
+    }
     rows, title = builders[explanation.kind](explanation)
     return _save(rows, path, title)

@@ -23,14 +23,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import sympy
 
-_NAME = re.compile(
-    r"^(?P<base>[a-z]+?)(?P<groups>(?:_[a-z]\d+)*)(?:_?(?P<spatial>\d+(?:_\d+)*))?$"
-)
+_NAME = re.compile(r"^(?P<base>[a-z]+?)(?P<groups>(?:_[a-z]\d+)*)(?:_?(?P<spatial>\d+(?:_\d+)*))?$")
 _LATEX_BASES = {"delta": r"\delta"}
 
 
@@ -57,14 +55,12 @@ class SymbolName:
         return (tuple(i for _, i in self.groups), self.spatial)
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse_name(name: str) -> SymbolName:
     match = _NAME.match(name)
     if match is None:
         return SymbolName(name, (), ())
-    groups = tuple(
-        (part[0], int(part[1:])) for part in match.group("groups").split("_") if part
-    )
+    groups = tuple((part[0], int(part[1:])) for part in match.group("groups").split("_") if part)
     spatial_text = match.group("spatial")
     spatial = tuple(int(i) for i in spatial_text.split("_")) if spatial_text else ()
     return SymbolName(match.group("base"), groups, spatial)
@@ -153,9 +149,7 @@ def _terms(expr: sympy.Expr, order: Order) -> list[tuple[sympy.Rational, list[sy
         _, factors = item
         if not factors:
             return ((len(order.factors) + 2,),)
-        names = sorted(
-            (_factor_base(f) for f in factors), key=lambda n: order.sort_rank(n.base)
-        )
+        names = sorted((_factor_base(f) for f in factors), key=lambda n: order.sort_rank(n.base))
         return tuple((order.sort_rank(n.base), n.base, n.sort_key()) for n in names)
 
     terms.sort(key=term_key)

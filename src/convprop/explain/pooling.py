@@ -52,9 +52,17 @@ class PoolExplanation(Explanation):
 
     kind = "pool"
 
-    def __init__(self, mode: str, input_size: tuple[int, ...], kernel: tuple[int, ...],
-                 stride: tuple[int, ...], padding: tuple[int, ...], values: np.ndarray,
-                 seed: int, values_given: bool = False) -> None:
+    def __init__(
+        self,
+        mode: str,
+        input_size: tuple[int, ...],
+        kernel: tuple[int, ...],
+        stride: tuple[int, ...],
+        padding: tuple[int, ...],
+        values: np.ndarray,
+        seed: int,
+        values_given: bool = False,
+    ) -> None:
         self.mode = mode
         self.input_size = input_size
         self.kernel_size = kernel
@@ -65,7 +73,8 @@ class PoolExplanation(Explanation):
         self.seed = seed
         self.spatial = len(input_size)
         self.output_size = tuple(
-            (n + 2 * p - k) // s + 1 for n, k, s, p in zip(input_size, kernel, stride, padding)
+            (n + 2 * p - k) // s + 1
+            for n, k, s, p in zip(input_size, kernel, stride, padding, strict=True)
         )
         self.x = notation.symbol_array("x", input_size, [])
         self.y = notation.symbol_array("y", self.output_size, [])
@@ -94,7 +103,9 @@ class PoolExplanation(Explanation):
                 mean = sympy.Rational(1, self.divisor) * sympy.Add(*symbols)
                 self.definition[o] = sympy.expand(mean)
                 self.forward[o] = self.definition[o]
-        self.loss = sympy.Add(*(d * f for d, f in zip(self.dy.ravel(), self.forward.ravel())))
+        self.loss = sympy.Add(
+            *(d * f for d, f in zip(self.dy.ravel(), self.forward.ravel(), strict=True))
+        )
         loss = symbolic.Polynomial(self.loss)
         self.grad_input = symbolic.zeros(input_size)
         for index in np.ndindex(*input_size):
@@ -119,8 +130,10 @@ class PoolExplanation(Explanation):
         return {"forward": out.numpy()[0, 0], "grad_input": x.grad.numpy()[0, 0]}
 
     def _symbol_values(self) -> dict[sympy.Symbol, float]:
-        values = {s: float(v) for s, v in zip(self.x.ravel(), self.values.ravel())}
-        values.update({s: float(v) for s, v in zip(self.dy.ravel(), self.grad_values.ravel())})
+        values = {s: float(v) for s, v in zip(self.x.ravel(), self.values.ravel(), strict=True)}
+        values.update(
+            {s: float(v) for s, v in zip(self.dy.ravel(), self.grad_values.ravel(), strict=True)}
+        )
         return values
 
     @property
@@ -141,7 +154,9 @@ class PoolExplanation(Explanation):
         return render.Verification(
             "the pooled outputs and the routed gradient dL/dx",
             f"the engine's convprop.nn.functional.{name} forward and backward",
-            max(details.values()), seed=self.seed, details=details,
+            max(details.values()),
+            seed=self.seed,
+            details=details,
             at="at the input values and the output gradients dy shown above",
         )
 
@@ -156,8 +171,11 @@ class PoolExplanation(Explanation):
     def _mean_label(self, o: tuple[int, ...]) -> Label:
         members = [self.x[m] for m in self.windows[o]]
         text = "(" + " + ".join(s.name for s in members) + f")/{self.divisor}"
-        latex = (rf"\frac{{1}}{{{self.divisor}}}(" + " + ".join(
-            notation.parse_name(s.name).latex for s in members) + ")")
+        latex = (
+            rf"\frac{{1}}{{{self.divisor}}}("
+            + " + ".join(notation.parse_name(s.name).latex for s in members)
+            + ")"
+        )
         return Label(text, latex)
 
     def _overlaps(self) -> list[tuple[sympy.Symbol, list[sympy.Symbol]]]:
@@ -184,35 +202,54 @@ class PoolExplanation(Explanation):
             Heading(title, 1),
             Para(
                 "Pooling works on every map separately (deck 004). The input's numbers "
-                + ("(given):" if self.values_given else f"(a shuffled 1..{self.values.size}, seed "
-                   f"{self.seed}; pass --values to choose):")
+                + (
+                    "(given):"
+                    if self.values_given
+                    else f"(a shuffled 1..{self.values.size}, seed "
+                    f"{self.seed}; pass --values to choose):"
+                )
             ),
             Grid("input x (symbols)", self.x),
             Grid("input x (values)", self.values.astype(object)),
             Heading("Forward pass"),
         ]
         if self.mode == "max":
-            out.append(Para(
-                "Each output is the largest entry of its window; pidx remembers where it was "
-                "(ties: the first maximum in row-major window order, as PyTorch).",
-                "Each output is the largest entry of its window, $y = x_{\\mathrm{pidx}}$; pidx "
-                "remembers where it was (ties: the first maximum in row-major window order, as "
-                "PyTorch).",
-            ))
+            out.append(
+                Para(
+                    "Each output is the largest entry of its window; pidx remembers where it was "
+                    "(ties: the first maximum in row-major window order, as PyTorch).",
+                    "Each output is the largest entry of its window, "
+                    "$y = x_{\\mathrm{pidx}}$; pidx "
+                    "remembers where it was (ties: the first maximum in row-major window order, as "
+                    "PyTorch).",
+                )
+            )
             rows = [
-                (render.label(self.y[o]),
-                 [self.definition[o], self.forward[o], float(self.values[self.argmax[o]])])
+                (
+                    render.label(self.y[o]),
+                    [self.definition[o], self.forward[o], float(self.values[self.argmax[o]])],
+                )
                 for o in np.ndindex(*self.output_size)
             ]
         else:
-            out.append(Para(
-                f"Each output is the mean of its window: the sum divided by K^2 = {self.divisor}"
-                + (" (the zero padding counts, as PyTorch's count_include_pad)."
-                   if any(self.padding) else "."),
-                f"Each output is the mean of its window: the sum divided by $K^2 = "
-                f"{self.divisor}$" + (" (the zero padding counts, as PyTorch's count_include_pad)."
-                                      if any(self.padding) else "."),
-            ))
+            out.append(
+                Para(
+                    "Each output is the mean of its window: "
+                    f"the sum divided by K^2 = {self.divisor}"
+                    + (
+                        " (the zero padding counts, as PyTorch's count_include_pad)."
+                        if any(self.padding)
+                        else "."
+                    ),
+                    f"Each output is the mean of its window: the sum divided by $K^2 = "
+                    f"{self.divisor}$"
+                    + (
+                        " (the zero padding counts, as PyTorch's count_include_pad)."
+                        if any(self.padding)
+                        else "."
+                    ),
+                )
+            )
             outputs = self.numeric_output
             rows = [
                 (render.label(self.y[o]), [self._mean_label(o), float(outputs[o])])
@@ -222,21 +259,27 @@ class PoolExplanation(Explanation):
         out.append(Grid("output y (values)", self.numeric_output.astype(object)))
         out.append(Heading("Backward pass"))
         if self.mode == "max":
-            out.append(Para(
-                "Only the maximum influenced the output, so dL/dy(m, n) goes back to "
-                "x(pidx(m, n)) alone; every other input of the window gets 0. An input that is "
-                "the maximum of several (overlapping) windows collects all of their gradients: "
-                "deck 004's dy(pidx) += dy(m, n).",
-            ))
+            out.append(
+                Para(
+                    "Only the maximum influenced the output, so dL/dy(m, n) goes back to "
+                    "x(pidx(m, n)) alone; every other input of the window gets 0. An input that is "
+                    "the maximum of several (overlapping) windows collects all of their gradients: "
+                    "deck 004's dy(pidx) += dy(m, n).",
+                )
+            )
         else:
-            out.append(Para(
-                f"Every input of a window contributed 1/{self.divisor} of its mean, so it gets "
-                f"dL/dy/{self.divisor} back; an input in several overlapping windows adds them "
-                "up: deck 004's dy(window) += dy(m, n) / K^2.",
-                f"Every input of a window contributed $1/{self.divisor}$ of its mean, so it gets "
-                rf"$\partial L/\partial y / {self.divisor}$ back; an input in several overlapping "
-                r"windows adds them up: deck 004's $dy_{window} \mathrel{+}= dy_{mn} / K^2$.",
-            ))
+            out.append(
+                Para(
+                    f"Every input of a window contributed 1/{self.divisor} of its mean, so it gets "
+                    f"dL/dy/{self.divisor} back; an input in several overlapping windows adds them "
+                    "up: deck 004's dy(window) += dy(m, n) / K^2.",
+                    f"Every input of a window contributed $1/{self.divisor}$ of its mean, "
+                    "so it gets "
+                    rf"$\partial L/\partial y / {self.divisor}$ back; "
+                    "an input in several overlapping "
+                    r"windows adds them up: deck 004's $dy_{window} \mathrel{+}= dy_{mn} / K^2$.",
+                )
+            )
         out.append(Grid("dL/dx", self.grad_input, order))
         overlaps = self._overlaps()
         if overlaps:
@@ -245,12 +288,18 @@ class PoolExplanation(Explanation):
             )
             out.append(Para(f"'+=' at work (windows overlap): {listing}."))
         elif self.mode == "max":
-            out.append(Para("No input is the maximum of two windows here, so nothing adds up; "
-                            "try a stride smaller than the window to see '+='."))
-        out.append(Para(
-            f"With the output gradients dy below (small integers, seed {self.seed}) these "
-            "formulas give the numbers that the engine's backward pass returns:"
-        ))
+            out.append(
+                Para(
+                    "No input is the maximum of two windows here, so nothing adds up; "
+                    "try a stride smaller than the window to see '+='."
+                )
+            )
+        out.append(
+            Para(
+                f"With the output gradients dy below (small integers, seed {self.seed}) these "
+                "formulas give the numbers that the engine's backward pass returns:"
+            )
+        )
         out.append(Grid("dy (values)", self.grad_values.astype(object)))
         out.append(Grid("dL/dx (values)", self.numeric_grad_input.astype(object)))
         out.append(self.verification)
@@ -282,7 +331,7 @@ class PoolExplanation(Explanation):
             "forward": forward,
             "backward": {
                 self.grad_label(s).text: notation.source(g, order)
-                for s, g in zip(self.x.ravel(), self.grad_input.ravel())
+                for s, g in zip(self.x.ravel(), self.grad_input.ravel(), strict=True)
             },
             "output_gradient_values": self.grad_values.tolist(),
             "input_gradient_values": self.numeric_grad_input.tolist(),
@@ -313,8 +362,9 @@ def pool(
     size = sizes(input_size, FUNC, "input_size")
     spatial = len(size)
     if int(np.prod(size)) > 1024:
-        raise too_large(FUNC, "the number of input values", int(np.prod(size)), 1024,
-                        "choose a smaller input")
+        raise too_large(
+            FUNC, "the number of input values", int(np.prod(size)), 1024, "choose a smaller input"
+        )
     given = values is not None
     if values is None:
         rng = np.random.default_rng(seed)
@@ -333,16 +383,25 @@ def pool(
     from convprop.ops import pooling as pool_ops
 
     forward = {
-        ("max", 1): pool_ops.max_pool1d_forward, ("max", 2): pool_ops.max_pool2d_forward,
-        ("mean", 1): pool_ops.avg_pool1d_forward, ("mean", 2): pool_ops.avg_pool2d_forward,
+        ("max", 1): pool_ops.max_pool1d_forward,
+        ("max", 2): pool_ops.max_pool2d_forward,
+        ("mean", 1): pool_ops.avg_pool1d_forward,
+        ("mean", 2): pool_ops.avg_pool2d_forward,
     }[(mode, spatial)]
     forward(numbers[np.newaxis, np.newaxis], kernel_size, stride, padding)
     kernel = _tuple(kernel_size, spatial, "kernel_size", True)
     strides = kernel if stride is None else _tuple(stride, spatial, "stride", True)
     pads = _tuple(padding, spatial, "padding", False)
-    out_size = [(n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, strides, pads)]
+    out_size = [
+        (n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, strides, pads, strict=True)
+    ]
     terms = int(np.prod(out_size)) * int(np.prod(kernel))
     if terms > MAX_TERMS:
-        raise too_large(FUNC, "the number of window entries (outputs x window size)", terms,
-                        MAX_TERMS, "choose a smaller input or window, or a larger stride")
+        raise too_large(
+            FUNC,
+            "the number of window entries (outputs x window size)",
+            terms,
+            MAX_TERMS,
+            "choose a smaller input or window, or a larger stride",
+        )
     return PoolExplanation(mode, size, kernel, strides, pads, numbers, seed, given)

@@ -13,7 +13,7 @@ import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import sympy
@@ -49,7 +49,7 @@ def grad_label(symbol: sympy.Symbol, short: bool = False, loss: str = "L") -> La
     return Label(f"d{loss}/d{symbol.name}", rf"\frac{{\partial {loss}}}{{\partial {name.latex}}}")
 
 
-Item = Union[sympy.Expr, float, int, str, Label]
+Item = sympy.Expr | float | int | str | Label
 
 
 @dataclass
@@ -146,7 +146,7 @@ class Verification:
         }
 
 
-Block = Union[Heading, Para, Formula, Equations, Grid, Matrix, Verification]
+Block = Heading | Para | Formula | Equations | Grid | Matrix | Verification
 
 
 # ------------------------------------------------------------------------------- items
@@ -214,9 +214,7 @@ def _box(cells: np.ndarray, order: Order, shaded: np.ndarray | None) -> list[str
             line_cells.append(lines)
         content.append(line_cells)
     widths = [max(len(line) for r in range(rows) for line in content[r][c]) for c in range(cols)]
-    numeric = all(
-        isinstance(v, (float, int, np.floating, np.integer)) for v in cells.ravel()
-    )
+    numeric = all(isinstance(v, (float, int, np.floating, np.integer)) for v in cells.ravel())
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     out = [rule]
     for r in range(rows):
@@ -256,9 +254,12 @@ def _matrix_text(block: Matrix) -> list[str]:
         for c in range(len(col_heads))
     ]
     head_width = max(len(h) for h in row_heads)
-    out = [" " * (head_width + 3) + " ".join(h.rjust(w) for h, w in zip(col_heads, widths))]
+    out = [
+        " " * (head_width + 3)
+        + " ".join(h.rjust(w) for h, w in zip(col_heads, widths, strict=True))
+    ]
     for r, row in enumerate(rows):
-        body = " ".join(v.rjust(w) for v, w in zip(row, widths))
+        body = " ".join(v.rjust(w) for v, w in zip(row, widths, strict=True))
         out.append(f"{row_heads[r].rjust(head_width)} [ {body} ]")
     return out
 
@@ -332,9 +333,7 @@ def _grid_markdown(block: Grid) -> list[str]:
 
 def _matrix_latex(block: Matrix) -> str:
     cells = _as_2d(block.cells)
-    body = r" \\ ".join(
-        " & ".join(item_latex(v, block.order) for v in row) for row in cells
-    )
+    body = r" \\ ".join(" & ".join(item_latex(v, block.order) for v in row) for row in cells)
     return r"\begin{pmatrix} " + body + r" \end{pmatrix}"
 
 

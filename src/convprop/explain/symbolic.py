@@ -27,12 +27,14 @@ def pad(array: np.ndarray, pads: Sequence[tuple[int, int]], value: sympy.Expr = 
     """Pad the trailing ``len(pads)`` axes by (before, after) with ``value``."""
     lead = array.ndim - len(pads)
     shape = array.shape[:lead] + tuple(
-        size + before + after for size, (before, after) in zip(array.shape[lead:], pads)
+        size + before + after
+        for size, (before, after) in zip(array.shape[lead:], pads, strict=True)
     )
     out = np.empty(shape, dtype=object)
     out.fill(value)
     inner = (slice(None),) * lead + tuple(
-        slice(before, before + size) for size, (before, _) in zip(array.shape[lead:], pads)
+        slice(before, before + size)
+        for size, (before, _) in zip(array.shape[lead:], pads, strict=True)
     )
     out[inner] = array
     return out
@@ -42,7 +44,7 @@ def zero_insert(array: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     """Insert ``factor - 1`` zeros between neighbouring entries of the trailing axes."""
     lead = array.ndim - len(factors)
     shape = array.shape[:lead] + tuple(
-        (size - 1) * f + 1 for size, f in zip(array.shape[lead:], factors)
+        (size - 1) * f + 1 for size, f in zip(array.shape[lead:], factors, strict=True)
     )
     out = zeros(shape)
     out[(slice(None),) * lead + tuple(slice(None, None, f) for f in factors)] = array
@@ -95,7 +97,7 @@ def proven_equal(lhs: np.ndarray, rhs: np.ndarray) -> bool:
     lhs, rhs = np.asarray(lhs, dtype=object), np.asarray(rhs, dtype=object)
     if lhs.shape != rhs.shape:
         return False
-    return all(sympy.expand(a - b) == 0 for a, b in zip(lhs.ravel(), rhs.ravel()))
+    return all(sympy.expand(a - b) == 0 for a, b in zip(lhs.ravel(), rhs.ravel(), strict=True))
 
 
 class Polynomial:

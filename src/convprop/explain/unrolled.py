@@ -23,6 +23,8 @@ from convprop.explain.render import Grid, Heading, Label, Matrix, Para
 FUNC = "explain matrix"
 MAX_SIDE = 25  # rows or columns of the unrolled matrix: beyond this it stops being readable
 
+ROT180_STATEMENT = "M^T = matrix of the full correlation of the padded delta with Rot180(w)"
+
 
 def _jacobian(exprs: np.ndarray, symbols: np.ndarray) -> np.ndarray:
     """J[o, i] = d exprs[o] / d symbols[i] (the expressions are linear in the symbols)."""
@@ -64,21 +66,16 @@ class MatrixExplanation(Explanation):
         self.outputs = conv.forward.ravel()
         self.M = _jacobian(conv.forward, conv.x)
         self.M_T = self.M.T
-        self.R = _jacobian(conv.identities[0].rhs, conv.delta).reshape(
-            self.x.size, self.delta.size
-        )
+        self.R = _jacobian(conv.identities[0].rhs, conv.delta).reshape(self.x.size, self.delta.size)
         self.Q = _jacobian(conv.forward, conv.w)
         grad_input = conv.grad_input.ravel()
         grad_weight = conv.grad_weight.ravel()
         self.proofs = {
             "h = M x": symbolic.proven_equal(_matmul(self.M, self.x), self.outputs),
             "dL/dx = M^T delta": symbolic.proven_equal(_matmul(self.M_T, self.delta), grad_input),
-            "M^T = matrix of the full correlation of the padded delta with Rot180(w)":
-                symbolic.proven_equal(self.R, self.M_T),
+            ROT180_STATEMENT: symbolic.proven_equal(self.R, self.M_T),
             "h = Q m": symbolic.proven_equal(_matmul(self.Q, self.m), self.outputs),
-            "dL/dm = Q^T delta": symbolic.proven_equal(
-                _matmul(self.Q.T, self.delta), grad_weight
-            ),
+            "dL/dm = Q^T delta": symbolic.proven_equal(_matmul(self.Q.T, self.delta), grad_weight),
         }
         self._verification = self._verify()
 
@@ -103,8 +100,11 @@ class MatrixExplanation(Explanation):
             ),
         }
         return render.Verification(
-            "M x, M^T delta and Q^T delta", self.conv.engine_name, max(details.values()),
-            seed=self.seed, details=details,
+            "M x, M^T delta and Q^T delta",
+            self.conv.engine_name,
+            max(details.values()),
+            seed=self.seed,
+            details=details,
         )
 
     # ----------------------------------------------------------------------- document
@@ -129,8 +129,10 @@ class MatrixExplanation(Explanation):
         deck = _is_deck_002(cfg)
         letters = ""
         if deck:
-            letters = (" Deck 002 names the inputs a, b, ..., i (here x11, x12, ..., x33) and "
-                       "the outputs alpha, beta, ..., kappa (here h11, ..., h33).")
+            letters = (
+                " Deck 002 names the inputs a, b, ..., i (here x11, x12, ..., x33) and "
+                "the outputs alpha, beta, ..., kappa (here h11, ..., h33)."
+            )
         out: list[render.Block] = [
             Heading(f"Convolution as a matrix: {cfg.describe()}", 1),
             Para(
@@ -171,7 +173,7 @@ class MatrixExplanation(Explanation):
                 "(deck 002: 'just another convolution!'), with the padding region dropped.",
             ),
             Grid("Rot180(w)", self.conv.rotated_kernel[0, 0]),
-            self._proof("M^T = matrix of the full correlation of the padded delta with Rot180(w)"),
+            self._proof(ROT180_STATEMENT),
             Heading("Weight gradient: Q^T delta"),
             Para(
                 f"The same outputs are linear in the weights: h = Q m with m = the flattened "
@@ -213,15 +215,17 @@ class MatrixExplanation(Explanation):
             "M": grid(self.M),
             "M_T": grid(self.M_T),
             "Q": grid(self.Q),
-            "forward": {h.name: notation.source(e) for h, e in zip(self.h, self.outputs)},
+            "forward": {
+                h.name: notation.source(e) for h, e in zip(self.h, self.outputs, strict=True)
+            },
             "backward": {
                 "input": {
                     render.grad_label(s).text: notation.source(g)
-                    for s, g in zip(self.x, self.conv.grad_input.ravel())
+                    for s, g in zip(self.x, self.conv.grad_input.ravel(), strict=True)
                 },
                 "weight": {
                     render.grad_label(s).text: notation.source(g)
-                    for s, g in zip(self.m, self.conv.grad_weight.ravel())
+                    for s, g in zip(self.m, self.conv.grad_weight.ravel(), strict=True)
                 },
             },
             "identities": [{"statement": k, "proven": v} for k, v in self.proofs.items()],
@@ -232,9 +236,8 @@ class MatrixExplanation(Explanation):
 _STATEMENT_LATEX = {
     "h = M x": "$h = Mx$",
     "dL/dx = M^T delta": r"$\partial L/\partial x = M^T \delta$",
-    "M^T = matrix of the full correlation of the padded delta with Rot180(w)":
-        r"$M^T$ = the matrix of the full correlation of the padded $\delta$ with "
-        r"$\mathrm{Rot}_{180}(w)$",
+    ROT180_STATEMENT: r"$M^T$ = the matrix of the full correlation of the padded $\delta$ "
+    r"with $\mathrm{Rot}_{180}(w)$",
     "h = Q m": "$h = Qm$",
     "dL/dm = Q^T delta": r"$\partial L/\partial m = Q^T \delta$",
 }
@@ -242,8 +245,12 @@ _STATEMENT_LATEX = {
 
 def _is_deck_002(cfg: convolution.ConvConfig) -> bool:
     return (
-        cfg.input_size == (3, 3) and cfg.kernel_size == (3, 3) and cfg.pads == ((1, 1), (1, 1))
-        and cfg.stride == (1, 1) and cfg.dilation == (1, 1) and cfg.convention == "correlation"
+        cfg.input_size == (3, 3)
+        and cfg.kernel_size == (3, 3)
+        and cfg.pads == ((1, 1), (1, 1))
+        and cfg.stride == (1, 1)
+        and cfg.dilation == (1, 1)
+        and cfg.convention == "correlation"
     )
 
 
@@ -260,13 +267,16 @@ def matrix(
 
     ``matrix((3, 3), (3, 3), padding='same')`` is deck 002's 9x9 example.
     """
-    config = convolution.resolve(FUNC, input_size, kernel_size, stride, padding, dilation,
-                                 convention=convention, bias=False)
+    config = convolution.resolve(
+        FUNC, input_size, kernel_size, stride, padding, dilation, convention=convention, bias=False
+    )
     rows, cols = int(np.prod(config.output_size)), int(np.prod(config.input_size))
     if max(rows, cols) > MAX_SIDE:
         raise too_large(
-            FUNC, "the matrix's larger side (outputs x inputs = "
-            f"{rows} x {cols})", max(rows, cols), MAX_SIDE,
+            FUNC,
+            f"the matrix's larger side (outputs x inputs = {rows} x {cols})",
+            max(rows, cols),
+            MAX_SIDE,
             "choose an input of at most 25 entries (e.g. 5x5)",
         )
     return MatrixExplanation(convolution.ConvExplanation(config, seed))

@@ -66,8 +66,9 @@ def load_json(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: not a readable JSON file ({error})") from None
 
 
-def save_arrays(path: str | Path, arrays: Mapping[str, np.ndarray],
-                metadata: Mapping[str, str] | None = None) -> None:
+def save_arrays(
+    path: str | Path, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
+) -> None:
     """Write named arrays as a safetensors file (atomically)."""
     contiguous = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
     atomic_write_bytes(path, safetensors.numpy.save(contiguous, dict(metadata or {}) or None))

@@ -17,5 +17,7 @@ def pair_size(func: str, size: int | Sequence[int]) -> tuple[int, int]:
         size = (size, size)
     values = tuple(size)
     if len(values) != 2 or not all(isinstance(v, int) and v > 0 for v in values):
-        raise ValueError(f"{func}: input_size must be a positive int or (height, width), got {size!r}")
+        raise ValueError(
+            f"{func}: input_size must be a positive int or (height, width), got {size!r}"
+        )
     return values[0], values[1]

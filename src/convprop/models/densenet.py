@@ -37,7 +37,9 @@ class DenseBlock(nn.ModuleDict):
     def __init__(self, layers: int, in_channels: int, growth_rate: int) -> None:
         super().__init__()
         for i in range(layers):
-            self.add_module(f"denselayer{i + 1}", DenseLayer(in_channels + i * growth_rate, growth_rate))
+            self.add_module(
+                f"denselayer{i + 1}", DenseLayer(in_channels + i * growth_rate, growth_rate)
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         maps = [x]
@@ -58,11 +60,22 @@ class Transition(nn.Sequential):
 class DenseNetBC(nn.Module):
     """DenseNet-BC with three dense blocks of ``(depth - 4) / 6`` layers each."""
 
-    def __init__(self, depth: int = 40, growth_rate: int = 12, in_channels: int = 3,
-                 num_classes: int = 10, compression: float = 0.5) -> None:
+    def __init__(
+        self,
+        depth: int = 40,
+        growth_rate: int = 12,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        compression: float = 0.5,
+    ) -> None:
         super().__init__()
-        check_positive_int("densenet_bc", depth=depth, growth_rate=growth_rate,
-                           in_channels=in_channels, num_classes=num_classes)
+        check_positive_int(
+            "densenet_bc",
+            depth=depth,
+            growth_rate=growth_rate,
+            in_channels=in_channels,
+            num_classes=num_classes,
+        )
         if (depth - 4) % 6 or depth < 10:
             raise ValueError(
                 f"densenet_bc: depth must be 6k + 4 with k >= 1 (e.g. 40, 100), got {depth}"
@@ -72,9 +85,13 @@ class DenseNetBC(nn.Module):
         layers = (depth - 4) // 6
         channels = 2 * growth_rate
         self.features = nn.Sequential()
-        self.features.add_module("conv0", nn.Conv2d(in_channels, channels, 3, padding=1, bias=False))
+        self.features.add_module(
+            "conv0", nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
+        )
         for block in range(1, 4):
-            self.features.add_module(f"denseblock{block}", DenseBlock(layers, channels, growth_rate))
+            self.features.add_module(
+                f"denseblock{block}", DenseBlock(layers, channels, growth_rate)
+            )
             channels += layers * growth_rate
             if block < 3:
                 reduced = int(channels * compression)
@@ -93,7 +110,8 @@ class DenseNetBC(nn.Module):
         return self.classifier(F.adaptive_avg_pool2d(features, 1).flatten(1))
 
 
-def densenet_bc(depth: int = 40, growth_rate: int = 12, in_channels: int = 3,
-                num_classes: int = 10) -> DenseNetBC:
+def densenet_bc(
+    depth: int = 40, growth_rate: int = 12, in_channels: int = 3, num_classes: int = 10
+) -> DenseNetBC:
     """A small DenseNet-BC (depth 40, growth rate 12: about 0.18M parameters)."""
     return DenseNetBC(depth, growth_rate, in_channels, num_classes)

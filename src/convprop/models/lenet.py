@@ -19,9 +19,14 @@ class LeNet5(nn.Module):
     13x13 after padding), the first linear layer being sized to fit.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10,
-                 input_size: int | tuple[int, int] = 28, activation: str = "relu",
-                 pooling: str = "max") -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: int | tuple[int, int] = 28,
+        activation: str = "relu",
+        pooling: str = "max",
+    ) -> None:
         super().__init__()
         check_positive_int("lenet5", in_channels=in_channels, num_classes=num_classes)
         height, width = pair_size("lenet5", input_size)
@@ -42,13 +47,19 @@ class LeNet5(nn.Module):
         act = nn.ReLU if activation == "relu" else nn.Tanh
         pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=padding), act(), pool(2),
-            nn.Conv2d(6, 16, 5), act(), pool(2),
+            nn.Conv2d(in_channels, 6, 5, padding=padding),
+            act(),
+            pool(2),
+            nn.Conv2d(6, 16, 5),
+            act(),
+            pool(2),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(16 * feature_sizes[0] * feature_sizes[1], 120), act(),
-            nn.Linear(120, 84), act(),
+            nn.Linear(16 * feature_sizes[0] * feature_sizes[1], 120),
+            act(),
+            nn.Linear(120, 84),
+            act(),
             nn.Linear(84, num_classes),
         )
 
@@ -56,7 +67,12 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
-def lenet5(in_channels: int = 1, num_classes: int = 10, input_size: int | tuple[int, int] = 28,
-           activation: str = "relu", pooling: str = "max") -> LeNet5:
+def lenet5(
+    in_channels: int = 1,
+    num_classes: int = 10,
+    input_size: int | tuple[int, int] = 28,
+    activation: str = "relu",
+    pooling: str = "max",
+) -> LeNet5:
     """LeNet-5 for ``in_channels`` x ``input_size`` images and ``num_classes`` classes."""
     return LeNet5(in_channels, num_classes, input_size, activation, pooling)

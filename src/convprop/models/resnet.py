@@ -45,8 +45,12 @@ class CifarResNet(nn.Module):
 
     def __init__(self, blocks_per_stage: int, in_channels: int = 3, num_classes: int = 10) -> None:
         super().__init__()
-        check_positive_int("resnet", blocks_per_stage=blocks_per_stage, in_channels=in_channels,
-                           num_classes=num_classes)
+        check_positive_int(
+            "resnet",
+            blocks_per_stage=blocks_per_stage,
+            in_channels=in_channels,
+            num_classes=num_classes,
+        )
         self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         self.layer1 = self._stage(16, 16, blocks_per_stage, stride=1)

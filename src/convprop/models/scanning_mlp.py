@@ -55,8 +55,9 @@ def _check_activation(func: str, activation: str) -> None:
         )
 
 
-def _check_sizes(func: str, name: str, values: Sequence[int],
-                 allow_empty: bool = True) -> tuple[int, ...]:
+def _check_sizes(
+    func: str, name: str, values: Sequence[int], allow_empty: bool = True
+) -> tuple[int, ...]:
     """A sequence of positive ints, as a tuple."""
     if isinstance(values, (int, str)) or not isinstance(values, Sequence):
         raise ValueError(f"{func}: {name} must be a sequence of positive ints, got {values!r}")
@@ -65,14 +66,13 @@ def _check_sizes(func: str, name: str, values: Sequence[int],
         raise ValueError(f"{func}: {name} must list at least one size, got {values!r}")
     for value in sizes:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(
-                f"{func}: {name} must be a sequence of positive ints, got {values!r}"
-            )
+            raise ValueError(f"{func}: {name} must be a sequence of positive ints, got {values!r}")
     return tuple(int(v) for v in sizes)
 
 
-def _windows(func: str, input: Tensor, in_channels: int, window: int,
-             stride: int) -> tuple[Tensor, bool]:
+def _windows(
+    func: str, input: Tensor, in_channels: int, window: int, stride: int
+) -> tuple[Tensor, bool]:
     """Every window of ``window`` frames as a row: (N, C, L) -> (N, L_out, C * window).
 
     The frames of a window are flattened channel-major (index c * window + k), the order of
@@ -112,12 +112,20 @@ class ScanningMLP(nn.Module):
     (out_features, L_out)) with L_out = floor((L - window) / stride) + 1, L >= window.
     """
 
-    def __init__(self, in_channels: int, window: int, hidden_sizes: Sequence[int],
-                 out_features: int, stride: int = 1, activation: str = "relu") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        window: int,
+        hidden_sizes: Sequence[int],
+        out_features: int,
+        stride: int = 1,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         name = type(self).__name__
-        check_positive_int(name, in_channels=in_channels, window=window,
-                           out_features=out_features, stride=stride)
+        check_positive_int(
+            name, in_channels=in_channels, window=window, out_features=out_features, stride=stride
+        )
         self.hidden_sizes = _check_sizes(name, "hidden_sizes", hidden_sizes)
         _check_activation(name, activation)
         self.in_channels = in_channels
@@ -134,13 +142,16 @@ class ScanningMLP(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, input: Tensor) -> Tensor:
-        rows, batched = _windows(type(self).__name__, input, self.in_channels, self.window,
-                                 self.stride)
+        rows, batched = _windows(
+            type(self).__name__, input, self.in_channels, self.window, self.stride
+        )
         return _as_sequence(self.mlp(rows), batched)
 
     def extra_repr(self) -> str:
-        return (f"in_channels={self.in_channels}, window={self.window}, "
-                f"stride={self.stride}, activation={self.activation!r}")
+        return (
+            f"in_channels={self.in_channels}, window={self.window}, "
+            f"stride={self.stride}, activation={self.activation!r}"
+        )
 
 
 class SharedWeightLevel(nn.Module):
@@ -152,8 +163,7 @@ class SharedWeightLevel(nn.Module):
     of the level below.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
-                 stride: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -177,9 +187,11 @@ class SharedWeightLevel(nn.Module):
         in_positions = (positions - 1) * self.stride + kernel
         shifts = Tensor(_shift_matrices(kernel, self.stride, positions, self.weight.dtype.str))
         unrolled = self.weight.reshape(out_channels * in_channels, kernel) @ shifts
-        return (unrolled.reshape(out_channels, in_channels, positions, in_positions)
-                .permute(0, 2, 1, 3)
-                .reshape(out_channels * positions, in_channels * in_positions))
+        return (
+            unrolled.reshape(out_channels, in_channels, positions, in_positions)
+            .permute(0, 2, 1, 3)
+            .reshape(out_channels * positions, in_channels * in_positions)
+        )
 
     def dense_bias(self, positions: int) -> Tensor:
         """The bias repeated for each of ``positions`` neurons (index o * positions + q)."""
@@ -187,8 +199,10 @@ class SharedWeightLevel(nn.Module):
         return repeated.reshape(self.out_channels * positions)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
 
 
 @lru_cache(maxsize=64)
@@ -229,9 +243,15 @@ class DistributedScanningMLP(nn.Module):
     (out_features, L_out)) with L_out = floor((L - R) / S) + 1, L >= R.
     """
 
-    def __init__(self, in_channels: int, kernel_sizes: Sequence[int],
-                 strides: int | Sequence[int], hidden_sizes: Sequence[int], out_features: int,
-                 activation: str = "relu") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        kernel_sizes: Sequence[int],
+        strides: int | Sequence[int],
+        hidden_sizes: Sequence[int],
+        out_features: int,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         name = type(self).__name__
         check_positive_int(name, in_channels=in_channels, out_features=out_features)
@@ -258,16 +278,16 @@ class DistributedScanningMLP(nn.Module):
         self.activation = activation
         widths = (in_channels, *self.hidden_sizes, out_features)
         self.levels = nn.ModuleList(
-            SharedWeightLevel(widths[level], widths[level + 1], self.kernel_sizes[level],
-                              self.strides[level])
+            SharedWeightLevel(
+                widths[level], widths[level + 1], self.kernel_sizes[level], self.strides[level]
+            )
             for level in range(levels)
         )
         self.activations = nn.ModuleList(ACTIVATIONS[activation]() for _ in range(levels - 1))
         # Neurons per level within one window, from the top down: n_L = 1,
         # n_{l-1} = (n_l - 1) s_l + K_l; positions[0] = R, the receptive field in frames.
         positions = [1]
-        for kernel, stride in zip(reversed(self.kernel_sizes), reversed(self.strides),
-                                  strict=True):
+        for kernel, stride in zip(reversed(self.kernel_sizes), reversed(self.strides), strict=True):
             positions.insert(0, (positions[0] - 1) * stride + kernel)
         self.positions: tuple[int, ...] = tuple(positions)
         self.receptive_field = positions[0]
@@ -282,12 +302,15 @@ class DistributedScanningMLP(nn.Module):
         (Toeplitz) matrix. The first matrix reads a window flattened channel-major
         (column c R + p); the last gives the out_features outputs of the window.
         """
-        return [(level.dense(positions), level.dense_bias(positions))
-                for level, positions in zip(self.levels, self.positions[1:], strict=True)]
+        return [
+            (level.dense(positions), level.dense_bias(positions))
+            for level, positions in zip(self.levels, self.positions[1:], strict=True)
+        ]
 
     def forward(self, input: Tensor) -> Tensor:
-        rows, batched = _windows(type(self).__name__, input, self.in_channels,
-                                 self.receptive_field, self.scan_stride)
+        rows, batched = _windows(
+            type(self).__name__, input, self.in_channels, self.receptive_field, self.scan_stride
+        )
         activations = list(self.activations)
         for level, (matrix, bias) in enumerate(self.dense_layers()):
             rows = F.linear(rows, matrix, bias)
@@ -296,8 +319,10 @@ class DistributedScanningMLP(nn.Module):
         return _as_sequence(rows, batched)
 
     def extra_repr(self) -> str:
-        return (f"receptive_field={self.receptive_field}, scan_stride={self.scan_stride}, "
-                f"activation={self.activation!r}")
+        return (
+            f"receptive_field={self.receptive_field}, scan_stride={self.scan_stride}, "
+            f"activation={self.activation!r}"
+        )
 
 
 def _copy_into(target: nn.Parameter, source: Tensor | np.ndarray) -> None:
@@ -327,10 +352,12 @@ def to_conv1d(model: ScanningMLP | DistributedScanningMLP) -> nn.Sequential:
                 conv = nn.Conv1d(linear.in_features, linear.out_features, 1)
                 weight = linear.weight.data.reshape(linear.out_features, linear.in_features, 1)
             else:
-                conv = nn.Conv1d(model.in_channels, linear.out_features, model.window,
-                                 stride=model.stride)
+                conv = nn.Conv1d(
+                    model.in_channels, linear.out_features, model.window, stride=model.stride
+                )
                 weight = linear.weight.data.reshape(
-                    linear.out_features, model.in_channels, model.window)
+                    linear.out_features, model.in_channels, model.window
+                )
             _copy_into(conv.weight, weight)
             _copy_into(conv.bias, linear.bias.data)
             layers.append(conv)
@@ -338,8 +365,9 @@ def to_conv1d(model: ScanningMLP | DistributedScanningMLP) -> nn.Sequential:
         for index, level in enumerate(model.levels):
             if index:
                 layers.append(ACTIVATIONS[model.activation]())
-            conv = nn.Conv1d(level.in_channels, level.out_channels, level.kernel_size,
-                             stride=level.stride)
+            conv = nn.Conv1d(
+                level.in_channels, level.out_channels, level.kernel_size, stride=level.stride
+            )
             _copy_into(conv.weight, level.weight.data)
             _copy_into(conv.bias, level.bias.data)
             layers.append(conv)
@@ -363,11 +391,18 @@ def to_scanning_mlp(model: DistributedScanningMLP) -> ScanningMLP:
         raise TypeError(
             f"to_scanning_mlp: model must be a DistributedScanningMLP, got {type(model).__name__}"
         )
-    hidden = [level.out_channels * positions
-              for level, positions in zip(list(model.levels)[:-1], model.positions[1:-1],
-                                          strict=True)]
-    scanning = ScanningMLP(model.in_channels, model.receptive_field, hidden, model.out_features,
-                           stride=model.scan_stride, activation=model.activation)
+    hidden = [
+        level.out_channels * positions
+        for level, positions in zip(list(model.levels)[:-1], model.positions[1:-1], strict=True)
+    ]
+    scanning = ScanningMLP(
+        model.in_channels,
+        model.receptive_field,
+        hidden,
+        model.out_features,
+        stride=model.scan_stride,
+        activation=model.activation,
+    )
     linears = [layer for layer in scanning.mlp if isinstance(layer, nn.Linear)]
     for linear, (matrix, bias) in zip(linears, model.dense_layers(), strict=True):
         _copy_into(linear.weight, matrix.data)

@@ -25,19 +25,28 @@ class TDNN(nn.Module):
     1 + sum (k - 1) d (15 frames with the default context).
     """
 
-    def __init__(self, in_channels: int = 40, num_classes: int = 10, channels: int = 64,
-                 context: Sequence[tuple[int, int]] = DEFAULT_CONTEXT) -> None:
+    def __init__(
+        self,
+        in_channels: int = 40,
+        num_classes: int = 10,
+        channels: int = 64,
+        context: Sequence[tuple[int, int]] = DEFAULT_CONTEXT,
+    ) -> None:
         super().__init__()
-        check_positive_int("tdnn", in_channels=in_channels, num_classes=num_classes,
-                           channels=channels)
+        check_positive_int(
+            "tdnn", in_channels=in_channels, num_classes=num_classes, channels=channels
+        )
         if not context:
             raise ValueError("tdnn: context must list at least one (kernel, dilation) pair")
         layers: list[nn.Module] = []
         previous = in_channels
         for kernel, dilation in context:
             check_positive_int("tdnn", kernel=kernel, dilation=dilation)
-            layers += [nn.Conv1d(previous, channels, kernel, dilation=dilation), nn.ReLU(),
-                       nn.BatchNorm1d(channels)]
+            layers += [
+                nn.Conv1d(previous, channels, kernel, dilation=dilation),
+                nn.ReLU(),
+                nn.BatchNorm1d(channels),
+            ]
             previous = channels
         self.receptive_field = 1 + sum((k - 1) * d for k, d in context)
         self.frames = nn.Sequential(*layers)
@@ -53,7 +62,11 @@ class TDNN(nn.Module):
         return self.classifier(self.pool(self.frames(x)).flatten(1))
 
 
-def tdnn(in_channels: int = 40, num_classes: int = 10, channels: int = 64,
-         context: Sequence[tuple[int, int]] = DEFAULT_CONTEXT) -> TDNN:
+def tdnn(
+    in_channels: int = 40,
+    num_classes: int = 10,
+    channels: int = 64,
+    context: Sequence[tuple[int, int]] = DEFAULT_CONTEXT,
+) -> TDNN:
     """A TDNN over (N, in_channels, L) sequences."""
     return TDNN(in_channels, num_classes, channels, context)

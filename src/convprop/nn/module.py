@@ -146,7 +146,9 @@ class Module:
         return handle
 
     # ------------------------------------------------------------------ traversal
-    def named_modules(self, prefix: str = "", memo: set[int] | None = None) -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, prefix: str = "", memo: set[int] | None = None
+    ) -> Iterator[tuple[str, Module]]:
         memo = set() if memo is None else memo
         if id(self) in memo:
             return
@@ -183,7 +185,9 @@ class Module:
                 seen.add(id(value))
                 yield (f"{module_prefix}.{name}" if module_prefix else name), value
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         yield from self._named_members("_parameters", prefix, recurse)  # type: ignore[misc]
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
@@ -230,7 +234,7 @@ class Module:
                 param.grad.data[...] = 0
 
     def to(self, dtype: Any) -> Module:
-        """Cast floating-point parameters and buffers to ``dtype`` (float32 or float64), in place."""
+        """Cast floating parameters and buffers to ``dtype`` (float32 or float64), in place."""
         target = np.dtype(dtype)
         if target not in (np.float32, np.float64):
             raise TypeError(f"to: dtype must be float32 or float64, got {target}")
@@ -263,7 +267,9 @@ class Module:
                     state[lead + name] = buffer.data.copy()
         return state
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True
+    ) -> IncompatibleKeys:
         """Copy values into this module's parameters and buffers, by name.
 
         Values may be ndarrays, convprop tensors or anything ``np.asarray`` accepts (torch
@@ -295,7 +301,9 @@ class Module:
             values[key] = value
         if strict:
             if missing:
-                problems.append("missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing))
+                problems.append(
+                    "missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing)
+                )
             if unexpected:
                 problems.append(
                     "unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected)
@@ -354,7 +362,7 @@ class StateDictError(RuntimeError):  # noqa: N801
 
 
 def _to_numpy(value: Any) -> np.ndarray:
-    """An ndarray from a convprop tensor, a torch tensor (via ``detach().numpy()``) or array-like."""
+    """An ndarray from a convprop tensor, a torch tensor (``detach().numpy()``) or array-like."""
     if isinstance(value, Tensor):
         return value.data
     if hasattr(value, "detach") and hasattr(value, "numpy"):

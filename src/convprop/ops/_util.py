@@ -46,7 +46,9 @@ def check_float(array: np.ndarray, func: str, name: str) -> None:
         )
 
 
-def check_ndim(array: np.ndarray, allowed: Sequence[int], func: str, name: str, layout: str) -> None:
+def check_ndim(
+    array: np.ndarray, allowed: Sequence[int], func: str, name: str, layout: str
+) -> None:
     if array.ndim not in allowed:
         expected = " or ".join(f"{n}-D" for n in allowed)
         raise ValueError(

@@ -193,9 +193,7 @@ def gelu_forward(x: np.ndarray, approximate: str = "none") -> tuple[np.ndarray, 
     """
     _check_input(x, "gelu")
     if approximate not in _GELU_APPROXIMATIONS:
-        raise ValueError(
-            f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}"
-        )
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     if approximate == "tanh":
         with np.errstate(invalid="ignore"):  # inf - inf and -inf * 0 give NaN, as PyTorch
             inner_tanh = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_CUBIC * x * x * x))

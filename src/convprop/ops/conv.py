@@ -262,9 +262,7 @@ def _backproject(
         )
     batch, out_channels = grad_out.shape[:2]
     kernels = weight.reshape(groups, out_channels // groups, -1)
-    delta = grad_out.reshape(
-        batch, groups, out_channels // groups, math.prod(geometry.output_size)
-    )
+    delta = grad_out.reshape(batch, groups, out_channels // groups, math.prod(geometry.output_size))
     contributions = np.matmul(kernels.swapaxes(-1, -2), delta)  # (N, G, C/G * K, O)
     contributions = contributions.reshape(
         batch, channels, *geometry.kernel_size, *geometry.output_size
@@ -389,9 +387,7 @@ def _conv_geometry(
                     f"stride={strides}"
                 )
             # PyTorch's rule: the odd sample of an even effective kernel goes after.
-            pads = tuple((
-                (e - 1) // 2, (e - 1) - (e - 1) // 2) for e in effective_kernel
-            )
+            pads = tuple(((e - 1) // 2, (e - 1) - (e - 1) // 2) for e in effective_kernel)
         else:
             raise ValueError(
                 f"{func}: padding must be an int, a tuple of ints, 'valid' or 'same', "

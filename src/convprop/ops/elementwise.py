@@ -174,9 +174,7 @@ def clamp_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     return (grad_out * saved,)
 
 
-def where_forward(
-    condition: np.ndarray, a: np.ndarray, b: np.ndarray
-) -> tuple[np.ndarray, Any]:
+def where_forward(condition: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Any]:
     return np.where(condition, a, b), (condition, a.shape, b.shape)
 
 

@@ -104,9 +104,7 @@ def _check_input(x: np.ndarray, func: str) -> None:
         )
 
 
-def _check_class_weight(
-    weight: np.ndarray | None, x: np.ndarray, classes: int, func: str
-) -> None:
+def _check_class_weight(weight: np.ndarray | None, x: np.ndarray, classes: int, func: str) -> None:
     if weight is None:
         return
     check_float(weight, func, "weight")
@@ -126,8 +124,10 @@ def _batched_index_target(
     unbatched = x.ndim == 1
     expected = () if unbatched else (x.shape[0],) + x.shape[2:]
     if target.shape != expected:
-        layout = "(C,) input takes a 0-D target" if unbatched else (
-            "(N, C, d1, ...) input takes an (N, d1, ...) target"
+        layout = (
+            "(C,) input takes a 0-D target"
+            if unbatched
+            else ("(N, C, d1, ...) input takes an (N, d1, ...) target")
         )
         raise ValueError(
             f"{func}: target of class indices must have shape {expected} for input of shape "
@@ -245,8 +245,18 @@ def _cross_entropy_index(
         smooth = np.where(kept, smooth, np.zeros((), x.dtype))
         per_sample = (1.0 - label_smoothing) * per_sample + (label_smoothing / classes) * smooth
     denominator = target_weight.sum()
-    saved = ("index", log_probs, class_index, kept, target_weight, weight, label_smoothing,
-             reduction, denominator, x.shape)
+    saved = (
+        "index",
+        log_probs,
+        class_index,
+        kept,
+        target_weight,
+        weight,
+        label_smoothing,
+        reduction,
+        denominator,
+        x.shape,
+    )
     return _finish(per_sample, reduction, denominator, unbatched), saved
 
 
@@ -293,8 +303,17 @@ def _cross_entropy_probability(
         weighted = smoothed * class_weight
     per_sample = -(log_probs * weighted).sum(axis=1)
     denominator = per_sample.size
-    saved = ("probability", log_probs, smoothed, weighted, class_weight, label_smoothing,
-             reduction, denominator, x.shape)
+    saved = (
+        "probability",
+        log_probs,
+        smoothed,
+        weighted,
+        class_weight,
+        label_smoothing,
+        reduction,
+        denominator,
+        x.shape,
+    )
     return _finish(per_sample, reduction, denominator, unbatched), saved
 
 
@@ -314,8 +333,18 @@ def cross_entropy_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Gr
 
 
 def _cross_entropy_index_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
-    (_, log_probs, class_index, kept, target_weight, weight, label_smoothing, reduction,
-     denominator, input_shape) = saved
+    (
+        _,
+        log_probs,
+        class_index,
+        kept,
+        target_weight,
+        weight,
+        label_smoothing,
+        reduction,
+        denominator,
+        input_shape,
+    ) = saved
     if not needs[0]:
         return None, None, None
     sample_grad = _kept_only(
@@ -342,12 +371,22 @@ def _cross_entropy_index_backward(grad_out: np.ndarray, saved: Any, needs: Needs
 
 
 def _cross_entropy_probability_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
-    (_, log_probs, smoothed, weighted, class_weight, label_smoothing, reduction, denominator,
-     input_shape) = saved
+    (
+        _,
+        log_probs,
+        smoothed,
+        weighted,
+        class_weight,
+        label_smoothing,
+        reduction,
+        denominator,
+        input_shape,
+    ) = saved
     sample_shape = (log_probs.shape[0],) + log_probs.shape[2:]
     sample_grad = np.expand_dims(
-        _per_sample_grad(grad_out.astype(log_probs.dtype, copy=False), reduction, denominator,
-                         sample_shape),
+        _per_sample_grad(
+            grad_out.astype(log_probs.dtype, copy=False), reduction, denominator, sample_shape
+        ),
         1,
     )
     grad_x = grad_target = grad_weight = None

@@ -44,8 +44,12 @@ def _check_batch_norm(
             f"batch_norm: input must be at least 2-D (N, C, *), got shape {tuple(x.shape)}"
         )
     channels = x.shape[1]
-    named = {"weight": weight, "bias": bias, "running_mean": running_mean,
-             "running_var": running_var}
+    named = {
+        "weight": weight,
+        "bias": bias,
+        "running_mean": running_mean,
+        "running_var": running_var,
+    }
     for name, array in named.items():
         if array is None:
             continue

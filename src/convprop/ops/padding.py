@@ -94,9 +94,7 @@ def _check_axis(
     where = f"dimension {axis} (size {size}) of input shape {shape}"
     if mode == "constant":
         if kept < 0 or out < 0:
-            raise ValueError(
-                f"pad: padding ({before}, {after}) crops more than {where} holds"
-            )
+            raise ValueError(f"pad: padding ({before}, {after}) crops more than {where} holds")
         return
     if mode == "reflect" and (before >= size or after >= size):
         raise ValueError(
@@ -115,8 +113,7 @@ def _check_axis(
             )
         if out < 0:
             raise ValueError(
-                f"pad: negative circular padding ({before}, {after}) crops more than {where} "
-                f"holds"
+                f"pad: negative circular padding ({before}, {after}) crops more than {where} holds"
             )
         if before > kept or after > kept:
             # PyTorch reads uninitialised memory here; refuse instead of returning garbage.
@@ -192,8 +189,12 @@ def pad_forward(
         )
     # Per padded axis: (axis, input length, output length, where each output part comes from).
     plan = [
-        (axis, x.shape[axis], x.shape[axis] + before + after,
-         _axis_regions(mode, x.shape[axis], before, after))
+        (
+            axis,
+            x.shape[axis],
+            x.shape[axis] + before + after,
+            _axis_regions(mode, x.shape[axis], before, after),
+        )
         for axis, before, after in axes
     ]
 

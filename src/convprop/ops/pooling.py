@@ -148,8 +148,9 @@ def _window_pads(
     windows read (less than ``padding`` in floor mode, possibly more in ceil mode)."""
     return tuple(
         (p, max(0, (o - 1) * s + d * (k - 1) + 1 - length - p))
-        for length, o, k, s, p, d in zip(in_size, out_size, kernel, stride, padding, dilation,
-                                         strict=True)
+        for length, o, k, s, p, d in zip(
+            in_size, out_size, kernel, stride, padding, dilation, strict=True
+        )
     )
 
 
@@ -192,8 +193,9 @@ class _Geometry(NamedTuple):
 
     @property
     def padded_size(self) -> tuple[int, ...]:
-        return tuple(n + left + right for n, (left, right) in zip(self.in_size, self.pads,
-                                                                  strict=True))
+        return tuple(
+            n + left + right for n, (left, right) in zip(self.in_size, self.pads, strict=True)
+        )
 
     @property
     def is_padded(self) -> bool:
@@ -214,8 +216,10 @@ class _Geometry(NamedTuple):
 
     def covers_once(self) -> bool:
         """Whether no sample is read by two windows (so backward may assign instead of add)."""
-        return all(d == 1 and s >= k for k, s, d in zip(self.kernel, self.stride, self.dilation,
-                                                        strict=True))
+        return all(
+            d == 1 and s >= k
+            for k, s, d in zip(self.kernel, self.stride, self.dilation, strict=True)
+        )
 
 
 def _geometry(
@@ -271,8 +275,9 @@ def _max_pool_forward(
     all_minus_inf = None
     for block in _map_blocks(maps.shape[0], int(np.prod(geometry.padded_size))):
         padded = pad_spatial(maps[block], geometry.pads, value=-np.inf)
-        windows = window_view(padded, geometry.kernel, geometry.stride, geometry.dilation,
-                              geometry.out_size)
+        windows = window_view(
+            padded, geometry.kernel, geometry.stride, geometry.dilation, geometry.out_size
+        )
         _max_over_taps(windows, taps, best[block], argmax_tap[block])
         # ">" cannot see NaNs (PyTorch selects the last NaN of a window) nor a window whose
         # valid samples are all -inf (PyTorch selects its first valid sample, never the
@@ -281,8 +286,9 @@ def _max_pool_forward(
         with np.errstate(invalid="ignore", over="ignore"):
             suspicious = best[block].size and not np.isfinite(best[block].sum())
         if suspicious:
-            block_minus_inf = _fix_max_pool_argmax(windows, taps, best[block], argmax_tap[block],
-                                                   geometry)
+            block_minus_inf = _fix_max_pool_argmax(
+                windows, taps, best[block], argmax_tap[block], geometry
+            )
             if all_minus_inf is None:
                 all_minus_inf = np.zeros(best.shape, dtype=bool)
             all_minus_inf[block] = block_minus_inf
@@ -322,8 +328,9 @@ def _first_tap_in_input(geometry: _Geometry) -> list[np.ndarray]:
     it may lie past the kernel or the input when dilation jumps over the whole input."""
     return [
         np.maximum(0, -(-(p - np.arange(o, dtype=np.int64) * s) // d))
-        for o, s, p, d in zip(geometry.out_size, geometry.stride, geometry.padding,
-                              geometry.dilation, strict=True)
+        for o, s, p, d in zip(
+            geometry.out_size, geometry.stride, geometry.padding, geometry.dilation, strict=True
+        )
     ]
 
 
@@ -339,21 +346,33 @@ def _fix_max_pool_argmax(
     if all_minus_inf.any():
         first = _first_tap_in_input(geometry)
         grids = np.meshgrid(*first, indexing="ij")
-        starts = np.meshgrid(*(np.arange(o) * s - p for o, s, p in zip(
-            geometry.out_size, geometry.stride, geometry.padding, strict=True)), indexing="ij")
-        has_sample = np.logical_and.reduce([
-            (k < size) & (start + k * d < length)
-            for k, size, start, d, length in zip(grids, geometry.kernel, starts,
-                                                 geometry.dilation, geometry.in_size,
-                                                 strict=True)
-        ])
+        starts = np.meshgrid(
+            *(
+                np.arange(o) * s - p
+                for o, s, p in zip(
+                    geometry.out_size, geometry.stride, geometry.padding, strict=True
+                )
+            ),
+            indexing="ij",
+        )
+        has_sample = np.logical_and.reduce(
+            [
+                (k < size) & (start + k * d < length)
+                for k, size, start, d, length in zip(
+                    grids, geometry.kernel, starts, geometry.dilation, geometry.in_size, strict=True
+                )
+            ]
+        )
         # A window that dilation makes jump over the whole input has no sample at all: its
         # argmax stays on a padding tap, so its gradient is dropped with the padding.
         first_tap = np.ravel_multi_index(
             tuple(np.where(has_sample, k, 0) for k in grids), geometry.kernel
         ).astype(argmax_tap.dtype)
-        np.copyto(argmax_tap, np.broadcast_to(first_tap, argmax_tap.shape),
-                  where=all_minus_inf & has_sample)
+        np.copyto(
+            argmax_tap,
+            np.broadcast_to(first_tap, argmax_tap.shape),
+            where=all_minus_inf & has_sample,
+        )
     for tap_number, tap in enumerate(taps):
         np.copyto(argmax_tap, tap_number, where=np.isnan(windows[(Ellipsis,) + tap]))
     return all_minus_inf
@@ -364,7 +383,7 @@ def _flat_indices(
 ) -> np.ndarray:
     """pidx as PyTorch returns it: the flat position ``h * W + w`` in the unpadded input."""
     in_size, out_size = geometry.in_size, geometry.out_size
-    plane_strides = [int(np.prod(in_size[i + 1:], dtype=np.int64)) for i in range(len(in_size))]
+    plane_strides = [int(np.prod(in_size[i + 1 :], dtype=np.int64)) for i in range(len(in_size))]
 
     def along_axis(values: np.ndarray, axis: int) -> np.ndarray:
         return values.reshape((-1,) + (1,) * (len(out_size) - 1 - axis))
@@ -377,9 +396,13 @@ def _flat_indices(
         )
     )
     tap_offset = np.array(
-        [sum(k * d * step for k, d, step in zip(tap, geometry.dilation, plane_strides,
-                                                strict=True))
-         for tap in _taps(geometry.kernel)],
+        [
+            sum(
+                k * d * step
+                for k, d, step in zip(tap, geometry.dilation, plane_strides, strict=True)
+            )
+            for tap in _taps(geometry.kernel)
+        ],
         dtype=np.int64,
     )
     indices = window_start + np.take(tap_offset, argmax_tap)
@@ -388,9 +411,9 @@ def _flat_indices(
         # input's start, even where dilation puts that beyond the input.
         first_position = window_start + sum(
             along_axis(k * d * step, axis)
-            for axis, (k, d, step) in enumerate(zip(_first_tap_in_input(geometry),
-                                                    geometry.dilation, plane_strides,
-                                                    strict=True))
+            for axis, (k, d, step) in enumerate(
+                zip(_first_tap_in_input(geometry), geometry.dilation, plane_strides, strict=True)
+            )
         )
         np.copyto(indices, np.broadcast_to(first_position, indices.shape), where=all_minus_inf)
     return indices
@@ -450,8 +473,9 @@ def max_pool1d_forward(
     return_indices: bool = False,
 ) -> tuple[np.ndarray, MaxPoolSaved]:
     """1-D max pooling of (N, C, L) or (C, L); see the module docstring for the rules."""
-    return _max_pool_forward("max_pool1d", 1, x, kernel_size, stride, padding, dilation,
-                             ceil_mode, return_indices)
+    return _max_pool_forward(
+        "max_pool1d", 1, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices
+    )
 
 
 def max_pool2d_forward(
@@ -464,8 +488,9 @@ def max_pool2d_forward(
     return_indices: bool = False,
 ) -> tuple[np.ndarray, MaxPoolSaved]:
     """2-D max pooling of (N, C, H, W) or (C, H, W); see the module docstring for the rules."""
-    return _max_pool_forward("max_pool2d", 2, x, kernel_size, stride, padding, dilation,
-                             ceil_mode, return_indices)
+    return _max_pool_forward(
+        "max_pool2d", 2, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices
+    )
 
 
 max_pool1d_backward = max_pool_backward
@@ -485,8 +510,14 @@ def _avg_divisor(geometry: _Geometry, count_include_pad: bool, dtype: np.dtype) 
     """Number of samples each window averages over, PyTorch's rule, as an (out_1, ..., out_d)
     array: a product of per-axis counts."""
     divisor = np.ones((), dtype=dtype)
-    for length, o, k, s, p in zip(geometry.in_size, geometry.out_size, geometry.kernel,
-                                  geometry.stride, geometry.padding, strict=True):
+    for length, o, k, s, p in zip(
+        geometry.in_size,
+        geometry.out_size,
+        geometry.kernel,
+        geometry.stride,
+        geometry.padding,
+        strict=True,
+    ):
         start = np.arange(o) * s - p
         if count_include_pad:
             # The zero padding counts; the ceil-mode overhang beyond it does not.
@@ -513,8 +544,9 @@ def _avg_pool_forward(
         if not isinstance(divisor_override, (int, np.integer)) or isinstance(
             divisor_override, bool
         ):
-            raise TypeError(f"{func}: divisor_override must be an int or None, "
-                            f"got {divisor_override!r}")
+            raise TypeError(
+                f"{func}: divisor_override must be an int or None, got {divisor_override!r}"
+            )
         if divisor_override == 0:
             raise ValueError(f"{func}: divisor_override must not be zero, got 0")
         divisor: np.ndarray | float = x.dtype.type(divisor_override)
@@ -525,8 +557,9 @@ def _avg_pool_forward(
     total = np.empty((maps.shape[0],) + geometry.out_size, dtype=x.dtype)
     for block in _map_blocks(maps.shape[0], int(np.prod(geometry.padded_size))):
         padded = pad_spatial(maps[block], geometry.pads, value=0.0)
-        windows = window_view(padded, geometry.kernel, geometry.stride, geometry.dilation,
-                              geometry.out_size)
+        windows = window_view(
+            padded, geometry.kernel, geometry.stride, geometry.dilation, geometry.out_size
+        )
         # Window sums accumulated tap by tap in window order (the padding adds exact zeros).
         block_total = total[block]
         block_total[...] = windows[(Ellipsis,) + taps[0]]
@@ -576,8 +609,9 @@ def avg_pool1d_forward(
     count_include_pad: bool = True,
 ) -> tuple[np.ndarray, AvgPoolSaved]:
     """1-D mean pooling of (N, C, L) or (C, L); see the module docstring for the divisor."""
-    return _avg_pool_forward("avg_pool1d", 1, x, kernel_size, stride, padding, ceil_mode,
-                             count_include_pad, None)
+    return _avg_pool_forward(
+        "avg_pool1d", 1, x, kernel_size, stride, padding, ceil_mode, count_include_pad, None
+    )
 
 
 def avg_pool2d_forward(
@@ -590,8 +624,17 @@ def avg_pool2d_forward(
     divisor_override: int | None = None,
 ) -> tuple[np.ndarray, AvgPoolSaved]:
     """2-D mean pooling of (N, C, H, W) or (C, H, W); see the module docstring for the divisor."""
-    return _avg_pool_forward("avg_pool2d", 2, x, kernel_size, stride, padding, ceil_mode,
-                             count_include_pad, divisor_override)
+    return _avg_pool_forward(
+        "avg_pool2d",
+        2,
+        x,
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+    )
 
 
 avg_pool1d_backward = avg_pool_backward
@@ -624,8 +667,8 @@ def _adaptive_arguments(
         )
     # None keeps the input's size along that axis.
     sizes = tuple(
-        int(length if v is None else v) for v, length in zip(requested, batched.shape[2:],
-                                                             strict=True)
+        int(length if v is None else v)
+        for v, length in zip(requested, batched.shape[2:], strict=True)
     )
     check_non_negative(sizes, func, "output_size")
     return batched, sizes
@@ -739,8 +782,9 @@ def _adaptive_max_forward(
     elif all(k * o == length for k, o, length in zip(kernel, out_size, in_size, strict=True)):
         if int(np.prod(kernel)) <= 64:
             # Small windows that tile the input: max pooling with kernel = stride = L / out.
-            values, pool_saved = _max_pool_forward(func, spatial, batched, kernel, kernel, 0, 1,
-                                                   False, True)
+            values, pool_saved = _max_pool_forward(
+                func, spatial, batched, kernel, kernel, 0, 1, False, True
+            )
             indices = pool_saved.indices
         else:
             values, indices = _tiled_max(batched, kernel, out_size)
@@ -855,14 +899,15 @@ def _adaptive_max_separable(
     indices = np.empty(values.shape, dtype=np.int64)
     width = np.int64(x.shape[-1])
     for block in _map_blocks(maps.shape[0], int(np.prod(maps.shape[1:]))):
-        columns = np.ascontiguousarray(maps[block].transpose(0, 2, 1))   # (maps, W, H)
-        row_max, column = _adaptive_max_along(columns, out_size[1], 1)   # (maps, ow, H)
-        row_max = np.ascontiguousarray(row_max.transpose(0, 2, 1))       # (maps, H, ow)
+        columns = np.ascontiguousarray(maps[block].transpose(0, 2, 1))  # (maps, W, H)
+        row_max, column = _adaptive_max_along(columns, out_size[1], 1)  # (maps, ow, H)
+        row_max = np.ascontiguousarray(row_max.transpose(0, 2, 1))  # (maps, H, ow)
         column = column.transpose(0, 2, 1)
         values[block], row = _adaptive_max_along(row_max, out_size[0], 1)  # (maps, oh, ow)
         indices[block] = row * width + np.take_along_axis(column, row, axis=1)
     return values.reshape(x.shape[:-spatial] + out_size), indices.reshape(
-        x.shape[:-spatial] + out_size)
+        x.shape[:-spatial] + out_size
+    )
 
 
 def adaptive_max_pool_backward(
@@ -886,8 +931,9 @@ def adaptive_max_pool_backward(
     grad_out = grad_out.reshape((maps,) + out_size)
     rows = np.arange(maps)[:, None]
     for offsets in itertools.product(*(range(step) for step in steps)):
-        group = (slice(None),) + tuple(slice(o, None, step) for o, step in zip(offsets, steps,
-                                                                                 strict=True))
+        group = (slice(None),) + tuple(
+            slice(o, None, step) for o, step in zip(offsets, steps, strict=True)
+        )
         grad[rows, indices[group].reshape(maps, -1)] += grad_out[group].reshape(maps, -1)
     return (grad.reshape(input_shape),)
 
@@ -945,8 +991,9 @@ def _max_unpool_forward(
     pads = to_tuple(padding, spatial, func, "padding")
     in_size = batched.shape[2:]
     # The size max pooling with these arguments maps back from: (in - 1) S - 2P + K.
-    default = tuple((n - 1) * s - 2 * p + k for n, s, p, k in zip(in_size, strides, pads, kernel,
-                                                                    strict=True))
+    default = tuple(
+        (n - 1) * s - 2 * p + k for n, s, p, k in zip(in_size, strides, pads, kernel, strict=True)
+    )
     if output_size is None:
         out_size = default
     else:
@@ -966,9 +1013,11 @@ def _max_unpool_forward(
                 )
         out_size = tuple(int(v) for v in requested)
     if any(size < 0 for size in out_size):
-        raise ValueError(f"{func}: output size must be non-negative, got {out_size} (input size "
-                         f"{tuple(in_size)}, kernel_size={kernel}, stride={strides}, "
-                         f"padding={pads})")
+        raise ValueError(
+            f"{func}: output size must be non-negative, got {out_size} (input size "
+            f"{tuple(in_size)}, kernel_size={kernel}, stride={strides}, "
+            f"padding={pads})"
+        )
     plane = int(np.prod(out_size, dtype=np.int64))
     maps = batched.shape[0] * batched.shape[1]
     flat_indices = indices.reshape(maps, -1).astype(np.int64, copy=False)
@@ -1010,8 +1059,9 @@ def max_unpool1d_forward(
     output_size: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, MaxUnpoolSaved]:
     """Partial inverse of max_pool1d: (N, C, L) values placed at ``indices``, zeros elsewhere."""
-    return _max_unpool_forward("max_unpool1d", 1, x, indices, kernel_size, stride, padding,
-                               output_size)
+    return _max_unpool_forward(
+        "max_unpool1d", 1, x, indices, kernel_size, stride, padding, output_size
+    )
 
 
 def max_unpool2d_forward(
@@ -1023,8 +1073,9 @@ def max_unpool2d_forward(
     output_size: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, MaxUnpoolSaved]:
     """Partial inverse of max_pool2d: (N, C, H, W) values placed at ``indices``."""
-    return _max_unpool_forward("max_unpool2d", 2, x, indices, kernel_size, stride, padding,
-                               output_size)
+    return _max_unpool_forward(
+        "max_unpool2d", 2, x, indices, kernel_size, stride, padding, output_size
+    )
 
 
 max_unpool1d_backward = max_unpool_backward

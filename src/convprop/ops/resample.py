@@ -131,7 +131,11 @@ def _per_axis(
 
 
 def _nearest_indices(
-    in_size: int, out_size: int, scale: float | None, exact: bool, precision: type,
+    in_size: int,
+    out_size: int,
+    scale: float | None,
+    exact: bool,
+    precision: type,
     fast_paths: bool,
 ) -> np.ndarray:
     """Source index of every output sample of one axis, with PyTorch's rounding."""
@@ -181,12 +185,12 @@ def _contract_axis(array: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarr
     """result[..., p, ...] = sum_q matrix[p, q] array[..., q, ...] along ``axis``, by BLAS."""
     shape = array.shape
     lead = int(np.prod(shape[:axis]))
-    trail = int(np.prod(shape[axis + 1:]))
+    trail = int(np.prod(shape[axis + 1 :]))
     if trail == 1:
         result = array.reshape(lead, shape[axis]) @ matrix.T
     else:
         result = np.matmul(matrix, array.reshape(lead, shape[axis], trail))
-    return result.reshape(shape[:axis] + (matrix.shape[0],) + shape[axis + 1:])
+    return result.reshape(shape[:axis] + (matrix.shape[0],) + shape[axis + 1 :])
 
 
 def _repeat_factor(index: np.ndarray, in_size: int) -> int:
@@ -206,7 +210,7 @@ def _gather_adjoint(grad: np.ndarray, index: np.ndarray, in_size: int, axis: int
         return grad
     if repeat:
         # Each sample was copied ``repeat`` times in a row: a reshape and a sum.
-        shape = grad.shape[:axis] + (in_size, repeat) + grad.shape[axis + 1:]
+        shape = grad.shape[:axis] + (in_size, repeat) + grad.shape[axis + 1 :]
         return grad.reshape(shape).sum(axis=axis + 1)
     out_size = index.shape[0]
     one_hot = np.zeros((in_size, out_size), dtype=grad.dtype)
@@ -228,7 +232,8 @@ def interpolate_forward(
     if not isinstance(mode, str) or mode not in _NEAREST + tuple(_INTERPOLATING):
         extra = (
             f" ({mode!r} exists in PyTorch but is not implemented in convprop)"
-            if mode in _KNOWN_TORCH_MODES else ""
+            if mode in _KNOWN_TORCH_MODES
+            else ""
         )
         raise ValueError(
             f"{func}: mode must be one of 'nearest', 'nearest-exact', 'linear', 'bilinear', "
@@ -289,16 +294,24 @@ def interpolate_forward(
     if mode in _NEAREST:
         precision = np.float32 if x.dtype == np.float32 else np.float64
         indices = tuple(
-            _nearest_indices(n, m, s, mode == "nearest-exact", precision,
-                             fast_paths=mode == "nearest" and spatial == 2)
+            _nearest_indices(
+                n,
+                m,
+                s,
+                mode == "nearest-exact",
+                precision,
+                fast_paths=mode == "nearest" and spatial == 2,
+            )
             for n, m, s in zip(in_sizes, out_sizes, scales, strict=True)
         )
         repeats = [_repeat_factor(index, n) for index, n in zip(indices, in_sizes, strict=True)]
         if all(repeats):
             # Whole-number upscaling: one broadcast copy instead of a gather.
             out = np.empty(x.shape[:2] + tuple(out_sizes), dtype=x.dtype)
-            blocks = out.reshape(x.shape[:2] + tuple(v for n, r in zip(in_sizes, repeats)
-                                                     for v in (n, r)))
+            blocks = out.reshape(
+                x.shape[:2]
+                + tuple(v for n, r in zip(in_sizes, repeats, strict=True) for v in (n, r))
+            )
             blocks[...] = x.reshape(x.shape[:2] + tuple(v for n in in_sizes for v in (n, 1)))
         else:
             out = x[(slice(None), slice(None)) + np.ix_(*indices)]

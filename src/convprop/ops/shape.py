@@ -63,9 +63,7 @@ def getitem_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
 
 def _is_basic_index(index: Any) -> bool:
     parts = index if isinstance(index, tuple) else (index,)
-    return all(
-        p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) for p in parts
-    )
+    return all(p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) for p in parts)
 
 
 def cat_forward(arrays: Sequence[np.ndarray], dim: int) -> tuple[np.ndarray, Any]:
@@ -113,9 +111,7 @@ def stack_forward(arrays: Sequence[np.ndarray], dim: int) -> tuple[np.ndarray, A
 def stack_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     """Input i gets the output gradient's i-th slice along the stacking axis."""
     axis, count = saved
-    return tuple(
-        np.take(grad_out, i, axis=axis) if needs[i] else None for i in range(count)
-    )
+    return tuple(np.take(grad_out, i, axis=axis) if needs[i] else None for i in range(count))
 
 
 def expand_forward(a: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, Any]:

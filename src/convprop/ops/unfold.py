@@ -29,13 +29,13 @@ import numpy as np
 
 from convprop.ops._util import check_float, check_non_negative, check_positive, to_tuple
 from convprop.ops.elementwise import Grads, Needs
+from convprop.ops.windows import output_size as window_count
 from convprop.ops.windows import (
     pad_spatial,
     scatter_windows,
     unpad_spatial,
     window_view,
 )
-from convprop.ops.windows import output_size as window_count
 
 Pair = tuple[int, int]
 
@@ -45,8 +45,12 @@ def _window_params(
 ) -> tuple[Pair, Pair, Pair, Pair]:
     kernel, dilations, pads, strides = (
         _pair(to_tuple(value, 2, func, name))
-        for value, name in ((kernel_size, "kernel_size"), (dilation, "dilation"),
-                            (padding, "padding"), (stride, "stride"))
+        for value, name in (
+            (kernel_size, "kernel_size"),
+            (dilation, "dilation"),
+            (padding, "padding"),
+            (stride, "stride"),
+        )
     )
     check_positive(kernel, func, "kernel_size")
     check_positive(dilations, func, "dilation")
@@ -62,10 +66,12 @@ def _pair(values: Sequence[int]) -> Pair:
 def _block_counts(
     spatial: Sequence[int], kernel: Pair, dilation: Pair, padding: Pair, stride: Pair
 ) -> Pair:
-    return _pair([
-        window_count(spatial[i], kernel[i], stride[i], 2 * padding[i], dilation[i])
-        for i in range(2)
-    ])
+    return _pair(
+        [
+            window_count(spatial[i], kernel[i], stride[i], 2 * padding[i], dilation[i])
+            for i in range(2)
+        ]
+    )
 
 
 def _im2col(
@@ -93,9 +99,7 @@ def _col2im(
     channels = columns.shape[1] // (kernel[0] * kernel[1])
     per_window = columns.reshape(batch, channels, kernel[0], kernel[1], blocks[0], blocks[1])
     padded_shape = (batch, channels) + tuple(spatial[i] + 2 * padding[i] for i in range(2))
-    image = scatter_windows(
-        per_window.transpose(0, 1, 4, 5, 2, 3), padded_shape, stride, dilation
-    )
+    image = scatter_windows(per_window.transpose(0, 1, 4, 5, 2, 3), padded_shape, stride, dilation)
     if any(padding):
         image = np.ascontiguousarray(unpad_spatial(image, [(p, p) for p in padding]))
     return image

@@ -26,9 +26,7 @@ def output_size(
     return span // stride + 1
 
 
-def pad_spatial(
-    x: np.ndarray, pads: Sequence[tuple[int, int]], value: float = 0.0
-) -> np.ndarray:
+def pad_spatial(x: np.ndarray, pads: Sequence[tuple[int, int]], value: float = 0.0) -> np.ndarray:
     """Pad the trailing ``len(pads)`` axes by ``(before, after)``; returns ``x`` if no padding."""
     if all(before == 0 and after == 0 for before, after in pads):
         return x
@@ -48,7 +46,8 @@ def unpad_spatial(x: np.ndarray, pads: Sequence[tuple[int, int]]) -> np.ndarray:
     """The adjoint of zero padding: drop the padded border (the notes' "remove the padding")."""
     lead = x.ndim - len(pads)
     inner = (slice(None),) * lead + tuple(
-        slice(before, size - after) for size, (before, after) in zip(x.shape[lead:], pads, strict=True)
+        slice(before, size - after)
+        for size, (before, after) in zip(x.shape[lead:], pads, strict=True)
     )
     return x[inner]
 
@@ -95,14 +94,17 @@ def scatter_windows(
     """
     spatial = len(stride)
     lead = values.ndim - 2 * spatial
-    out_size = values.shape[lead:lead + spatial]
-    kernel_size = values.shape[lead + spatial:]
+    out_size = values.shape[lead : lead + spatial]
+    kernel_size = values.shape[lead + spatial :]
     result = np.zeros(tuple(input_shape), dtype=values.dtype)
     head = (slice(None),) * lead
     for tap in itertools.product(*(range(k) for k in kernel_size)):
         target = head + tuple(
-            slice(tap[i] * dilation[i], tap[i] * dilation[i] + (out_size[i] - 1) * stride[i] + 1,
-                  stride[i])
+            slice(
+                tap[i] * dilation[i],
+                tap[i] * dilation[i] + (out_size[i] - 1) * stride[i] + 1,
+                stride[i],
+            )
             for i in range(spatial)
         )
         result[target] += values[head + (slice(None),) * spatial + tap]

@@ -142,7 +142,7 @@ class LRScheduler:
             values = self.get_lr()
         finally:
             self._get_lr_called_within_step = False
-        for group, lr in zip(self.optimizer.param_groups, values):
+        for group, lr in zip(self.optimizer.param_groups, values, strict=True):
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
@@ -390,7 +390,7 @@ class CosineAnnealingLR(LRScheduler):
         if (epoch - 1 - t_max) % (2 * t_max) == 0:
             return [
                 lr + (base_lr - eta_min) * (1 - math.cos(math.pi / t_max)) / 2
-                for base_lr, lr in zip(self.base_lrs, self._current_lrs())
+                for base_lr, lr in zip(self.base_lrs, self._current_lrs(), strict=True)
             ]
         ratio = (1 + math.cos(math.pi * epoch / t_max)) / (
             1 + math.cos(math.pi * (epoch - 1) / t_max)
@@ -477,7 +477,10 @@ class OneCycleLR(LRScheduler):
                 _phase(warmup_end, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
                 _phase(
                     float(2 * pct_start * self.total_steps) - 2,
-                    "max_lr", "initial_lr", "base_momentum", "max_momentum",
+                    "max_lr",
+                    "initial_lr",
+                    "base_momentum",
+                    "max_momentum",
                 ),
                 _phase(
                     self.total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"
@@ -491,7 +494,7 @@ class OneCycleLR(LRScheduler):
 
         max_lrs = _per_group("max_lr", optimizer, max_lr)
         if last_epoch == -1:
-            for group, group_max_lr in zip(optimizer.param_groups, max_lrs):
+            for group, group_max_lr in zip(optimizer.param_groups, max_lrs, strict=True):
                 group["initial_lr"] = group_max_lr / div_factor
                 group["max_lr"] = group_max_lr
                 group["min_lr"] = group["initial_lr"] / final_div_factor
@@ -508,7 +511,7 @@ class OneCycleLR(LRScheduler):
             base_momentums = _per_group("base_momentum", optimizer, base_momentum)
             if last_epoch == -1:
                 for group, group_max, group_base in zip(
-                    optimizer.param_groups, max_momentums, base_momentums
+                    optimizer.param_groups, max_momentums, base_momentums, strict=True
                 ):
                     self._set_momentum(group, group_max)
                     group["max_momentum"] = group_max
@@ -685,7 +688,7 @@ class ReduceLROnPlateau(LRScheduler):
                     "`min_lrs` field to match the length of the `optimizer` param groups."
                 )
             self.min_lrs = [self.default_min_lr] * len(groups)
-        for group, min_lr in zip(groups, self.min_lrs):
+        for group, min_lr in zip(groups, self.min_lrs, strict=True):
             old_lr = float(group["lr"])
             new_lr = max(old_lr * self.factor, min_lr)
             if old_lr - new_lr > self.eps:

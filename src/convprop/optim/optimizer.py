@@ -263,7 +263,7 @@ class Optimizer:
                 "optimizer"
             )
         id_map: dict[int, Tensor] = {}
-        for number, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+        for number, (group, saved) in enumerate(zip(self.param_groups, saved_groups, strict=True)):
             saved_params = saved.get("params") if isinstance(saved, Mapping) else None
             if saved_params is None:
                 raise ValueError(
@@ -276,7 +276,7 @@ class Optimizer:
                     f"{len(saved_params)} parameters saved but {len(group['params'])} in the "
                     "optimizer"
                 )
-            for index, param in zip(saved_params, group["params"]):
+            for index, param in zip(saved_params, group["params"], strict=True):
                 id_map[_as_index(index, self._name)] = param
 
         new_state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
@@ -294,7 +294,7 @@ class Optimizer:
             }
 
         new_groups = []
-        for number, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+        for number, (group, saved) in enumerate(zip(self.param_groups, saved_groups, strict=True)):
             saved["params"] = group["params"]
             if "param_names" in group and "param_names" not in saved:
                 saved["param_names"] = group["param_names"]
@@ -352,8 +352,7 @@ def check_real(value: Any, owner: str, name: str, where: str) -> float:
     """``value`` as a float, or TypeError naming the option when it is not a real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"{owner}: {name}{where} must be a real number, got {type(value).__name__} "
-            f"{value!r}"
+            f"{owner}: {name}{where} must be a real number, got {type(value).__name__} {value!r}"
         )
     return float(value)
 

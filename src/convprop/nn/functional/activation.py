@@ -124,7 +124,12 @@ def _channel_dropout(input: Tensor, p: float, training: bool, batched: bool) -> 
     # One draw per (sample, channel), broadcast over the spatial positions.
     mask_shape = (shape[:2] if batched else shape[:1]) + (1,) * (len(shape) - (2 if batched else 1))
     return apply(
-        activation.dropout_forward, activation.dropout_backward, (input,), p, training, None,
+        activation.dropout_forward,
+        activation.dropout_backward,
+        (input,),
+        p,
+        training,
+        None,
         mask_shape,
     )
 

@@ -64,9 +64,19 @@ def max_pool1d(
     :math:`L_{out} = \lfloor (L + 2P - D(K-1) - 1) / S \rfloor + 1` (``ceil`` with
     ``ceil_mode``, the last window starting inside the input or the left padding).
     """
-    return _with_indices("max_pool1d", pooling.max_pool1d_forward, pooling.max_pool1d_backward,
-                         input, return_indices, kernel_size, stride, padding, dilation,
-                         ceil_mode, return_indices)
+    return _with_indices(
+        "max_pool1d",
+        pooling.max_pool1d_forward,
+        pooling.max_pool1d_backward,
+        input,
+        return_indices,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        return_indices,
+    )
 
 
 def max_pool2d(
@@ -89,9 +99,19 @@ def max_pool2d(
     :math:`H_{out} = \lfloor (H + 2P_h - D_h(K_h-1) - 1) / S_h \rfloor + 1` (``ceil`` with
     ``ceil_mode``, the last window starting inside the input or the top padding), likewise W.
     """
-    return _with_indices("max_pool2d", pooling.max_pool2d_forward, pooling.max_pool2d_backward,
-                         input, return_indices, kernel_size, stride, padding, dilation,
-                         ceil_mode, return_indices)
+    return _with_indices(
+        "max_pool2d",
+        pooling.max_pool2d_forward,
+        pooling.max_pool2d_backward,
+        input,
+        return_indices,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+        return_indices,
+    )
 
 
 def avg_pool1d(
@@ -111,8 +131,16 @@ def avg_pool1d(
     Shape: (N, C, L) or (C, L) -> (N, C, L_out),
     :math:`L_{out} = \lfloor (L + 2P - K) / S \rfloor + 1` (``ceil`` with ``ceil_mode``).
     """
-    return apply(pooling.avg_pool1d_forward, pooling.avg_pool1d_backward, (input,), kernel_size,
-                 stride, padding, ceil_mode, count_include_pad)
+    return apply(
+        pooling.avg_pool1d_forward,
+        pooling.avg_pool1d_backward,
+        (input,),
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+    )
 
 
 def avg_pool2d(
@@ -134,8 +162,17 @@ def avg_pool2d(
     :math:`H_{out} = \lfloor (H + 2P_h - K_h) / S_h \rfloor + 1` (``ceil`` with ``ceil_mode``),
     likewise W.
     """
-    return apply(pooling.avg_pool2d_forward, pooling.avg_pool2d_backward, (input,), kernel_size,
-                 stride, padding, ceil_mode, count_include_pad, divisor_override)
+    return apply(
+        pooling.avg_pool2d_forward,
+        pooling.avg_pool2d_backward,
+        (input,),
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+    )
 
 
 def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int | None]) -> Tensor:
@@ -144,8 +181,12 @@ def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int | None]) 
 
     Shape: (N, C, L) or (C, L) -> (N, C, O).
     """
-    return apply(pooling.adaptive_avg_pool1d_forward, pooling.adaptive_avg_pool1d_backward,
-                 (input,), output_size)
+    return apply(
+        pooling.adaptive_avg_pool1d_forward,
+        pooling.adaptive_avg_pool1d_backward,
+        (input,),
+        output_size,
+    )
 
 
 def adaptive_avg_pool2d(input: Tensor, output_size: int | None | Sequence[int | None]) -> Tensor:
@@ -156,8 +197,12 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | None | Sequence[int | 
 
     Shape: (N, C, H, W) or (C, H, W) -> (N, C, O_h, O_w).
     """
-    return apply(pooling.adaptive_avg_pool2d_forward, pooling.adaptive_avg_pool2d_backward,
-                 (input,), output_size)
+    return apply(
+        pooling.adaptive_avg_pool2d_forward,
+        pooling.adaptive_avg_pool2d_backward,
+        (input,),
+        output_size,
+    )
 
 
 def adaptive_max_pool1d(
@@ -168,9 +213,14 @@ def adaptive_max_pool1d(
 
     Shape: (N, C, L) or (C, L) -> (N, C, O).
     """
-    return _with_indices("adaptive_max_pool1d", pooling.adaptive_max_pool1d_forward,
-                         pooling.adaptive_max_pool1d_backward, input, return_indices,
-                         output_size)
+    return _with_indices(
+        "adaptive_max_pool1d",
+        pooling.adaptive_max_pool1d_forward,
+        pooling.adaptive_max_pool1d_backward,
+        input,
+        return_indices,
+        output_size,
+    )
 
 
 def adaptive_max_pool2d(
@@ -182,9 +232,14 @@ def adaptive_max_pool2d(
 
     Shape: (N, C, H, W) or (C, H, W) -> (N, C, O_h, O_w).
     """
-    return _with_indices("adaptive_max_pool2d", pooling.adaptive_max_pool2d_forward,
-                         pooling.adaptive_max_pool2d_backward, input, return_indices,
-                         output_size)
+    return _with_indices(
+        "adaptive_max_pool2d",
+        pooling.adaptive_max_pool2d_forward,
+        pooling.adaptive_max_pool2d_backward,
+        input,
+        return_indices,
+        output_size,
+    )
 
 
 def max_unpool1d(
@@ -200,8 +255,15 @@ def max_unpool1d(
     Shape: (N, C, L) or (C, L) -> (N, C, L_out), :math:`L_{out} = (L - 1) S - 2P + K` unless
     ``output_size`` (strictly within ``S`` of that) is given.
     """
-    return apply(pooling.max_unpool1d_forward, pooling.max_unpool1d_backward, (input, indices),
-                 kernel_size, stride, padding, output_size)
+    return apply(
+        pooling.max_unpool1d_forward,
+        pooling.max_unpool1d_backward,
+        (input, indices),
+        kernel_size,
+        stride,
+        padding,
+        output_size,
+    )
 
 
 def max_unpool2d(
@@ -217,5 +279,12 @@ def max_unpool2d(
     Shape: (N, C, H, W) or (C, H, W) -> (N, C, H_out, W_out),
     :math:`H_{out} = (H - 1) S_h - 2P_h + K_h` unless ``output_size`` is given; likewise W.
     """
-    return apply(pooling.max_unpool2d_forward, pooling.max_unpool2d_backward, (input, indices),
-                 kernel_size, stride, padding, output_size)
+    return apply(
+        pooling.max_unpool2d_forward,
+        pooling.max_unpool2d_backward,
+        (input, indices),
+        kernel_size,
+        stride,
+        padding,
+        output_size,
+    )

@@ -140,8 +140,13 @@ def unfold(
     ``L = H_out W_out``, ``H_out = floor((H + 2 P_h - D_h (K_h - 1) - 1) / S_h) + 1``.
     """
     return apply(
-        unfold_ops.unfold_forward, unfold_ops.unfold_backward, (input,), kernel_size, dilation,
-        padding, stride,
+        unfold_ops.unfold_forward,
+        unfold_ops.unfold_backward,
+        (input,),
+        kernel_size,
+        dilation,
+        padding,
+        stride,
     )
 
 
@@ -162,6 +167,12 @@ def fold(
     ``(H, W) = output_size`` and ``L`` equal to the number of blocks ``H_out W_out``.
     """
     return apply(
-        unfold_ops.fold_forward, unfold_ops.fold_backward, (input,), output_size, kernel_size,
-        dilation, padding, stride,
+        unfold_ops.fold_forward,
+        unfold_ops.fold_backward,
+        (input,),
+        output_size,
+        kernel_size,
+        dilation,
+        padding,
+        stride,
     )

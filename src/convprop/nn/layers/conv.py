@@ -40,17 +40,25 @@ class _ConvNd(Module):
         super().__init__()
         name = type(self).__name__
         n = self._spatial_dims
-        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                           ("groups", groups)):
+        for arg, value in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("groups", groups),
+        ):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
         if in_channels % groups:
-            raise ValueError(f"{name}: in_channels ({in_channels}) must be divisible by groups ({groups})")
+            raise ValueError(
+                f"{name}: in_channels ({in_channels}) must be divisible by groups ({groups})"
+            )
         if out_channels % groups:
-            raise ValueError(f"{name}: out_channels ({out_channels}) must be divisible by groups ({groups})")
+            raise ValueError(
+                f"{name}: out_channels ({out_channels}) must be divisible by groups ({groups})"
+            )
         if padding_mode not in PADDING_MODES:
             raise ValueError(
-                f"{name}: padding_mode must be one of {', '.join(PADDING_MODES)}, got {padding_mode!r}"
+                f"{name}: padding_mode must be one of {', '.join(PADDING_MODES)}, "
+                f"got {padding_mode!r}"
             )
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -60,9 +68,13 @@ class _ConvNd(Module):
         self.output_padding = to_tuple(output_padding, n, name, "output_padding")
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
-                raise ValueError(f"{name}: padding must be 'same', 'valid' or ints, got {padding!r}")
+                raise ValueError(
+                    f"{name}: padding must be 'same', 'valid' or ints, got {padding!r}"
+                )
             if padding == "same" and any(s != 1 for s in self.stride):
-                raise ValueError(f"{name}: padding='same' is not supported for strided convolutions")
+                raise ValueError(
+                    f"{name}: padding='same' is not supported for strided convolutions"
+                )
             self.padding: str | tuple[int, ...] = padding
         else:
             self.padding = to_tuple(padding, n, name, "padding")
@@ -140,16 +152,27 @@ class _Conv(_ConvNd):
         device: Any = None,
         dtype: Any = None,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, dtype=dtype)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            dtype=dtype,
+        )
 
     def forward(self, input: Tensor) -> Tensor:
         conv = F.conv1d if self._spatial_dims == 1 else F.conv2d
         if self.padding_mode != "zeros":
             padded = F.pad(input, self._explicit_padding(), mode=self.padding_mode)
             return conv(padded, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-        return conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                    self.groups)
+        return conv(
+            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
 
 
 class Conv1d(_Conv):
@@ -195,12 +218,24 @@ class _ConvTranspose(_ConvNd):
     ) -> None:
         if padding_mode != "zeros":
             raise ValueError(
-                f'{type(self).__name__}: only "zeros" padding_mode is supported, got {padding_mode!r}'
+                f'{type(self).__name__}: only "zeros" padding_mode is supported, '
+                f"got {padding_mode!r}"
             )
         if isinstance(padding, str):
             raise ValueError(f"{type(self).__name__}: padding must be ints, got {padding!r}")
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode, output_padding=output_padding, dtype=dtype)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            output_padding=output_padding,
+            dtype=dtype,
+        )
 
     def _output_padding(self, input: Tensor, output_size: Sequence[int] | None) -> tuple[int, ...]:
         """The output_padding that makes the output ``output_size`` (PyTorch's rule)."""
@@ -209,7 +244,7 @@ class _ConvTranspose(_ConvNd):
         n = self._spatial_dims
         sizes = list(output_size)
         if len(sizes) == input.ndim:
-            sizes = sizes[input.ndim - n:]
+            sizes = sizes[input.ndim - n :]
         if len(sizes) != n:
             raise ValueError(
                 f"{type(self).__name__}: output_size must have {n} or {input.ndim} elements, "
@@ -217,24 +252,34 @@ class _ConvTranspose(_ConvNd):
             )
         result = []
         for axis in range(n):
-            smallest = ((input.shape[input.ndim - n + axis] - 1) * self.stride[axis]
-                        - 2 * self.padding[axis]  # type: ignore[index]
-                        + self.dilation[axis] * (self.kernel_size[axis] - 1) + 1)
+            smallest = (
+                (input.shape[input.ndim - n + axis] - 1) * self.stride[axis]
+                - 2 * self.padding[axis]  # type: ignore[index]
+                + self.dilation[axis] * (self.kernel_size[axis] - 1)
+                + 1
+            )
             largest = smallest + self.stride[axis] - 1
             if not smallest <= sizes[axis] <= largest:
                 raise ValueError(
                     f"{type(self).__name__}: requested an output size of {tuple(sizes)}, but "
                     f"valid sizes along axis {axis} range from {smallest} to {largest} (for an "
-                    f"input of {tuple(input.shape[input.ndim - n:])})"
+                    f"input of {tuple(input.shape[input.ndim - n :])})"
                 )
             result.append(sizes[axis] - smallest)
         return tuple(result)
 
     def forward(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
         conv_transpose = F.conv_transpose1d if self._spatial_dims == 1 else F.conv_transpose2d
-        return conv_transpose(input, self.weight, self.bias, self.stride, self.padding,
-                              self._output_padding(input, output_size), self.groups,
-                              self.dilation)
+        return conv_transpose(
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self._output_padding(input, output_size),
+            self.groups,
+            self.dilation,
+        )
 
 
 class ConvTranspose1d(_ConvTranspose):

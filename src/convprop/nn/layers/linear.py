@@ -31,8 +31,14 @@ class Linear(Module):
     Shape: (*, in_features) -> (*, out_features).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 device: Any = None, dtype: Any = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, int) or value < 0:
@@ -57,8 +63,10 @@ class Linear(Module):
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 class Flatten(Module):
@@ -86,7 +94,7 @@ class Unflatten(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         axis = self.dim % input.ndim
-        shape = input.shape[:axis] + self.unflattened_size + input.shape[axis + 1:]
+        shape = input.shape[:axis] + self.unflattened_size + input.shape[axis + 1 :]
         return input.reshape(shape)
 
     def extra_repr(self) -> str:

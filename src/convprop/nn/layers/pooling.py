@@ -16,8 +16,15 @@ Size = int | Sequence[int]
 class _MaxPoolNd(Module):
     _spatial_dims: int
 
-    def __init__(self, kernel_size: Size, stride: Size | None = None, padding: Size = 0,
-                 dilation: Size = 1, return_indices: bool = False, ceil_mode: bool = False) -> None:
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        dilation: Size = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
@@ -28,18 +35,27 @@ class _MaxPoolNd(Module):
 
     def forward(self, input: Tensor) -> Any:
         max_pool = F.max_pool1d if self._spatial_dims == 1 else F.max_pool2d
-        return max_pool(input, self.kernel_size, self.stride, self.padding,
-                        self.dilation, ceil_mode=self.ceil_mode,
-                        return_indices=self.return_indices)
+        return max_pool(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            ceil_mode=self.ceil_mode,
+            return_indices=self.return_indices,
+        )
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+        return (
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        )
 
 
 class MaxPool1d(_MaxPoolNd):
     """Max over each window of (N, C, L); the gradient goes to each window's argmax ("+=" where
-    windows overlap). Shape: L_out = floor((L + 2p - d (k - 1) - 1) / s) + 1 (ceil with ceil_mode)."""
+    windows overlap). Shape: L_out = floor((L + 2p - d (k - 1) - 1) / s) + 1 (ceil with
+    ceil_mode)."""
 
     _spatial_dims = 1
 
@@ -54,19 +70,33 @@ class MaxPool2d(_MaxPoolNd):
 class AvgPool1d(Module):
     """Mean over each window of (N, C, L); each input gets grad / K from every window it is in."""
 
-    def __init__(self, kernel_size: Size, stride: Size | None = None, padding: Size = 0,
-                 ceil_mode: bool = False, count_include_pad: bool = True) -> None:
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
         super().__init__()
         # PyTorch stores AvgPool1d's sizes as 1-tuples (and prints them so).
         self.kernel_size = to_tuple(kernel_size, 1, "AvgPool1d", "kernel_size")
-        self.stride = to_tuple(stride if stride is not None else kernel_size, 1, "AvgPool1d", "stride")
+        self.stride = to_tuple(
+            stride if stride is not None else kernel_size, 1, "AvgPool1d", "stride"
+        )
         self.padding = to_tuple(padding, 1, "AvgPool1d", "padding")
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                            self.count_include_pad)
+        return F.avg_pool1d(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+        )
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -75,9 +105,15 @@ class AvgPool1d(Module):
 class AvgPool2d(Module):
     """Mean over each window of (N, C, H, W); each input gets grad / K^2 from every window."""
 
-    def __init__(self, kernel_size: Size, stride: Size | None = None, padding: Size = 0,
-                 ceil_mode: bool = False, count_include_pad: bool = True,
-                 divisor_override: int | None = None) -> None:
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
@@ -87,8 +123,15 @@ class AvgPool2d(Module):
         self.divisor_override = divisor_override
 
     def forward(self, input: Tensor) -> Tensor:
-        return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                            self.count_include_pad, self.divisor_override)
+        return F.avg_pool2d(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -151,14 +194,20 @@ class _MaxUnpool(Module):
 class MaxUnpool1d(_MaxUnpool):
     """Puts each value back at the index its max pooling took it from; zeros elsewhere."""
 
-    def forward(self, input: Tensor, indices: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
-        return F.max_unpool1d(input, indices, self.kernel_size, self.stride, self.padding,
-                              output_size)
+    def forward(
+        self, input: Tensor, indices: Tensor, output_size: Sequence[int] | None = None
+    ) -> Tensor:
+        return F.max_unpool1d(
+            input, indices, self.kernel_size, self.stride, self.padding, output_size
+        )
 
 
 class MaxUnpool2d(_MaxUnpool):
     """Puts each value back at the index its max pooling took it from; zeros elsewhere."""
 
-    def forward(self, input: Tensor, indices: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
-        return F.max_unpool2d(input, indices, self.kernel_size, self.stride, self.padding,
-                              output_size)
+    def forward(
+        self, input: Tensor, indices: Tensor, output_size: Sequence[int] | None = None
+    ) -> Tensor:
+        return F.max_unpool2d(
+            input, indices, self.kernel_size, self.stride, self.padding, output_size
+        )

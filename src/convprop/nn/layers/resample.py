@@ -14,9 +14,14 @@ from convprop.nn.module import Module
 class Upsample(Module):
     """Resizes by interpolation (``nearest``, ``linear``, ``bilinear``), as ``F.interpolate``."""
 
-    def __init__(self, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
-                 align_corners: bool | None = None,
-                 recompute_scale_factor: bool | None = None) -> None:
+    def __init__(
+        self,
+        size: Any = None,
+        scale_factor: Any = None,
+        mode: str = "nearest",
+        align_corners: bool | None = None,
+        recompute_scale_factor: bool | None = None,
+    ) -> None:
         super().__init__()
         self.size = size
         # PyTorch stores (and prints) the factors as floats.
