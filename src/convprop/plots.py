@@ -4,7 +4,7 @@ feature maps. Each figure is rendered to memory and written atomically."""
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +117,15 @@ def save_feature_maps(path: Path, model: Module, image: np.ndarray, per_layer: i
     """For one input, the first ``per_layer`` output maps of every convolution layer."""
     plt = _pyplot()
     captured: list[tuple[str, np.ndarray]] = []
+
+    def capture(name: str) -> Callable[[Module, Any, Tensor], None]:
+        def hook(module: Module, inputs: Any, output: Tensor) -> None:
+            captured.append((name, output.numpy()[0]))
+
+        return hook
+
     handles = [
-        module.register_forward_hook(
-            lambda module, inputs, output, name=name: captured.append((name, output.numpy()[0]))
-        )
+        module.register_forward_hook(capture(name))
         for name, module in model.named_modules()
         if isinstance(module, (Conv1d, Conv2d))
     ]

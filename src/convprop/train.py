@@ -311,7 +311,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
 
 
 def _generator_state(generator: np.random.Generator) -> dict[str, Any]:
-    return generator.bit_generator.state
+    return dict(generator.bit_generator.state)
 
 
 def _restore_generator(state: dict[str, Any]) -> np.random.Generator:

@@ -170,7 +170,14 @@ def load_npz(path: str | Path) -> ArrayDataset:
 
 
 # ----------------------------------------------------------------------------- IDX
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, type | str] = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -213,7 +220,7 @@ def _find_idx(directory: Path, stem: str) -> Path | None:
 def load_idx_directory(directory: str | Path) -> tuple[ArrayDataset, ArrayDataset | None]:
     """MNIST-style IDX files: train images and labels, and t10k (test) ones if present."""
     directory = Path(directory)
-    sets = []
+    sets: list[ArrayDataset | None] = []
     for prefix in ("train", "t10k"):
         images_path = _find_idx(directory, f"{prefix}-images")
         labels_path = _find_idx(directory, f"{prefix}-labels")
@@ -242,6 +249,8 @@ def load_idx_directory(directory: str | Path) -> tuple[ArrayDataset, ArrayDatase
         )
         sets.append(ArrayDataset(data, labels.astype(np.int64), [], str(images_path)))
     train, test = sets
+    # The train pair is never None: a missing one raised above.
+    assert train is not None
     if test is not None:
         classes = [str(i) for i in range(max(len(train.classes), len(test.classes)))]
         train.classes, test.classes = classes, list(classes)
@@ -296,7 +305,7 @@ def load_image_folder(root: str | Path, resize: tuple[int, int] | None = None) -
     for picture in pictures:
         picture = picture.convert(mode)
         if resize is not None and picture.size != (resize[1], resize[0]):
-            picture = picture.resize((resize[1], resize[0]), Image.BILINEAR)
+            picture = picture.resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
         array = np.asarray(picture, dtype=np.uint8)
         arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
     labels = np.array([label for _, label in files], dtype=np.int64)
@@ -315,7 +324,7 @@ def load_image(path: str | Path, channels: int, size: tuple[int, int]) -> np.nda
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise DataError(f"{path}: cannot read image ({error})") from None
     if picture.size != (size[1], size[0]):
-        picture = picture.resize((size[1], size[0]), Image.BILINEAR)
+        picture = picture.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     array = np.asarray(picture, dtype=np.uint8)
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     return _scale_images(array)

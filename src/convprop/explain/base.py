@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from convprop.explain import render
+from convprop.explain.render import Verification
 
 # Beyond this many products a derivation fills screens and teaches nothing; sympy's cost also
 # grows with it. Users are told to pick a smaller configuration.
@@ -47,7 +48,7 @@ class Explanation:
         return figures.write(self, Path(path))
 
     @property
-    def verification(self) -> render.Verification:
+    def verification(self) -> Verification:
         raise NotImplementedError
 
     def __str__(self) -> str:

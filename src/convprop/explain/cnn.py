@@ -184,13 +184,18 @@ class NetworkExplanation(Explanation):
         leaves = {name: Tensor(value.copy(), requires_grad=True) for name, value in params.items()}
         z = F.conv2d(x, leaves["w1"], leaves["b1"])
         y = {"relu": F.relu, "sigmoid": F.sigmoid, "tanh": F.tanh}[self.activation](z)
-        u = F.max_pool2d(y, self.pool)
+        u: Tensor = F.max_pool2d(y, self.pool)  # type: ignore[assignment]  # no indices
         v = u.flatten(1)
         s = F.linear(v, leaves["W2"], leaves["b2"])
         for tensor in (z, y, u, v, s):
             tensor.retain_grad()
         loss = F.cross_entropy(s, convprop.tensor(np.array([self.target])))
         loss.backward()
+
+        def grad(tensor: Tensor) -> np.ndarray:
+            assert tensor.grad is not None
+            return tensor.grad.numpy()
+
         forward = {
             "z": z.numpy()[0],
             "y": y.numpy()[0],
@@ -200,14 +205,14 @@ class NetworkExplanation(Explanation):
             "E": float(loss.item()),
         }
         grads = {
-            "ds": s.grad.numpy()[0],
-            "dv": v.grad.numpy()[0],
-            "du": u.grad.numpy()[0],
-            "dy": y.grad.numpy()[0],
-            "dz": z.grad.numpy()[0],
-            "dx": x.grad.numpy()[0, 0],
+            "ds": grad(s)[0],
+            "dv": grad(v)[0],
+            "du": grad(u)[0],
+            "dy": grad(y)[0],
+            "dz": grad(z)[0],
+            "dx": grad(x)[0, 0],
         }
-        grads.update({"d" + name: leaf.grad.numpy() for name, leaf in leaves.items()})
+        grads.update({"d" + name: grad(leaf) for name, leaf in leaves.items()})
         return forward, grads
 
     def _verify(self) -> render.Verification:
@@ -417,6 +422,7 @@ def network(
         raise ValueError(f"{FUNC}: lr must be a positive number, got {lr!r}")
     size = sizes(input_size, FUNC, "input_size", (1, 2))
     size = size * 2 if len(size) == 1 else size
+    height, width = size
     filters = positive_int(filters, FUNC, "filters")
     kernel = positive_int(kernel_size, FUNC, "kernel_size")
     pool = positive_int(pool, FUNC, "pool")
@@ -443,7 +449,7 @@ def network(
         int(seed),
         activation,
         float(lr),
-        size,
+        (height, width),
         filters,
         kernel,
         pool,

@@ -511,6 +511,7 @@ class ConvExplanation(Explanation):
         conv = F.conv1d if cfg.spatial == 1 else F.conv2d
         out = conv(x, weight, bias, cfg.stride, cfg.padding, cfg.dilation, cfg.groups)
         out.backward(numbers(self.delta))
+        assert x.grad is not None and weight.grad is not None
         grad_weight = weight.grad.numpy()
         if cfg.convention == "convolution":
             grad_weight = symbolic.rot180(grad_weight, cfg.spatial)
@@ -519,7 +520,8 @@ class ConvExplanation(Explanation):
             "grad_input": x.grad.numpy(),
             "grad_weight": np.ascontiguousarray(grad_weight),
         }
-        if cfg.bias:
+        if bias is not None:
+            assert bias.grad is not None
             results["grad_bias"] = bias.grad.numpy()
         return results
 
@@ -680,7 +682,12 @@ class ConvExplanation(Explanation):
             order,
         )
 
-    def _input_identity_blocks(self, counts_x, counts_w, counts_d) -> list[render.Block]:
+    def _input_identity_blocks(
+        self,
+        counts_x: tuple[int, int],
+        counts_w: tuple[int, int],
+        counts_d: tuple[int, int],
+    ) -> list[render.Block]:
         cfg = self.config
         st = self.style
         d = st.grad

@@ -18,8 +18,8 @@ in window (row-major) order, as PyTorch and the engine break them.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import numpy as np
 import sympy
@@ -121,12 +121,15 @@ class PoolExplanation(Explanation):
         from convprop.nn import functional as F
 
         x = Tensor(self.values[np.newaxis, np.newaxis].copy(), requires_grad=True)
+        # Without return_indices, max pooling returns one Tensor, as average pooling does.
+        pool: Callable[..., Tensor]
         if self.mode == "max":
-            pool = F.max_pool1d if self.spatial == 1 else F.max_pool2d
+            pool = cast(Callable[..., Tensor], F.max_pool1d if self.spatial == 1 else F.max_pool2d)
         else:
             pool = F.avg_pool1d if self.spatial == 1 else F.avg_pool2d
         out = pool(x, self.kernel_size, self.stride, self.padding)
         out.backward(self.grad_values[np.newaxis, np.newaxis])
+        assert x.grad is not None
         return {"forward": out.numpy()[0, 0], "grad_input": x.grad.numpy()[0, 0]}
 
     def _symbol_values(self) -> dict[sympy.Symbol, float]:
@@ -224,7 +227,7 @@ class PoolExplanation(Explanation):
                     "PyTorch).",
                 )
             )
-            rows = [
+            rows: list[tuple[render.Item, list[render.Item]]] = [
                 (
                     render.label(self.y[o]),
                     [self.definition[o], self.forward[o], float(self.values[self.argmax[o]])],
@@ -314,9 +317,11 @@ class PoolExplanation(Explanation):
                 "definition": notation.source(self.definition[o]),
                 "value": float(outputs[o]),
             }
+            selected: sympy.Symbol = self.forward[o]
+            output: sympy.Symbol = self.y[o]
             if self.mode == "max":
-                entry["selected"] = self.forward[o].name
-            forward[self.y[o].name] = entry
+                entry["selected"] = selected.name
+            forward[output.name] = entry
         return {
             "kind": "pool",
             "mode": self.mode,
@@ -382,12 +387,13 @@ def pool(
     # The engine's validation, with its messages (kernel, stride, padding, output size).
     from convprop.ops import pooling as pool_ops
 
-    forward = {
+    forwards: dict[tuple[str, int], Callable[..., Any]] = {
         ("max", 1): pool_ops.max_pool1d_forward,
         ("max", 2): pool_ops.max_pool2d_forward,
         ("mean", 1): pool_ops.avg_pool1d_forward,
         ("mean", 2): pool_ops.avg_pool2d_forward,
-    }[(mode, spatial)]
+    }
+    forward = forwards[(mode, spatial)]
     forward(numbers[np.newaxis, np.newaxis], kernel_size, stride, padding)
     kernel = _tuple(kernel_size, spatial, "kernel_size", True)
     strides = kernel if stride is None else _tuple(stride, spatial, "stride", True)

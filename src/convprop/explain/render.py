@@ -13,7 +13,7 @@ import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import sympy
@@ -49,7 +49,7 @@ def grad_label(symbol: sympy.Symbol, short: bool = False, loss: str = "L") -> La
     return Label(f"d{loss}/d{symbol.name}", rf"\frac{{\partial {loss}}}{{\partial {name.latex}}}")
 
 
-Item = sympy.Expr | float | int | str | Label
+Item: TypeAlias = sympy.Expr | float | int | str | Label
 
 
 @dataclass
@@ -150,7 +150,7 @@ Block = Heading | Para | Formula | Equations | Grid | Matrix | Verification
 
 
 # ------------------------------------------------------------------------------- items
-def number(value: float) -> str:
+def number(value: float | np.floating | np.integer) -> str:
     value = float(value)
     if math.isnan(value) or math.isinf(value):
         return str(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 
 def check_positive_int(func: str, **values: int) -> None:
@@ -15,7 +16,8 @@ def pair_size(func: str, size: int | Sequence[int]) -> tuple[int, int]:
     """An input size given as one int (square) or (height, width)."""
     if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
-    values = tuple(size)
+    # Anything else is validated below (a bool, or a sequence of the wrong length or kind).
+    values = tuple(cast(Sequence[int], size))
     if len(values) != 2 or not all(isinstance(v, int) and v > 0 for v in values):
         raise ValueError(
             f"{func}: input_size must be a positive int or (height, width), got {size!r}"

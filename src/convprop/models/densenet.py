@@ -102,7 +102,7 @@ class DenseNetBC(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight)
-            elif isinstance(module, nn.Linear):
+            elif isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 
@@ -55,9 +56,7 @@ def _check_activation(func: str, activation: str) -> None:
         )
 
 
-def _check_sizes(
-    func: str, name: str, values: Sequence[int], allow_empty: bool = True
-) -> tuple[int, ...]:
+def _check_sizes(func: str, name: str, values: object, allow_empty: bool = True) -> tuple[int, ...]:
     """A sequence of positive ints, as a tuple."""
     if isinstance(values, (int, str)) or not isinstance(values, Sequence):
         raise ValueError(f"{func}: {name} must be a sequence of positive ints, got {values!r}")
@@ -172,7 +171,8 @@ class SharedWeightLevel(nn.Module):
         # The same initialisation as the Conv1d this level converts to.
         template = nn.Conv1d(in_channels, out_channels, kernel_size, stride)
         self.weight = template.weight
-        self.bias = template.bias
+        assert template.bias is not None  # Conv1d has a bias by default
+        self.bias: nn.Parameter = template.bias
 
     def dense(self, positions: int) -> Tensor:
         """The unrolled (Toeplitz) matrix of this level for ``positions`` output neurons.
@@ -264,7 +264,7 @@ class DistributedScanningMLP(nn.Module):
         if len(self.strides) != levels:
             raise ValueError(
                 f"{name}: strides must have one entry per level ({levels}, as kernel_sizes), "
-                f"got {tuple(strides)}"
+                f"got {tuple(cast(Sequence[int], strides))}"
             )
         self.hidden_sizes = _check_sizes(name, "hidden_sizes", hidden_sizes)
         if len(self.hidden_sizes) != levels - 1:
@@ -325,8 +325,10 @@ class DistributedScanningMLP(nn.Module):
         )
 
 
-def _copy_into(target: nn.Parameter, source: Tensor | np.ndarray) -> None:
+def _copy_into(target: nn.Parameter | None, source: Tensor | np.ndarray | None) -> None:
     """Copy values into a parameter, keeping the source's dtype."""
+    # The layers built here all have biases: neither side is ever None.
+    assert target is not None and source is not None
     target.data = np.array(as_array(source), copy=True)
 
 
@@ -359,7 +361,7 @@ def to_conv1d(model: ScanningMLP | DistributedScanningMLP) -> nn.Sequential:
                     linear.out_features, model.in_channels, model.window
                 )
             _copy_into(conv.weight, weight)
-            _copy_into(conv.bias, linear.bias.data)
+            _copy_into(conv.bias, linear.bias)
             layers.append(conv)
     elif isinstance(model, DistributedScanningMLP):
         for index, level in enumerate(model.levels):
@@ -369,7 +371,7 @@ def to_conv1d(model: ScanningMLP | DistributedScanningMLP) -> nn.Sequential:
                 level.in_channels, level.out_channels, level.kernel_size, stride=level.stride
             )
             _copy_into(conv.weight, level.weight.data)
-            _copy_into(conv.bias, level.bias.data)
+            _copy_into(conv.bias, level.bias)
             layers.append(conv)
     else:
         raise TypeError(
@@ -406,5 +408,5 @@ def to_scanning_mlp(model: DistributedScanningMLP) -> ScanningMLP:
     linears = [layer for layer in scanning.mlp if isinstance(layer, nn.Linear)]
     for linear, (matrix, bias) in zip(linears, model.dense_layers(), strict=True):
         _copy_into(linear.weight, matrix.data)
-        _copy_into(linear.bias, bias.data)
+        _copy_into(linear.bias, bias)
     return scanning

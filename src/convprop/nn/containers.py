@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, overload
+from typing import Any, cast, overload
 
 from convprop.nn.module import Module
 
@@ -18,8 +18,8 @@ class Sequential(Module):
             for name, module in modules[0].items():
                 self.add_module(name, module)
         else:
-            for index, module in enumerate(modules):
-                self.add_module(str(index), module)  # type: ignore[arg-type]
+            for index, item in enumerate(modules):
+                self.add_module(str(index), cast(Module, item))
 
     @overload
     def __getitem__(self, index: int) -> Module: ...

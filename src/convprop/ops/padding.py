@@ -247,7 +247,7 @@ def pad_forward(
 def _core_shift(regions: list[Region]) -> int:
     """Offset of input sample i in the output (it sits at i + shift)."""
     core_out, core_in, _ = regions[0]
-    return core_out.start - core_in.start
+    return int(core_out.start - core_in.start)
 
 
 def _shifted(part: slice, shift: int) -> slice:

@@ -147,13 +147,14 @@ def _nearest_indices(
         step = precision(1.0 / scale)
     else:
         step = precision(in_size) / precision(out_size)
-    position = np.arange(out_size).astype(precision)
+    position: np.ndarray = np.arange(out_size).astype(precision)
     if exact:
         real = np.maximum(step * (position + precision(0.5)) - precision(0.5), precision(0))
         index = np.floor(real.astype(np.float32) + np.float32(0.5))
     else:
         index = np.floor((step * position).astype(np.float32))
-    return np.minimum(index.astype(np.int64), in_size - 1)
+    source_index: np.ndarray = np.minimum(index.astype(np.int64), in_size - 1)
+    return source_index
 
 
 def _linear_matrix(
@@ -178,7 +179,8 @@ def _linear_matrix(
     matrix[rows, lower] = 1.0 - weight_upper
     # At the last sample lower == upper and the two weights add up to 1 on the same entry.
     matrix[rows, upper] += weight_upper
-    return matrix.astype(dtype, copy=False)
+    result: np.ndarray = matrix.astype(dtype, copy=False)
+    return result
 
 
 def _contract_axis(array: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
@@ -190,7 +192,8 @@ def _contract_axis(array: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarr
         result = array.reshape(lead, shape[axis]) @ matrix.T
     else:
         result = np.matmul(matrix, array.reshape(lead, shape[axis], trail))
-    return result.reshape(shape[:axis] + (matrix.shape[0],) + shape[axis + 1 :])
+    contracted: np.ndarray = result.reshape(shape[:axis] + (matrix.shape[0],) + shape[axis + 1 :])
+    return contracted
 
 
 def _repeat_factor(index: np.ndarray, in_size: int) -> int:
@@ -199,7 +202,7 @@ def _repeat_factor(index: np.ndarray, in_size: int) -> int:
     if out_size % in_size == 0:
         repeat = out_size // in_size
         if np.array_equal(index, np.arange(out_size) // repeat):
-            return repeat
+            return int(repeat)
     return 0
 
 
@@ -211,7 +214,8 @@ def _gather_adjoint(grad: np.ndarray, index: np.ndarray, in_size: int, axis: int
     if repeat:
         # Each sample was copied ``repeat`` times in a row: a reshape and a sum.
         shape = grad.shape[:axis] + (in_size, repeat) + grad.shape[axis + 1 :]
-        return grad.reshape(shape).sum(axis=axis + 1)
+        summed: np.ndarray = grad.reshape(shape).sum(axis=axis + 1)
+        return summed
     out_size = index.shape[0]
     one_hot = np.zeros((in_size, out_size), dtype=grad.dtype)
     one_hot[index, np.arange(out_size)] = 1.0

@@ -67,7 +67,8 @@ def _count_optimizer_steps(optimizer: Optimizer) -> None:
     @wraps(method)
     def counted_step(*args: Any, **kwargs: Any) -> Any:
         owner = optimizer_ref()
-        owner._opt_called = True  # type: ignore[union-attr]
+        assert owner is not None  # the wrapper is an attribute of the live optimizer
+        owner._opt_called = True  # type: ignore[attr-defined]
         return method(owner, *args, **kwargs)
 
     counted_step._counted_by_scheduler = True  # type: ignore[attr-defined]
@@ -372,8 +373,8 @@ class CosineAnnealingLR(LRScheduler):
     ) -> None:
         if isinstance(T_max, bool) or not isinstance(T_max, numbers.Real) or not T_max > 0:
             raise ValueError(f"CosineAnnealingLR: T_max must be positive, got {T_max!r}")
-        self.T_max = T_max
-        self.eta_min = eta_min
+        self.T_max: int = T_max
+        self.eta_min: float = eta_min
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:

@@ -63,7 +63,7 @@ class Optimizer:
                 f"{self._name}: params should be an iterable of Tensors or dicts, but got "
                 f"{type(params).__name__}"
             )
-        groups = list(params)
+        groups: list[Any] = list(params)
         if len(groups) == 0:
             raise ValueError(f"{self._name}: optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):

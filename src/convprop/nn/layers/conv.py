@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -110,7 +110,7 @@ class _ConvNd(Module):
                 total = self.dilation[axis] * (self.kernel_size[axis] - 1)
                 before, after = total // 2, total - total // 2
             else:
-                before = after = self.padding[axis]  # type: ignore[index]
+                before = after = cast(tuple[int, ...], self.padding)[axis]
             pads += [before, after]
         return pads
 
@@ -250,11 +250,13 @@ class _ConvTranspose(_ConvNd):
                 f"{type(self).__name__}: output_size must have {n} or {input.ndim} elements, "
                 f"got {len(sizes)} ({tuple(output_size)})"
             )
+        # A transposed convolution's padding is always ints (no 'same' or 'valid').
+        padding = cast(tuple[int, ...], self.padding)
         result = []
         for axis in range(n):
             smallest = (
                 (input.shape[input.ndim - n + axis] - 1) * self.stride[axis]
-                - 2 * self.padding[axis]  # type: ignore[index]
+                - 2 * padding[axis]
                 + self.dilation[axis] * (self.kernel_size[axis] - 1)
                 + 1
             )
@@ -275,7 +277,7 @@ class _ConvTranspose(_ConvNd):
             self.weight,
             self.bias,
             self.stride,
-            self.padding,
+            cast(tuple[int, ...], self.padding),
             self._output_padding(input, output_size),
             self.groups,
             self.dilation,
