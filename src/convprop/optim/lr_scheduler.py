@@ -420,7 +420,9 @@ class OneCycleLR(LRScheduler):
         optimizer: the wrapped optimizer.
         max_lr: peak learning rate, one for all groups or a list with one per group.
         total_steps: number of steps of the cycle; or give ``epochs`` and ``steps_per_epoch``.
-        epochs, steps_per_epoch: total_steps = epochs * steps_per_epoch when total_steps is None.
+        epochs: with ``steps_per_epoch``, total_steps = epochs * steps_per_epoch when
+            total_steps is None.
+        steps_per_epoch: see ``epochs``.
         pct_start: fraction of the cycle spent raising the rate (a float in [0, 1], default 0.3).
         anneal_strategy: 'cos' (default) or 'linear'.
         cycle_momentum: cycle momentum / beta1 inversely to the rate (default True).

@@ -124,10 +124,12 @@ def conv_transpose1d(
         input: (N, C_in, L) or unbatched (C_in, L).
         weight: (C_in, C_out / groups, K).
         bias: optional (C_out,).
-        stride, padding, dilation: those of the convolution this is the adjoint of.
+        stride: the stride of the convolution this is the adjoint of.
+        padding: the padding of the convolution this is the adjoint of.
         output_padding: extra samples on the right of the output (smaller than stride or
             dilation), to pick among the input sizes a strided convolution maps to L.
         groups: independent channel groups.
+        dilation: the dilation of the convolution this is the adjoint of.
 
     Shape:
         - Input: (N, C_in, L_in) or (C_in, L_in)
@@ -170,11 +172,12 @@ def conv_transpose2d(
         input: (N, C_in, H, W) or unbatched (C_in, H, W).
         weight: (C_in, C_out / groups, kH, kW).
         bias: optional (C_out,).
-        stride, padding, dilation: ints or pairs, those of the convolution this is the
-            adjoint of.
+        stride: int or pair, the stride of the convolution this is the adjoint of.
+        padding: int or pair, the padding of the convolution this is the adjoint of.
         output_padding: extra rows/columns at the bottom/right of the output (each smaller
             than the stride or the dilation of its axis).
         groups: independent channel groups.
+        dilation: int or pair, the dilation of the convolution this is the adjoint of.
 
     Shape:
         - Input: (N, C_in, H_in, W_in) or (C_in, H_in, W_in)
