@@ -84,7 +84,23 @@ def _mult_adds(module: Module, inputs: tuple[Any, ...], output: Tensor) -> int:
 
 def summary(model: Module, input_shape: Sequence[int], dtype: Any = np.float32) -> Summary:
     """Run ``model`` once on zeros of ``input_shape`` (batch axis included, as torchinfo) and
-    tabulate every leaf layer: name, type, output shape, parameters and mult-adds."""
+    tabulate every leaf layer: name, type, output shape, parameters and mult-adds.
+
+    >>> from convprop import nn, summary
+    >>> print(summary(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()), (1, 1, 8, 8)))
+    ==============================================
+    Layer (type)  Output shape  Param #  Mult-adds
+    ==============================================
+    0 (Conv2d)    [1, 4, 6, 6]       40      1,296
+    1 (ReLU)      [1, 4, 6, 6]        0          0
+    ==============================================
+    Input shape: [1, 1, 8, 8]    Output shape: [1, 4, 6, 6]
+    Total params: 40
+    Trainable params: 40
+    Non-trainable params: 0
+    Total mult-adds (M): 0.00
+    ==============================================
+    """
     shape = tuple(int(s) for s in input_shape)
     if not shape or any(s <= 0 for s in shape):
         raise ValueError(f"summary: input_shape must be positive sizes, got {tuple(input_shape)}")

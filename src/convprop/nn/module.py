@@ -255,7 +255,19 @@ class Module:
 
     # ------------------------------------------------------------------ state
     def state_dict(self, prefix: str = "") -> OrderedDict[str, np.ndarray]:
-        """Every parameter and persistent buffer by dotted name, as copied ndarrays."""
+        """Every parameter and persistent buffer by dotted name, as copied ndarrays.
+
+        The names are PyTorch's, so weights move between the two libraries by name:
+
+        >>> from convprop import nn
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+        >>> {name: array.shape for name, array in model.state_dict().items()}
+        {'0.weight': (4, 1, 3, 3), '0.bias': (4,), '1.weight': (4,), '1.bias': (4,),
+         '1.running_mean': (4,), '1.running_var': (4,), '1.num_batches_tracked': ()}
+        >>> copy = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+        >>> copy.load_state_dict(model.state_dict())
+        IncompatibleKeys(missing_keys=[], unexpected_keys=[])
+        """
         state: OrderedDict[str, np.ndarray] = OrderedDict()
         for module_prefix, module in self.named_modules(prefix.rstrip(".")):
             lead = f"{module_prefix}." if module_prefix else ""

@@ -88,6 +88,17 @@ def conv2d(
         - Input: (N, C_in, H_in, W_in) or (C_in, H_in, W_in)
         - Output: (N, C_out, H_out, W_out) or (C_out, H_out, W_out), with
           H_out = floor((H_in + 2 P_h - D_h (kH - 1) - 1) / S_h) + 1, W_out likewise.
+
+    Examples:
+        >>> import convprop as cp
+        >>> import convprop.nn.functional as F
+        >>> x, w = cp.zeros(2, 3, 8, 8), cp.zeros(4, 3, 3, 3)
+        >>> F.conv2d(x, w, padding=1).shape
+        (2, 4, 8, 8)
+        >>> F.conv2d(x, w, stride=2).shape  # floor((8 - 3) / 2) + 1 = 3
+        (2, 4, 3, 3)
+        >>> F.conv2d(x[0], w, padding="same").shape  # unbatched input
+        (4, 8, 8)
     """
     return apply(
         conv.conv2d_forward,
