@@ -7,6 +7,7 @@ tensor with an integer one gives the float dtype; float32 with float64 gives flo
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -293,10 +294,10 @@ class Tensor:
         return self
 
     def pow(self, exponent: Any) -> Tensor:
-        return self**exponent
+        return self.__pow__(exponent)
 
     def matmul(self, other: Any) -> Tensor:
-        return self @ other
+        return self.__matmul__(other)
 
     def exp(self) -> Tensor:
         return apply(ew.exp_forward, ew.exp_backward, (self,))
@@ -310,7 +311,7 @@ class Tensor:
     def abs(self) -> Tensor:
         return apply(ew.abs_forward, ew.abs_backward, (self,))
 
-    def clamp(self, min: float | None = None, max: float | None = None) -> Tensor:
+    def clamp(self, min: builtins.float | None = None, max: builtins.float | None = None) -> Tensor:
         return apply(ew.clamp_forward, ew.clamp_backward, (self,), min, max)
 
     clip = clamp
@@ -388,7 +389,8 @@ class Tensor:
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         if dim is None:
             return Tensor._from_op(np.asarray(np.argmax(self.data)), None)
-        return self.max(dim, keepdim).indices
+        indices: Tensor = self.max(dim, keepdim).indices
+        return indices
 
     def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         return (-self).argmax(dim, keepdim)

@@ -105,7 +105,8 @@ def erf(x: np.ndarray) -> np.ndarray:
         u = (2.0 * large - (_ERFCX_SPLIT + _ERFCX_END)) / (_ERFCX_END - _ERFCX_SPLIT)
         erfcx = _chebyshev_series(u, _ERFCX_CHEBYSHEV)
         result.reshape(-1).put(large_index, 1.0 - np.exp(-large * large) * erfcx)
-    return np.copysign(result, x, out=result)
+    signed: np.ndarray = np.copysign(result, x, out=result)
+    return signed
 
 
 def _chebyshev_series(u: np.ndarray, coefficients: list[float]) -> np.ndarray:
@@ -289,7 +290,8 @@ def _shifted(x: np.ndarray, axis: int) -> np.ndarray:
     # A slice holding +inf, or only -inf, gives inf - inf = NaN, as PyTorch's result there;
     # -1e308 - 1e308 overflows to -inf, whose exp() is the correct 0.
     with np.errstate(invalid="ignore", over="ignore"):
-        return x - maximum
+        shifted: np.ndarray = x - maximum
+    return shifted
 
 
 def softmax_forward(x: np.ndarray, dim: int | None) -> tuple[np.ndarray, Any]:

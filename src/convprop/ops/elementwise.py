@@ -29,7 +29,8 @@ def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     axes = tuple(range(extra)) + tuple(
         extra + i for i, size in enumerate(shape) if size == 1 and grad.shape[extra + i] != 1
     )
-    return grad.sum(axis=axes, keepdims=True).reshape(shape)
+    reduced: np.ndarray = grad.sum(axis=axes, keepdims=True).reshape(shape)
+    return reduced
 
 
 def add_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Any]:

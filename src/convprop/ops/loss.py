@@ -68,7 +68,8 @@ def _grad_scale(grad_out: np.ndarray, reduction: str, denominator: Any) -> np.nd
     if reduction != "mean":
         return grad_out
     with np.errstate(invalid="ignore", divide="ignore"):
-        return grad_out / np.asarray(denominator, dtype=grad_out.dtype)
+        scaled: np.ndarray = grad_out / np.asarray(denominator, dtype=grad_out.dtype)
+    return scaled
 
 
 def _check_float_target(target: np.ndarray, func: str) -> None:

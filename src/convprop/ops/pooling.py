@@ -96,7 +96,7 @@ def _pool_arguments(
     kernel = to_tuple(kernel_size, spatial, func, "kernel_size")
     # PyTorch treats an empty stride list like None: the stride is the kernel size.
     no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
-    strides = kernel if no_stride else to_tuple(stride, spatial, func, "stride")
+    strides = kernel if no_stride or stride is None else to_tuple(stride, spatial, func, "stride")
     pads = to_tuple(padding, spatial, func, "padding")
     dilations = to_tuple(dilation, spatial, func, "dilation")
     check_positive(kernel, func, "kernel_size")
@@ -342,7 +342,7 @@ def _fix_max_pool_argmax(
     geometry: _Geometry,
 ) -> np.ndarray:
     """Exact argmax for NaN and all -inf windows; returns the mask of all -inf windows."""
-    all_minus_inf = best == -np.inf
+    all_minus_inf: np.ndarray = best == -np.inf
     if all_minus_inf.any():
         first = _first_tap_in_input(geometry)
         grids = np.meshgrid(*first, indexing="ij")
@@ -685,7 +685,8 @@ def _averaging_matrix(length: int, out: int, dtype: np.dtype) -> np.ndarray:
     start, end = _adaptive_bounds(length, out)
     positions = np.arange(length)
     inside = (positions >= start[:, None]) & (positions < end[:, None])
-    return (inside / (end - start)[:, None]).astype(dtype)
+    matrix: np.ndarray = (inside / (end - start)[:, None]).astype(dtype)
+    return matrix
 
 
 class AdaptiveAvgSaved(NamedTuple):
@@ -716,8 +717,10 @@ def _along_axis(x: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
     if axis == -1:
         # One GEMM over all rows of all maps.
         rows = int(np.prod(x.shape[:-1], dtype=np.int64))
-        return (x.reshape(rows, x.shape[-1]) @ matrix.T).reshape(x.shape[:-1] + matrix.shape[:1])
-    return np.matmul(matrix, x)  # broadcast over the maps; no transposed copies
+        result: np.ndarray = x.reshape(rows, x.shape[-1]) @ matrix.T
+        return result.reshape(x.shape[:-1] + matrix.shape[:1])
+    broadcast: np.ndarray = np.matmul(matrix, x)  # broadcast over the maps; no transposed copies
+    return broadcast
 
 
 def adaptive_avg_pool_backward(
@@ -785,6 +788,7 @@ def _adaptive_max_forward(
             values, pool_saved = _max_pool_forward(
                 func, spatial, batched, kernel, kernel, 0, 1, False, True
             )
+            assert pool_saved.indices is not None  # asked for with return_indices=True
             indices = pool_saved.indices
         else:
             values, indices = _tiled_max(batched, kernel, out_size)
@@ -987,7 +991,7 @@ def _max_unpool_forward(
         )
     kernel = to_tuple(kernel_size, spatial, func, "kernel_size")
     no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
-    strides = kernel if no_stride else to_tuple(stride, spatial, func, "stride")
+    strides = kernel if no_stride or stride is None else to_tuple(stride, spatial, func, "stride")
     pads = to_tuple(padding, spatial, func, "padding")
     in_size = batched.shape[2:]
     # The size max pooling with these arguments maps back from: (in - 1) S - 2P + K.
