@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from convprop.ops._parallel import map_blocks, worker_count
 from convprop.ops._util import (
     check_float,
     check_ndim,
@@ -100,13 +101,21 @@ class ConvGeometry:
 _BLOCK_BYTES = 2 * 1024 * 1024
 
 
+# Below this many bytes of columns the whole batch is one block: handing blocks to threads
+# costs more than it saves.
+_PARALLEL_BYTES = 256 * 1024
+
+
 def _sample_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
-    """Split the batch into blocks whose im2col columns fit in ``_BLOCK_BYTES``.
+    """Split the batch into blocks whose im2col columns fit in ``_BLOCK_BYTES``, and into at
+    least one block per core when there is enough work to share (``map_blocks``).
 
     This is cache blocking of one big contraction, not a loop over samples: each block is a
     single batched GEMM, and small inputs are one block.
     """
     size = max(1, _BLOCK_BYTES // max(1, bytes_per_sample))
+    if batch * bytes_per_sample >= _PARALLEL_BYTES:
+        size = min(size, max(1, -(-batch // worker_count())))
     return [slice(start, start + size) for start in range(0, max(batch, 1), size)]
 
 
@@ -157,10 +166,13 @@ def _correlate(
         (batch, groups, out_channels // groups, math.prod(out_size)),
         dtype=np.result_type(padded, weight),
     )
-    for block in _sample_blocks(batch, _column_bytes(padded, kernel_size, out_size)):
+
+    def correlate_block(block: slice) -> None:
         columns = _columns(padded[block], kernel_size, stride, dilation, out_size, groups)
         # (G, F/G, C/G K) @ (n, G, C/G K, O) -> (n, G, F/G, O)
         np.matmul(kernels, columns, out=out[block])
+
+    map_blocks(correlate_block, _sample_blocks(batch, _column_bytes(padded, kernel_size, out_size)))
     return out.reshape(batch, out_channels, *out_size)
 
 
@@ -186,10 +198,15 @@ def _correlate_weight(
         (groups, out_channels // groups, in_per_group * math.prod(kernel_size)),
         dtype=np.result_type(padded, grad_out),
     )
-    for block in _sample_blocks(batch, _column_bytes(padded, kernel_size, out_size)):
+
+    def correlate_block(block: slice) -> np.ndarray:
         columns = _columns(padded[block], kernel_size, stride, dilation, out_size, groups)
-        # Weight sharing: every sample and position adds its delta * input product ("+=").
-        grad_weight += np.matmul(delta[block], columns.swapaxes(-1, -2)).sum(axis=0)
+        return np.matmul(delta[block], columns.swapaxes(-1, -2)).sum(axis=0)
+
+    for partial in map_blocks(
+        correlate_block, _sample_blocks(batch, _column_bytes(padded, kernel_size, out_size))
+    ):
+        grad_weight += partial
     return grad_weight.reshape(out_channels, in_per_group, *kernel_size)
 
 
@@ -203,7 +220,8 @@ def _rot180_channel_swapped(weight: np.ndarray, groups: int) -> np.ndarray:
     kernel_size = weight.shape[2:]
     grouped = weight.reshape(groups, out_channels // groups, in_per_group, *kernel_size)
     swapped = grouped.swapaxes(1, 2)
-    flipped = swapped[(Ellipsis, *(slice(None, None, -1),) * len(kernel_size))]
+    reversed_taps: tuple[Any, ...] = (Ellipsis, *(slice(None, None, -1),) * len(kernel_size))
+    flipped = swapped[reversed_taps]
     return np.ascontiguousarray(flipped).reshape(
         groups * in_per_group, out_channels // groups, *kernel_size
     )
@@ -262,24 +280,47 @@ def _backproject(
         )
     batch, out_channels = grad_out.shape[:2]
     kernels = weight.reshape(groups, out_channels // groups, -1)
-    delta = grad_out.reshape(batch, groups, out_channels // groups, math.prod(geometry.output_size))
-    contributions = np.matmul(kernels.swapaxes(-1, -2), delta)  # (N, G, C/G * K, O)
-    contributions = contributions.reshape(
-        batch, channels, *geometry.kernel_size, *geometry.output_size
+    positions = math.prod(geometry.output_size)
+    delta = grad_out.reshape(batch, groups, out_channels // groups, positions)
+    grad_input = np.empty((batch, channels, *geometry.input_size), dtype=grad_out.dtype)
+
+    def backproject_block(block: slice) -> None:
+        samples = delta[block].shape[0]
+        block_delta = np.ascontiguousarray(delta[block].transpose(1, 2, 0, 3))
+        block_delta = block_delta.reshape(groups, out_channels // groups, samples * positions)
+        # (G, C/G K, F/G) @ (G, F/G, n O): every (position, tap) contribution w^T delta.
+        contributions = np.matmul(kernels.swapaxes(-1, -2), block_delta)
+        contributions = contributions.reshape(
+            channels, *geometry.kernel_size, samples, *geometry.output_size
+        )
+        # As (n, C, *O, *K), the layout scatter_windows takes (a view, no copy).
+        samples_first = (
+            1 + spatial,
+            0,
+            *range(2 + spatial, 2 + 2 * spatial),
+            *range(1, 1 + spatial),
+        )
+        grad_padded = scatter_windows(
+            contributions.transpose(samples_first),
+            (samples, channels, *geometry.padded_size),
+            stride,
+            dilation,
+        )
+        grad_input[block] = unpad_spatial(grad_padded, geometry.pads)
+
+    map_blocks(
+        backproject_block,
+        _sample_blocks(
+            batch, channels * math.prod(geometry.kernel_size) * positions * grad_out.itemsize
+        ),
     )
-    positions_first = (0, 1, *range(2 + spatial, 2 + 2 * spatial), *range(2, 2 + spatial))
-    grad_padded = scatter_windows(
-        contributions.transpose(positions_first),
-        (batch, channels, *geometry.padded_size),
-        stride,
-        dilation,
-    )
-    return np.ascontiguousarray(unpad_spatial(grad_padded, geometry.pads))
+    return grad_input
 
 
 def _sum_over_batch_and_positions(grad_out: np.ndarray) -> np.ndarray:
     """dL/db[f] = sum_{n, o} delta[n, f, o]."""
-    return grad_out.sum(axis=(0, *range(2, grad_out.ndim)))
+    grad_bias: np.ndarray = grad_out.sum(axis=(0, *range(2, grad_out.ndim)))
+    return grad_bias
 
 
 def _add_bias(out: np.ndarray, bias: np.ndarray | None) -> None:
