@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from convprop.ops._malloc import KEPT as _MALLOC_KEPT  # noqa: F401 - applied on import
 from convprop.ops._parallel import map_blocks, worker_count
 from convprop.ops._util import (
     check_float,

@@ -95,17 +95,19 @@ def batch_norm_forward(
     """
     _check_batch_norm(x, weight, bias, running_mean, running_var, training)
     axes = (0, *range(2, x.ndim))
-    # Per-channel arrays of shape (C,) broadcast against x as (1, C, 1, ...).
-    channel_shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    channels = x.shape[1]
     count = math.prod(x.shape[i] for i in axes)
     if x.size == 0:
-        return x.copy(), (x.copy(), None, weight, training, axes, channel_shape, count)
+        return x.copy(), (x.copy(), None, weight, training, x.shape, count)
 
+    # (N, C, S): every per-channel sum runs first along the contiguous positions S, then over
+    # the batch; per-channel arrays of shape (C,) broadcast as (C, 1).
+    values = x.reshape(x.shape[0], channels, -1)
     if training:
-        mean = x.mean(axis=axes)
-        centered = x - mean.reshape(channel_shape)
-        # NumPy's pairwise summation keeps float32 statistics accurate over large batches.
-        variance = np.square(centered).sum(axis=axes) / count
+        mean = values.sum(axis=2).sum(axis=0) / count
+        centered = values - mean[:, np.newaxis]
+        # sum_i (x_i - mu)^2 as one dot product per sample and channel (no squared copy).
+        variance = np.einsum("ncs,ncs->nc", centered, centered).sum(axis=0) / count
         if running_mean is not None and running_var is not None:
             running_mean *= 1.0 - momentum
             running_mean += momentum * mean
@@ -113,16 +115,16 @@ def batch_norm_forward(
             running_var += (momentum * count / (count - 1)) * variance
     else:
         # Evaluation mode: _check_batch_norm guarantees the running statistics are given.
-        centered = x - np.asarray(running_mean).reshape(channel_shape)
+        centered = values - np.asarray(running_mean)[:, np.newaxis]
         variance = np.asarray(running_var)
     inv_std = 1.0 / np.sqrt(variance + eps)
-    normalized = centered
-    normalized *= inv_std.reshape(channel_shape)
-    # A fresh output array even without affine parameters: backward keeps ``normalized``.
-    out = normalized.copy() if weight is None else normalized * weight.reshape(channel_shape)
+    # y = (x - mu) * (gamma inv_std) + beta: xhat itself is never stored; backward rebuilds
+    # what it needs of it from ``centered`` and ``inv_std``.
+    scale = inv_std if weight is None else weight * inv_std
+    out = centered * scale[:, np.newaxis]
     if bias is not None:
-        out += bias.reshape(channel_shape)
-    return out, (normalized, inv_std, weight, training, axes, channel_shape, count)
+        out += bias[:, np.newaxis]
+    return out.reshape(x.shape), (centered, inv_std, weight, training, x.shape, count)
 
 
 def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
@@ -131,27 +133,33 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
 
     Here dxhat = gamma dL/dy, inv_std = 1/sqrt(var + eps), sums over batch and positions.
     """
-    normalized, inv_std, weight, training, axes, channel_shape, count = saved
+    centered, inv_std, weight, training, shape, count = saved
     if grad_out.size == 0:
-        empty_channel = np.zeros(normalized.shape[1], dtype=grad_out.dtype)
+        empty_channel = np.zeros(shape[1], dtype=grad_out.dtype)
         return (
             np.zeros_like(grad_out) if needs[0] else None,
             empty_channel if needs[1] else None,
             empty_channel.copy() if needs[2] else None,
         )
-    grad_sum = grad_out.sum(axis=axes)
-    grad_dot_normalized = (grad_out * normalized).sum(axis=axes)
+    grad = grad_out.reshape(centered.shape)
+    grad_sum = grad.sum(axis=2).sum(axis=0)
+    # sum dL/dy xhat = inv_std sum dL/dy (x - mu): one dot product per sample and channel.
+    grad_dot_normalized = np.einsum("ncs,ncs->nc", grad, centered).sum(axis=0) * inv_std
     grad_x = grad_weight = grad_bias = None
     if needs[0]:
         scale = inv_std if weight is None else weight * inv_std
         if training:
-            # sum dxhat = gamma grad_sum and sum dxhat xhat = gamma grad_dot_normalized, so the
-            # factor gamma is pulled out of the whole bracket.
-            grad_x = grad_out - (grad_sum / count).reshape(channel_shape)
-            grad_x -= normalized * (grad_dot_normalized / count).reshape(channel_shape)
-            grad_x *= scale.reshape(channel_shape)
+            # The bracket expanded per channel, with xhat = (x - mu) inv_std and
+            # sum dxhat = gamma grad_sum, sum dxhat xhat = gamma grad_dot_normalized:
+            # dL/dx = scale dL/dy - scale grad_sum / m - scale inv_std (grad_dot_normalized / m)
+            # (x - mu), three per-channel coefficients and two passes over the data.
+            centered_coefficient = -scale * inv_std * grad_dot_normalized / count
+            grad_x = centered * centered_coefficient[:, np.newaxis]
+            grad_x += (-scale * grad_sum / count)[:, np.newaxis]
+            grad_x += grad * scale[:, np.newaxis]
         else:
-            grad_x = grad_out * scale.reshape(channel_shape)
+            grad_x = grad * scale[:, np.newaxis]
+        grad_x = grad_x.reshape(shape)
     if needs[1]:
         grad_weight = grad_dot_normalized
     if needs[2]:
