@@ -98,16 +98,16 @@ def batch_norm_forward(
     channels = x.shape[1]
     count = math.prod(x.shape[i] for i in axes)
     if x.size == 0:
-        return x.copy(), (x.copy(), None, weight, training, x.shape, count)
+        return x.copy(), (None, None, None, weight, training, x.shape, count)
 
     # (N, C, S): every per-channel sum runs first along the contiguous positions S, then over
     # the batch; per-channel arrays of shape (C,) broadcast as (C, 1).
     values = x.reshape(x.shape[0], channels, -1)
     if training:
         mean = values.sum(axis=2).sum(axis=0) / count
-        centered = values - mean[:, np.newaxis]
+        out = values - mean[:, np.newaxis]
         # sum_i (x_i - mu)^2 as one dot product per sample and channel (no squared copy).
-        variance = np.einsum("ncs,ncs->nc", centered, centered).sum(axis=0) / count
+        variance = np.einsum("ncs,ncs->nc", out, out).sum(axis=0) / count
         if running_mean is not None and running_var is not None:
             running_mean *= 1.0 - momentum
             running_mean += momentum * mean
@@ -115,16 +115,18 @@ def batch_norm_forward(
             running_var += (momentum * count / (count - 1)) * variance
     else:
         # Evaluation mode: _check_batch_norm guarantees the running statistics are given.
-        centered = values - np.asarray(running_mean)[:, np.newaxis]
+        mean = np.array(running_mean)
+        out = values - mean[:, np.newaxis]
         variance = np.asarray(running_var)
     inv_std = 1.0 / np.sqrt(variance + eps)
-    # y = (x - mu) * (gamma inv_std) + beta: xhat itself is never stored; backward rebuilds
-    # what it needs of it from ``centered`` and ``inv_std``.
+    # y = (x - mu) * (gamma inv_std) + beta, in place in the one output array. Backward keeps
+    # x (alive anyway: it is this node's input) and mu rather than a copy of xhat, and
+    # rebuilds x - mu when it runs.
     scale = inv_std if weight is None else weight * inv_std
-    out = centered * scale[:, np.newaxis]
+    out *= scale[:, np.newaxis]
     if bias is not None:
         out += bias[:, np.newaxis]
-    return out.reshape(x.shape), (centered, inv_std, weight, training, x.shape, count)
+    return out.reshape(x.shape), (values, mean, inv_std, weight, training, x.shape, count)
 
 
 def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
@@ -133,7 +135,7 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
 
     Here dxhat = gamma dL/dy, inv_std = 1/sqrt(var + eps), sums over batch and positions.
     """
-    centered, inv_std, weight, training, shape, count = saved
+    values, mean, inv_std, weight, training, shape, count = saved
     if grad_out.size == 0:
         empty_channel = np.zeros(shape[1], dtype=grad_out.dtype)
         return (
@@ -141,7 +143,8 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
             empty_channel if needs[1] else None,
             empty_channel.copy() if needs[2] else None,
         )
-    grad = grad_out.reshape(centered.shape)
+    grad = grad_out.reshape(values.shape)
+    centered = values - mean[:, np.newaxis]
     grad_sum = grad.sum(axis=2).sum(axis=0)
     # sum dL/dy xhat = inv_std sum dL/dy (x - mu): one dot product per sample and channel.
     grad_dot_normalized = np.einsum("ncs,ncs->nc", grad, centered).sum(axis=0) * inv_std

@@ -34,11 +34,17 @@ def pad_spatial(x: np.ndarray, pads: Sequence[tuple[int, int]], value: float = 0
     shape = x.shape[:lead] + tuple(
         size + before + after for size, (before, after) in zip(x.shape[lead:], pads, strict=True)
     )
-    padded = np.full(shape, value, dtype=x.dtype)
+    # Written once: the core copied in, then only the border slabs filled (not the whole
+    # array filled first and the core overwritten).
+    padded = np.empty(shape, dtype=x.dtype)
     inner = (slice(None),) * lead + tuple(
         slice(before, before + size) for size, (before, _) in zip(x.shape[lead:], pads, strict=True)
     )
     padded[inner] = x
+    for axis, (before, after) in enumerate(pads, start=lead):
+        head = (slice(None),) * axis
+        padded[(*head, slice(0, before))] = value
+        padded[(*head, slice(shape[axis] - after, shape[axis]))] = value
     return padded
 
 
