@@ -44,12 +44,15 @@ def worker_count() -> int:
 def map_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> list[T]:
     """``[work(block) for block in blocks]``, the blocks spread over the cores.
 
-    BLAS runs single-threaded meanwhile (the parallelism is across blocks); a single block runs
-    in the calling thread.
+    Several blocks: BLAS runs single-threaded meanwhile (the parallelism is across blocks). A
+    single block (a small op) runs in the calling thread with BLAS's own threads, as any
+    NumPy code would: handing it to the pool would cost more than it saves.
     """
     global _pool
+    if len(blocks) == 1:
+        return [work(blocks[0])]
     with _blas.limit(limits=1):
-        if len(blocks) == 1 or worker_count() == 1:
+        if worker_count() == 1:
             return [work(block) for block in blocks]
         if _pool is None:
             _pool = ThreadPoolExecutor(worker_count(), thread_name_prefix="convprop")

@@ -104,20 +104,17 @@ class ConvGeometry:
 _BLOCK_BYTES = 4 * 1024 * 1024
 
 
-# Below this many bytes of columns the whole batch is one block: handing blocks to threads
-# costs more than it saves.
-_PARALLEL_BYTES = 256 * 1024
-
-
 def _sample_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
-    """Split the batch into blocks whose im2col columns fit in ``_BLOCK_BYTES``, and into at
-    least one block per core when there is enough work to share (``map_blocks``).
+    """Split the batch into blocks whose im2col columns fit in ``_BLOCK_BYTES``; when that
+    takes more than one block, into at least one block per core (``map_blocks``). A batch
+    that fits in one block stays one block, run with BLAS's own threads: handing its pieces to
+    the pool cost more than it saved on ops of 1-3 ms (ResNet-20's 1x1 projections).
 
     This is cache blocking of one big contraction, not a loop over samples: each block is a
     single batched GEMM, and small inputs are one block.
     """
     size = max(1, _BLOCK_BYTES // max(1, bytes_per_sample))
-    if batch * bytes_per_sample >= _PARALLEL_BYTES:
+    if batch * bytes_per_sample > _BLOCK_BYTES:
         size = min(size, max(1, -(-batch // worker_count())))
     return [slice(start, start + size) for start in range(0, max(batch, 1), size)]
 
@@ -285,38 +282,35 @@ def _backproject(
     kernels = weight.reshape(groups, out_channels // groups, -1)
     positions = math.prod(geometry.output_size)
     delta = grad_out.reshape(batch, groups, out_channels // groups, positions)
-    grad_input = np.empty((batch, channels, *geometry.input_size), dtype=grad_out.dtype)
 
-    def backproject_block(block: slice) -> None:
+    def backproject_samples(block: slice) -> np.ndarray:
         samples = delta[block].shape[0]
-        block_delta = np.ascontiguousarray(delta[block].transpose(1, 2, 0, 3))
-        block_delta = block_delta.reshape(groups, out_channels // groups, samples * positions)
-        # (G, C/G K, F/G) @ (G, F/G, n O): every (position, tap) contribution w^T delta.
-        contributions = np.matmul(kernels.swapaxes(-1, -2), block_delta)
+        # (G, C/G K, F/G) @ (n, G, F/G, O): every (position, tap) contribution w^T delta.
+        contributions = np.matmul(kernels.swapaxes(-1, -2), delta[block])
         contributions = contributions.reshape(
-            channels, *geometry.kernel_size, samples, *geometry.output_size
+            samples, channels, *geometry.kernel_size, *geometry.output_size
         )
         # As (n, C, *O, *K), the layout scatter_windows takes (a view, no copy).
-        samples_first = (
-            1 + spatial,
-            0,
-            *range(2 + spatial, 2 + 2 * spatial),
-            *range(1, 1 + spatial),
-        )
+        positions_first = (0, 1, *range(2 + spatial, 2 + 2 * spatial), *range(2, 2 + spatial))
         grad_padded = scatter_windows(
-            contributions.transpose(samples_first),
+            contributions.transpose(positions_first),
             (samples, channels, *geometry.padded_size),
             stride,
             dilation,
         )
-        grad_input[block] = unpad_spatial(grad_padded, geometry.pads)
+        return unpad_spatial(grad_padded, geometry.pads)
 
-    map_blocks(
-        backproject_block,
-        _sample_blocks(
-            batch, channels * math.prod(geometry.kernel_size) * positions * grad_out.itemsize
-        ),
+    blocks = _sample_blocks(
+        batch, channels * math.prod(geometry.kernel_size) * positions * grad_out.itemsize
     )
+    if len(blocks) == 1:
+        return np.ascontiguousarray(backproject_samples(blocks[0]))
+    grad_input = np.empty((batch, channels, *geometry.input_size), dtype=grad_out.dtype)
+
+    def backproject_block(block: slice) -> None:
+        grad_input[block] = backproject_samples(block)
+
+    map_blocks(backproject_block, blocks)
     return grad_input
 
 
