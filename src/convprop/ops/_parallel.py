@@ -41,6 +41,31 @@ def worker_count() -> int:
         return os.cpu_count() or 1
 
 
+# Element-wise passes over fewer bytes than this run whole in the calling thread: sharing
+# LeNet-5's 2.4 MB ReLU maps made its step slower; with this threshold batch norm and ReLU in
+# blocks made ResNet-20's step ~7% and DenseNet-BC's ~11% faster (measured interleaved).
+_SHARE_BYTES = 4 << 20
+
+
+def batch_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
+    """Blocks of samples for an element-wise pass: one per core when the pass is large enough
+    to be worth sharing, else the whole batch."""
+    workers = worker_count()
+    if workers == 1 or batch < 2 or batch * bytes_per_sample < _SHARE_BYTES:
+        return [slice(None)]
+    size = -(-batch // workers)
+    return [slice(start, start + size) for start in range(0, batch, size)]
+
+
+def sum_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> T:
+    """The sum of ``work(block)`` over the blocks (in block order), computed in parallel."""
+    parts = map_blocks(work, blocks)
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part  # type: ignore[operator]
+    return total
+
+
 def map_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> list[T]:
     """``[work(block) for block in blocks]``, the blocks spread over the cores.
 

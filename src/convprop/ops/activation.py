@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from convprop.ops._parallel import batch_blocks, map_blocks
 from convprop.ops._util import check_float
 from convprop.ops.elementwise import Grads, Needs
 
@@ -132,7 +133,12 @@ def _check_input(x: np.ndarray, func: str) -> None:
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, Any]:
     """relu(v) = max(v, 0)."""
     _check_input(x, "relu")
-    out = np.maximum(x, 0)
+    if x.ndim == 0:
+        out = np.maximum(x, 0)
+        return out, out
+    # Blocks of samples on every core (NumPy releases the GIL in the ufunc).
+    out = np.empty_like(x)
+    map_blocks(lambda b: np.maximum(x[b], 0, out=out[b]), batch_blocks(len(x), x[:1].nbytes))
     return out, out
 
 
@@ -141,7 +147,15 @@ def relu_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     out = saved
     # "not out <= 0" rather than "out > 0": a NaN input passes its gradient, as in PyTorch.
     # Multiplying by the mask is ~10x faster than np.where on random signs (branch misses).
-    return (grad_out * ~(out <= 0),)
+    if grad_out.ndim == 0:
+        return (grad_out * ~(out <= 0),)
+    grad = np.empty(np.broadcast_shapes(grad_out.shape, out.shape), np.result_type(grad_out, out))
+
+    def masked(b: slice) -> None:
+        np.multiply(grad_out[b], ~(out[b] <= 0), out=grad[b])
+
+    map_blocks(masked, batch_blocks(len(grad), grad[:1].nbytes))
+    return (grad,)
 
 
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> tuple[np.ndarray, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from convprop.ops._parallel import batch_blocks, map_blocks, sum_blocks
 from convprop.ops._util import check_float, check_same_dtype
 from convprop.ops.elementwise import Grads, Needs
 
@@ -101,13 +102,20 @@ def batch_norm_forward(
         return x.copy(), (None, None, None, weight, training, x.shape, count)
 
     # (N, C, S): every per-channel sum runs first along the contiguous positions S, then over
-    # the batch; per-channel arrays of shape (C,) broadcast as (C, 1).
+    # the batch; per-channel arrays of shape (C,) broadcast as (C, 1). Each pass runs over
+    # blocks of samples on every core (``batch_blocks``), partial sums added in block order.
     values = x.reshape(x.shape[0], channels, -1)
+    blocks = batch_blocks(values.shape[0], values[0].nbytes)
+    out = np.empty_like(values)
     if training:
-        mean = values.sum(axis=2).sum(axis=0) / count
-        out = values - mean[:, np.newaxis]
-        # sum_i (x_i - mu)^2 as one dot product per sample and channel (no squared copy).
-        variance = np.einsum("ncs,ncs->nc", out, out).sum(axis=0) / count
+        mean = sum_blocks(lambda b: values[b].sum(axis=2).sum(axis=0), blocks) / count
+
+        def center(b: slice) -> np.ndarray:
+            np.subtract(values[b], mean[:, np.newaxis], out=out[b])
+            # sum_i (x_i - mu)^2 as one dot product per sample and channel (no squared copy).
+            return np.einsum("ncs,ncs->nc", out[b], out[b]).sum(axis=0)
+
+        variance = sum_blocks(center, blocks) / count
         if running_mean is not None and running_var is not None:
             running_mean *= 1.0 - momentum
             running_mean += momentum * mean
@@ -116,16 +124,21 @@ def batch_norm_forward(
     else:
         # Evaluation mode: _check_batch_norm guarantees the running statistics are given.
         mean = np.array(running_mean)
-        out = values - mean[:, np.newaxis]
         variance = np.asarray(running_var)
+        map_blocks(lambda b: np.subtract(values[b], mean[:, np.newaxis], out=out[b]), blocks)
     inv_std = 1.0 / np.sqrt(variance + eps)
     # y = (x - mu) * (gamma inv_std) + beta, in place in the one output array. Backward keeps
     # x (alive anyway: it is this node's input) and mu rather than a copy of xhat, and
     # rebuilds x - mu when it runs.
-    scale = inv_std if weight is None else weight * inv_std
-    out *= scale[:, np.newaxis]
-    if bias is not None:
-        out += bias[:, np.newaxis]
+    scale = (inv_std if weight is None else weight * inv_std)[:, np.newaxis]
+    shift = None if bias is None else bias[:, np.newaxis]
+
+    def normalize(b: slice) -> None:
+        out[b] *= scale
+        if shift is not None:
+            out[b] += shift
+
+    map_blocks(normalize, blocks)
     return out.reshape(x.shape), (values, mean, inv_std, weight, training, x.shape, count)
 
 
@@ -144,24 +157,43 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
             empty_channel.copy() if needs[2] else None,
         )
     grad = grad_out.reshape(values.shape)
-    centered = values - mean[:, np.newaxis]
-    grad_sum = grad.sum(axis=2).sum(axis=0)
-    # sum dL/dy xhat = inv_std sum dL/dy (x - mu): one dot product per sample and channel.
-    grad_dot_normalized = np.einsum("ncs,ncs->nc", grad, centered).sum(axis=0) * inv_std
+    blocks = batch_blocks(values.shape[0], values[0].nbytes)
+    centering = mean[:, np.newaxis]
+
+    def sums(b: slice) -> np.ndarray:
+        # sum dL/dy and sum dL/dy (x - mu), one dot product per sample and channel.
+        centered = values[b] - centering
+        return np.stack(
+            [grad[b].sum(axis=2).sum(axis=0), np.einsum("ncs,ncs->nc", grad[b], centered).sum(0)]
+        )
+
+    grad_sum, grad_dot_centered = sum_blocks(sums, blocks)
+    # sum dL/dy xhat = inv_std sum dL/dy (x - mu)
+    grad_dot_normalized = grad_dot_centered * inv_std
     grad_x = grad_weight = grad_bias = None
     if needs[0]:
         scale = inv_std if weight is None else weight * inv_std
+        grad_x = np.empty_like(grad)
         if training:
             # The bracket expanded per channel, with xhat = (x - mu) inv_std and
             # sum dxhat = gamma grad_sum, sum dxhat xhat = gamma grad_dot_normalized:
             # dL/dx = scale dL/dy - scale grad_sum / m - scale inv_std (grad_dot_normalized / m)
-            # (x - mu), three per-channel coefficients and two passes over the data.
-            centered_coefficient = -scale * inv_std * grad_dot_normalized / count
-            grad_x = centered * centered_coefficient[:, np.newaxis]
-            grad_x += (-scale * grad_sum / count)[:, np.newaxis]
-            grad_x += grad * scale[:, np.newaxis]
+            # (x - mu): three per-channel coefficients, one pass over the data.
+            centered_coefficient = (-scale * inv_std * grad_dot_normalized / count)[:, np.newaxis]
+            constant = (-scale * grad_sum / count)[:, np.newaxis]
+
+            def input_grad(b: slice) -> None:
+                np.subtract(values[b], centering, out=grad_x[b])
+                grad_x[b] *= centered_coefficient
+                grad_x[b] += constant
+                grad_x[b] += grad[b] * scale[:, np.newaxis]
+
         else:
-            grad_x = grad * scale[:, np.newaxis]
+
+            def input_grad(b: slice) -> None:
+                np.multiply(grad[b], scale[:, np.newaxis], out=grad_x[b])
+
+        map_blocks(input_grad, blocks)
         grad_x = grad_x.reshape(shape)
     if needs[1]:
         grad_weight = grad_dot_normalized
