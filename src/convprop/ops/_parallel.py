@@ -33,6 +33,16 @@ _blas = ThreadpoolController().select(user_api="blas")
 _pool: ThreadPoolExecutor | None = None
 
 
+def _forget_pool() -> None:
+    """A forked child has none of the parent's threads: it starts its own pool when needed."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def worker_count() -> int:
     """The number of cores this process may run on (the pool's size)."""
     try:
