@@ -30,6 +30,7 @@ from benchmarks.harness import (
     numpy_peak_bytes,
     torch_peak_bytes,
 )
+from convprop.ops._malloc import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -131,6 +132,7 @@ def write_markdown(path: Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # as the training job does: the steps re-allocate the same buffers
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--filter", default="", help="run only cases whose name contains this")

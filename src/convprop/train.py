@@ -56,6 +56,7 @@ from convprop.io.files import (
     save_state_dict,
 )
 from convprop.nn import functional as F
+from convprop.ops._malloc import keep_freed_memory
 
 CHECKPOINT_FORMAT = 1
 MODEL_NAMES = ("lenet5", "resnet20", "resnet32", "resnet56", "densenet_bc", "tdnn")
@@ -395,6 +396,7 @@ def fit(
     and training continues after its last committed epoch, up to ``epochs`` if given.
     """
     run_dir = Path(run_dir)
+    keep_freed_memory()  # a training loop re-allocates the same buffers every step
     if resume:
         if not (run_dir / "checkpoint.json").exists():
             raise RunDirectoryError(f"{run_dir}: no checkpoint.json to resume from")

@@ -13,8 +13,10 @@ Raising both thresholds to 1 GiB makes ``free`` keep the memory in the heap, whe
 step's arrays of the same sizes find it. The process's resident memory then stays at its peak
 instead of shrinking between steps (the peak itself is unchanged). This is a process-wide
 setting, as with the ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` environment
-variables: it is skipped when either variable is set (the user's choice wins) or when
-``CONVPROP_KEEP_MALLOC=1``, and on systems without glibc's ``mallopt``.
+variables, so importing the library never applies it: the training job (``convprop.train.fit``)
+and the benchmarks call ``keep_freed_memory()``, and a user may call it in their own training
+script. It is skipped when either variable is set (the user's choice wins) or when
+``CONVPROP_NO_MALLOC_TUNING=1``, and on systems without glibc's ``mallopt``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ _THRESHOLD = 1 << 30
 
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds; whether it was done."""
-    if os.environ.get("CONVPROP_KEEP_MALLOC") == "1" or any(
+    if os.environ.get("CONVPROP_NO_MALLOC_TUNING") == "1" or any(
         name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
     ):
         return False
@@ -44,6 +46,3 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)) and bool(
         mallopt(_M_TRIM_THRESHOLD, _THRESHOLD)
     )
-
-
-KEPT = keep_freed_memory()

@@ -13,8 +13,11 @@ anyway) and hand the blocks to a pool of Python threads, one per core, each runn
 products with one BLAS thread. NumPy releases the GIL in its copies and in BLAS, so the blocks
 really run in parallel; a thread that loses its core delays only the block it holds while the
 other threads take the remaining blocks (no barrier until the op's end). The work of each
-block is the same as a serial loop would do, so results do not depend on the thread count
-(each block writes its own slice of the output; partial sums are added in block order).
+block is the same as a serial loop would do, so for a given split into blocks the results do
+not depend on which thread ran which block (each block writes its own slice of the output;
+partial sums are added in block order). Large batches are split into at least one block per
+core, so the bits of a sum can differ between machines with different core counts, as they do
+with a multi-threaded BLAS; on one machine every run gives the same bits.
 """
 
 from __future__ import annotations

@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops._malloc import KEPT as _MALLOC_KEPT  # noqa: F401 - applied on import
 from convprop.ops._parallel import map_blocks, worker_count
 from convprop.ops._util import (
     check_float,
@@ -143,7 +142,7 @@ def _columns(
 
 
 def _column_bytes(padded: np.ndarray, kernel_size: Sequence[int], out_size: Sequence[int]) -> int:
-    return padded.shape[1] * math.prod(kernel_size) * math.prod(out_size) * padded.itemsize
+    return int(padded.shape[1] * math.prod(kernel_size) * math.prod(out_size) * padded.itemsize)
 
 
 def _correlate(
@@ -201,7 +200,8 @@ def _correlate_weight(
 
     def correlate_block(block: slice) -> np.ndarray:
         columns = _columns(padded[block], kernel_size, stride, dilation, out_size, groups)
-        return np.matmul(delta[block], columns.swapaxes(-1, -2)).sum(axis=0)
+        partial: np.ndarray = np.matmul(delta[block], columns.swapaxes(-1, -2)).sum(axis=0)
+        return partial
 
     for partial in map_blocks(
         correlate_block, _sample_blocks(batch, _column_bytes(padded, kernel_size, out_size))

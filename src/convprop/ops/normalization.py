@@ -113,7 +113,8 @@ def batch_norm_forward(
         def center(b: slice) -> np.ndarray:
             np.subtract(values[b], mean[:, np.newaxis], out=out[b])
             # sum_i (x_i - mu)^2 as one dot product per sample and channel (no squared copy).
-            return np.einsum("ncs,ncs->nc", out[b], out[b]).sum(axis=0)
+            squares: np.ndarray = np.einsum("ncs,ncs->nc", out[b], out[b]).sum(axis=0)
+            return squares
 
         variance = sum_blocks(center, blocks) / count
         if running_mean is not None and running_var is not None:
@@ -173,7 +174,7 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
     grad_x = grad_weight = grad_bias = None
     if needs[0]:
         scale = inv_std if weight is None else weight * inv_std
-        grad_x = np.empty_like(grad)
+        grad_x_values = np.empty_like(grad)
         if training:
             # The bracket expanded per channel, with xhat = (x - mu) inv_std and
             # sum dxhat = gamma grad_sum, sum dxhat xhat = gamma grad_dot_normalized:
@@ -183,18 +184,18 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
             constant = (-scale * grad_sum / count)[:, np.newaxis]
 
             def input_grad(b: slice) -> None:
-                np.subtract(values[b], centering, out=grad_x[b])
-                grad_x[b] *= centered_coefficient
-                grad_x[b] += constant
-                grad_x[b] += grad[b] * scale[:, np.newaxis]
+                np.subtract(values[b], centering, out=grad_x_values[b])
+                grad_x_values[b] *= centered_coefficient
+                grad_x_values[b] += constant
+                grad_x_values[b] += grad[b] * scale[:, np.newaxis]
 
         else:
 
             def input_grad(b: slice) -> None:
-                np.multiply(grad[b], scale[:, np.newaxis], out=grad_x[b])
+                np.multiply(grad[b], scale[:, np.newaxis], out=grad_x_values[b])
 
         map_blocks(input_grad, blocks)
-        grad_x = grad_x.reshape(shape)
+        grad_x = grad_x_values.reshape(shape)
     if needs[1]:
         grad_weight = grad_dot_normalized
     if needs[2]:

@@ -1,0 +1,43 @@
+"""The block pool and the malloc tuning behind the engine's speed (ops/_parallel, ops/_malloc)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convprop.nn.functional as F
+from convprop import tensor
+from convprop.ops import _malloc, _parallel
+
+
+def test_map_blocks_keeps_block_order_and_sum_blocks_adds_in_order() -> None:
+    blocks = [slice(i, i + 1) for i in range(7)]
+    assert _parallel.map_blocks(lambda b: b.start * 10, blocks) == [0, 10, 20, 30, 40, 50, 60]
+    assert _parallel.sum_blocks(lambda b: np.array([b.start]), blocks)[0] == 21
+
+
+def test_same_blocks_give_the_same_bits_serially_and_in_parallel(monkeypatch) -> None:
+    """Each block writes its own slice and partial sums are added in block order, so with the
+    same split into blocks (here 18 samples each, under either worker count) a layer gives
+    bitwise the same values whether its blocks run in the pool or one after another."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 8, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+
+    def run() -> tuple[np.ndarray, ...]:
+        input_, weight = tensor(x, requires_grad=True), tensor(w, requires_grad=True)
+        out = F.batch_norm(F.conv2d(input_, weight, padding=1), None, None, training=True)
+        (out * out).sum().backward()
+        return out.numpy(), input_.grad.numpy(), weight.grad.numpy()
+
+    parallel = run()
+    monkeypatch.setattr(_parallel, "worker_count", lambda: 1)
+    serial = run()
+    for a, b in zip(parallel, serial, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("variable", ["CONVPROP_NO_MALLOC_TUNING", "MALLOC_MMAP_THRESHOLD_"])
+def test_malloc_tuning_respects_the_users_choice(monkeypatch, variable: str) -> None:
+    monkeypatch.setenv(variable, "1")
+    assert _malloc.keep_freed_memory() is False
