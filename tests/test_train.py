@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import convprop.train as training
+from convprop.data import DataError
 from convprop.io.files import CheckpointError, load_arrays
 from convprop.train import RunDirectoryError, TrainConfig, TrainingError, evaluate, fit, predict
 
@@ -141,6 +142,15 @@ def test_existing_run_directory_is_refused_unless_resume_or_overwrite(tmp_path: 
         log=lambda s: None,
     )
     assert (run / "notes.txt").read_text() == "mine"
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(DataError, match="missing.npz: no such file"):
+        fit(
+            TrainConfig(epochs=1, data=str(tmp_path / "missing.npz")),
+            run,
+            overwrite=True,
+            progress=False,
+        )
+    assert (run / "model.safetensors").read_bytes() == before  # a failed overwrite keeps the run
     assert json.loads((run / "checkpoint.json").read_text())["config"]["seed"] == 4
     with pytest.raises(RunDirectoryError, match="no checkpoint.json to resume from"):
         fit(TrainConfig(), tmp_path / "empty", resume=True, progress=False)

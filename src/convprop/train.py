@@ -288,13 +288,14 @@ def build_scheduler(config: TrainConfig, optimizer: optim.Optimizer, steps_per_e
 
 
 # ----------------------------------------------------------------------------- run directory
-def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+def _check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> list[str]:
+    """The run files already in ``run_dir`` (to be replaced); raises if they may not be."""
     if resume and overwrite:
         raise RunDirectoryError("choose either --resume or --overwrite, not both")
     if resume:
         if not (run_dir / "checkpoint.json").exists():
             raise RunDirectoryError(f"{run_dir}: no checkpoint.json to resume from")
-        return
+        return []
     existing = [name for name in RUN_FILES if (run_dir / name).exists()]
     if (run_dir / "state").exists():
         existing.append("state/")
@@ -303,10 +304,18 @@ def _prepare_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
             f"{run_dir}: already holds a run ({', '.join(existing[:3])}); pass --resume to "
             "continue it or --overwrite to replace it"
         )
-    # Only the files a run writes are removed: anything else the user keeps there stays.
+    return existing
+
+
+def _clear_run_dir(run_dir: Path, existing: list[str]) -> None:
+    """Remove an overwritten run's files (only those a run writes: anything else the user
+    keeps there stays) and create the directory."""
     for name in existing:
         target = run_dir / name.rstrip("/")
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "state").mkdir(exist_ok=True)
 
@@ -415,10 +424,12 @@ def fit(
                 )
             config.epochs = epochs
     config.validate()
-    _prepare_run_dir(run_dir, resume, overwrite)
+    replaced = _check_run_dir(run_dir, resume, overwrite)
     data = prepare_data(config)
     dtype = np.dtype(config.dtype)
     normalize = Normalize(data.mean, data.std)
+    # Only now, with the data loaded, may an overwritten run go: a bad --data keeps it.
+    _clear_run_dir(run_dir, replaced)
 
     cp.manual_seed(config.seed)
     model = build_model(config.model, data.input_shape, len(data.classes)).to(dtype)
