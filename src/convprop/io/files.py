@@ -90,6 +90,6 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def save_state_dict(path: str | Path, state: Mapping[str, np.ndarray]) -> None:
-    """A model's ``state_dict`` as safetensors, keys as PyTorch's (loadable by
-    ``safetensors.torch.load_file`` and ``torch.nn.Module.load_state_dict``)."""
+    """A model's ``state_dict`` as safetensors, keys as PyTorch's, so PyTorch reads it with
+    safetensors' own ``load_file`` (its torch flavour) and ``Module.load_state_dict``."""
     save_arrays(path, state, {"format": "pt", "producer": "convprop"})
