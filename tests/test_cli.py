@@ -49,6 +49,15 @@ def test_train_evaluate_predict_through_the_cli(tmp_path: Path, capsys) -> None:
     assert line.startswith(f"{image}: ") and line.count(",") == 1
 
 
+def test_default_run_directories_are_new_each_time(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["train", "--epochs", "1", *QUICK]) == 0
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all((run / "checkpoint.json").exists() for run in runs)
+    assert f"run saved in {runs[-1].relative_to(tmp_path)}" in capsys.readouterr().out
+
+
 def test_onecycle_run_cannot_be_stretched_on_resume(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--out", str(run), *QUICK]) == 0

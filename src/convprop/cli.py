@@ -11,6 +11,7 @@ import sys
 import tomllib
 from collections.abc import Sequence
 from dataclasses import fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-fraction", type=float, help="share split off for testing (0.2)")
     train.add_argument("--limit", type=int, help="train on this many samples only (quick runs)")
     train.add_argument("--resize", type=_size, help="resize images to HxW (image folders)")
-    train.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory")
+    train.add_argument(
+        "--out", type=Path, help="run directory (default: a new runs/YYYYmmdd-HHMMSS)"
+    )
     train.add_argument(
         "--resume",
         type=Path,
@@ -113,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_explain_parser(commands)
     return parser
+
+
+def _new_run_dir(parent: Path) -> Path:
+    """A run directory that does not exist yet, named by the time (so running the README's
+    ``convprop train`` twice keeps both runs instead of refusing the second)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    candidate, suffix = parent / stamp, 2
+    while candidate.exists():
+        candidate, suffix = parent / f"{stamp}-{suffix}", suffix + 1
+    return candidate
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
@@ -150,7 +163,10 @@ def _run(args: argparse.Namespace) -> int:
         else:
             config = _train_config(args)
             result = training.fit(
-                config, args.out, overwrite=args.overwrite, progress=not args.quiet
+                config,
+                args.out if args.out is not None else _new_run_dir(Path("runs")),
+                overwrite=args.overwrite,
+                progress=not args.quiet,
             )
         print(f"final test accuracy {result.test_accuracy:.4f}; run saved in {result.run_dir}")
         return 0
