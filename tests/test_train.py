@@ -156,8 +156,8 @@ def test_existing_run_directory_is_refused_unless_resume_or_overwrite(tmp_path: 
         fit(TrainConfig(), tmp_path / "empty", resume=True, progress=False)
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
-    run = tmp_path / "run"
+def poison_loss_at(monkeypatch, call: int) -> None:
+    """Make the ``call``-th training loss NaN (6 batches per epoch in these quick runs)."""
     real = training.F.cross_entropy
     calls = {"count": 0}
 
@@ -165,11 +165,16 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, mo
         loss = real(*args, **kwargs)
         if kwargs.get("reduction", "mean") == "mean":
             calls["count"] += 1
-            if calls["count"] == 8:  # epoch 2 (6 batches per epoch), batch 2
+            if calls["count"] == call:
                 return loss * float("nan")
         return loss
 
     monkeypatch.setattr(training.F, "cross_entropy", poisoned)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "run"
+    poison_loss_at(monkeypatch, 8)  # epoch 2, batch 2
     with pytest.raises(
         TrainingError, match=r"loss became nan at epoch 2, batch 2.*\(epoch 1\) is kept"
     ):
@@ -178,6 +183,15 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, mo
     assert checkpoint["epoch"] == 1
     model, _ = training.load_run(run)
     assert model is not None
+
+
+def test_non_finite_loss_in_the_first_epoch_says_there_is_no_checkpoint(
+    tmp_path: Path, monkeypatch
+) -> None:
+    poison_loss_at(monkeypatch, 3)
+    with pytest.raises(TrainingError, match="epoch 1, batch 3.*No epoch had completed"):
+        quick_fit(tmp_path / "run", epochs=2)
+    assert not (tmp_path / "run" / "checkpoint.json").exists()
 
 
 def test_evaluate_and_predict(tmp_path: Path) -> None:

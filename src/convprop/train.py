@@ -385,9 +385,8 @@ def evaluate_arrays(
             total_loss += float(F.cross_entropy(logits, target, reduction="sum").item())
             predictions.append(np.argmax(logits.numpy(), axis=1))
     model.train(was_training)
-    return total_loss / max(1, len(labels)), np.concatenate(
-        predictions
-    ) if predictions else np.zeros(0, int)
+    predicted = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
+    return total_loss / max(1, len(labels)), predicted
 
 
 def fit(
@@ -463,10 +462,14 @@ def fit(
             value = float(loss.item())
             if not math.isfinite(value):
                 bar.close()
-                last = f"epoch {start_epoch if not history else history[-1].epoch}"
+                kept = (
+                    f"The last good checkpoint (epoch {history[-1].epoch}) is kept in {run_dir}"
+                    if history
+                    else "No epoch had completed, so there is no checkpoint"
+                )
                 raise TrainingError(
                     f"loss became {value} at epoch {epoch}, batch {batch_index}; try a smaller "
-                    f"--lr. The last good checkpoint ({last}) is kept in {run_dir}"
+                    f"--lr. {kept}"
                 )
             optimizer.zero_grad()
             loss.backward()
