@@ -13,6 +13,7 @@ import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -301,13 +302,7 @@ def load_image_folder(root: str | Path, resize: tuple[int, int] | None = None) -
             f"{root}: images have different sizes ({examples}, ...); "
             "pass --resize HxW to resize them"
         )
-    arrays = []
-    for picture in pictures:
-        picture = picture.convert(mode)
-        if resize is not None and picture.size != (resize[1], resize[0]):
-            picture = picture.resize((resize[1], resize[0]), Image.Resampling.BILINEAR)
-        array = np.asarray(picture, dtype=np.uint8)
-        arrays.append(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+    arrays = [_picture_to_chw(picture, mode, resize) for picture in pictures]
     labels = np.array([label for _, label in files], dtype=np.int64)
     return ArrayDataset(
         _scale_images(np.stack(arrays)), labels, [d.name for d in class_dirs], str(root)
@@ -320,14 +315,24 @@ def load_image(path: str | Path, channels: int, size: tuple[int, int]) -> np.nda
 
     try:
         with Image.open(path) as image:
-            picture = image.convert("L" if channels == 1 else "RGB")
+            image.load()
+            picture = image.copy()
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise DataError(f"{path}: cannot read image ({error})") from None
-    if picture.size != (size[1], size[0]):
+    return _scale_images(_picture_to_chw(picture, "L" if channels == 1 else "RGB", size))
+
+
+def _picture_to_chw(picture: Any, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+    """A Pillow image as a uint8 (C, H, W) array in ``mode`` ("L" or "RGB"), resized
+    bilinearly to ``size`` (height, width) if given: one conversion for training images and
+    for the images ``predict`` reads, so both are prepared alike."""
+    from PIL import Image
+
+    picture = picture.convert(mode)
+    if size is not None and picture.size != (size[1], size[0]):
         picture = picture.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     array = np.asarray(picture, dtype=np.uint8)
-    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    return _scale_images(array)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
 def _scale_images(images: np.ndarray) -> np.ndarray:
