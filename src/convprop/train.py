@@ -445,6 +445,7 @@ def fit(
             run_dir, model, optimizer, scheduler
         )
     augmentation = _augmentation_for(data, config.augment, augment_rng)
+    predictions: np.ndarray | None = None  # the latest epoch's test predictions
     loader = DataLoader(data.train, config.batch_size, shuffle=True, generator=shuffle_rng)
 
     if start_epoch >= config.epochs:
@@ -525,7 +526,11 @@ def fit(
             f"{metrics.train_accuracy:.4f}  test loss {metrics.test_loss:.4f} acc "
             f"{metrics.test_accuracy:.4f}  lr {lr_used:.3g}  {metrics.seconds:.1f}s"
         )
-    _write_plots(run_dir, model, data, history, normalize, dtype)
+    if predictions is None:  # resumed with every epoch already done
+        _, predictions = evaluate_arrays(
+            model, data.test.inputs, data.test.labels, normalize, dtype
+        )
+    _write_plots(run_dir, model, data, history, predictions, normalize, dtype)
     return RunResult(model, history, run_dir)
 
 
@@ -663,12 +668,12 @@ def _write_plots(
     model: nn.Module,
     data: PreparedData,
     history: list[EpochMetrics],
+    predictions: np.ndarray,
     normalize: Normalize,
     dtype: np.dtype,
 ) -> None:
     from convprop import plots
 
-    _, predictions = evaluate_arrays(model, data.test.inputs, data.test.labels, normalize, dtype)
     plots.save_curves(run_dir / "curves.png", history)
     plots.save_confusion(
         run_dir / "confusion.png",
