@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from convprop.ops._parallel import map_blocks, worker_count
 from convprop.ops._util import (
@@ -105,85 +106,173 @@ _BLOCK_BYTES = 2 * 1024 * 1024
 
 def _sample_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
     """Split the batch into blocks whose im2col columns fit in ``_BLOCK_BYTES``; when that
-    takes more than one block, into at least one block per core (``map_blocks``). A batch
-    that fits in one block stays one block, run with BLAS's own threads: handing its pieces to
-    the pool cost more than it saved on ops of 1-3 ms (ResNet-20's 1x1 projections).
+    takes more than one block, into a multiple of the core count of equal blocks
+    (``map_blocks``), so no core is left idle at the end (64 TDNN samples in 5 blocks kept one
+    core waiting for a fifth of the op). A batch that fits in one block stays one block, run
+    with BLAS's own threads: handing its pieces to the pool cost more than it saved on ops of
+    1-3 ms (ResNet-20's 1x1 projections).
 
     This is cache blocking of one big contraction, not a loop over samples: each block is a
     single batched GEMM, and small inputs are one block.
     """
-    size = max(1, _BLOCK_BYTES // max(1, bytes_per_sample))
-    if batch * bytes_per_sample > _BLOCK_BYTES:
-        size = min(size, max(1, -(-batch // worker_count())))
-    return [slice(start, start + size) for start in range(0, max(batch, 1), size)]
+    batch = max(batch, 1)
+    if batch * bytes_per_sample <= _BLOCK_BYTES:
+        return [slice(0, batch)]
+    per_block = max(1, _BLOCK_BYTES // max(1, bytes_per_sample))
+    workers = worker_count()
+    count = -(-batch // per_block)
+    count = min(batch, -(-count // workers) * workers)
+    size = -(-batch // count)
+    return [slice(start, start + size) for start in range(0, batch, size)]
 
 
-def _columns(
-    padded: np.ndarray,
+def _row_wrapped(
+    x: np.ndarray,
     kernel_size: Sequence[int],
     stride: Sequence[int],
     dilation: Sequence[int],
+    pads: Sequence[tuple[int, int]],
     out_size: Sequence[int],
-    groups: int,
-) -> np.ndarray:
-    """The windows of ``padded`` laid out for a GEMM: (N, G, C/G * prod(K), prod(O)).
-
-    ``window_view`` costs nothing; the one copy made here (im2col) puts taps next to channels
-    so a single matrix product per sample and group contracts over both. Output positions stay
-    last, so the product lands directly in NCHW order with no copy of the output.
-    """
-    spatial = len(kernel_size)
-    windows = window_view(padded, kernel_size, stride, dilation, out_size)  # N, C, *O, *K
-    taps_first = (0, 1, *range(2 + spatial, 2 + 2 * spatial), *range(2, 2 + spatial))
-    batch, channels = padded.shape[:2]
-    return np.ascontiguousarray(windows.transpose(taps_first)).reshape(
-        batch, groups, channels // groups * math.prod(kernel_size), math.prod(out_size)
+) -> bool:
+    """Whether ``_row_wrapped_columns`` applies: a 2-D stride-1 convolution whose output rows
+    are as wide as the input's ("same" width: left + right padding = D (K - 1)) and whose
+    output has every complete window."""
+    if len(kernel_size) != 2 or tuple(stride) != (1, 1):
+        return False
+    (top, bottom), (left, right) = pads
+    height, width = x.shape[-2:]
+    return (
+        left + right == dilation[1] * (kernel_size[1] - 1)
+        and out_size[1] == width
+        and out_size[0] == height + top + bottom - dilation[0] * (kernel_size[0] - 1)
     )
 
 
-def _column_bytes(padded: np.ndarray, kernel_size: Sequence[int], out_size: Sequence[int]) -> int:
-    return int(padded.shape[1] * math.prod(kernel_size) * math.prod(out_size) * padded.itemsize)
+def _row_wrapped_columns(
+    x: np.ndarray,
+    kernel_size: Sequence[int],
+    dilation: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    out_size: Sequence[int],
+) -> np.ndarray:
+    """im2col of a "same-width" stride-1 2-D convolution: (n, C, Kh, Kw, Ho * W).
+
+    With the output as wide as the input (W), output position m = i W + j and tap (p, q) read
+    input row i + p Dh - top, column j + q Dw - left, i.e. flat input index
+    m + p Dh W + q Dw - (top W + left): for a fixed tap, a *contiguous* run of the flattened
+    image. So each sample's image is copied once into a flat buffer with ``top`` zero rows
+    (and ``left`` zeros) before it and enough zeros after, and the columns are one copy of a
+    strided view whose innermost runs are Ho W long (the general window copy's are only W
+    long: ~2.5x slower per byte on 32x32 images). The reads that left the image horizontally
+    wrapped round to the neighbouring row instead of into padding; those entries (the first
+    -d or last d output columns of a tap shifted by d = q Dw - left) are then set to zero.
+    Rows above and below the image read the zero margins, as zero padding would.
+    """
+    batch, channels, height, width = x.shape
+    (kernel_h, kernel_w), (dilation_h, dilation_w) = kernel_size, dilation
+    (top, _), (left, _) = pads
+    positions = out_size[0] * width
+    lead = top * width + left
+    length = positions + (kernel_h - 1) * dilation_h * width + (kernel_w - 1) * dilation_w
+    flat = np.empty((batch, channels, length), dtype=x.dtype)
+    flat[:, :, :lead] = 0
+    flat[:, :, lead : lead + height * width].reshape(batch, channels, height, width)[...] = x
+    flat[:, :, lead + height * width :] = 0
+    item = flat.itemsize
+    taps = as_strided(
+        flat,
+        (batch, channels, kernel_h, kernel_w, positions),
+        (*flat.strides[:2], dilation_h * width * item, dilation_w * item, item),
+        writeable=False,
+    )
+    columns = np.ascontiguousarray(taps)
+    rows = columns.reshape(batch, channels, kernel_h, kernel_w, out_size[0], width)
+    for q in range(kernel_w):
+        shift = q * dilation_w - left
+        if shift < 0:
+            rows[:, :, :, q, :, : min(-shift, width)] = 0
+        elif shift > 0:
+            rows[:, :, :, q, :, max(width - shift, 0) :] = 0
+    return columns
+
+
+def _columns(
+    x: np.ndarray,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    out_size: Sequence[int],
+    groups: int,
+) -> np.ndarray:
+    """The windows of ``x`` zero-padded by ``pads``, laid out for a GEMM:
+    (N, G, C/G * prod(K), prod(O)).
+
+    The general case pads this block of samples, takes ``window_view`` (no copy) and makes the
+    one copy of im2col, putting taps next to channels so a single matrix product per sample and
+    group contracts over both; "same-width" stride-1 2-D convolutions (most 3x3 layers, their
+    input gradients) build the same array faster from the flattened image
+    (``_row_wrapped_columns``). Output positions stay last, so the product lands directly in
+    NCHW order with no copy of the output. Padding per block keeps it in cache and avoids a
+    padded copy of the whole batch.
+    """
+    spatial = len(kernel_size)
+    batch, channels = x.shape[:2]
+    shape = (batch, groups, channels // groups * math.prod(kernel_size), math.prod(out_size))
+    if _row_wrapped(x, kernel_size, stride, dilation, pads, out_size):
+        return _row_wrapped_columns(x, kernel_size, dilation, pads, out_size).reshape(shape)
+    padded = pad_spatial(x, pads)
+    windows = window_view(padded, kernel_size, stride, dilation, out_size)  # N, C, *O, *K
+    taps_first = (0, 1, *range(2 + spatial, 2 + 2 * spatial), *range(2, 2 + spatial))
+    return np.ascontiguousarray(windows.transpose(taps_first)).reshape(shape)
+
+
+def _column_bytes(x: np.ndarray, kernel_size: Sequence[int], out_size: Sequence[int]) -> int:
+    return int(x.shape[1] * math.prod(kernel_size) * math.prod(out_size) * x.itemsize)
 
 
 def _correlate(
-    padded: np.ndarray,
+    x: np.ndarray,
     weight: np.ndarray,
     stride: Sequence[int],
     dilation: Sequence[int],
+    pads: Sequence[tuple[int, int]],
     groups: int,
     out_size: Sequence[int],
 ) -> np.ndarray:
-    """z[n, f, o] = sum_{c in group(f)} sum_k w[f, c, k] padded[n, c, o * S + k * D].
+    """z[n, f, o] = sum_{c in group(f)} sum_k w[f, c, k] x_pad[n, c, o * S + k * D].
 
-    ``weight`` is (F, C/G, *K); the result is (N, F, *out_size).
+    ``x_pad`` is ``x`` zero-padded by ``pads``; ``weight`` is (F, C/G, *K); the result is
+    (N, F, *out_size).
     """
-    batch = padded.shape[0]
+    batch = x.shape[0]
     out_channels = weight.shape[0]
     kernel_size = weight.shape[2:]
     kernels = weight.reshape(groups, out_channels // groups, -1)
     out = np.empty(
         (batch, groups, out_channels // groups, math.prod(out_size)),
-        dtype=np.result_type(padded, weight),
+        dtype=np.result_type(x, weight),
     )
 
     def correlate_block(block: slice) -> None:
-        columns = _columns(padded[block], kernel_size, stride, dilation, out_size, groups)
+        columns = _columns(x[block], kernel_size, stride, dilation, pads, out_size, groups)
         # (G, F/G, C/G K) @ (n, G, C/G K, O) -> (n, G, F/G, O)
         np.matmul(kernels, columns, out=out[block])
 
-    map_blocks(correlate_block, _sample_blocks(batch, _column_bytes(padded, kernel_size, out_size)))
+    map_blocks(correlate_block, _sample_blocks(batch, _column_bytes(x, kernel_size, out_size)))
     return out.reshape(batch, out_channels, *out_size)
 
 
 def _correlate_weight(
-    padded: np.ndarray,
+    x: np.ndarray,
     grad_out: np.ndarray,
     kernel_size: Sequence[int],
     stride: Sequence[int],
     dilation: Sequence[int],
+    pads: Sequence[tuple[int, int]],
     groups: int,
 ) -> np.ndarray:
-    """dL/dw[f, c, k] = sum_{n, o} delta[n, f, o] padded[n, c, o * S + k * D].
+    """dL/dw[f, c, k] = sum_{n, o} delta[n, f, o] x_pad[n, c, o * S + k * D].
 
     The correlation of the padded input with the local gradient ``grad_out`` (N, F, *O): the
     same windows the forward read, contracted with delta instead of with the weight. The
@@ -191,20 +280,20 @@ def _correlate_weight(
     """
     batch, out_channels = grad_out.shape[:2]
     out_size = grad_out.shape[2:]
-    in_per_group = padded.shape[1] // groups
+    in_per_group = x.shape[1] // groups
     delta = grad_out.reshape(batch, groups, out_channels // groups, math.prod(out_size))
     grad_weight = np.zeros(
         (groups, out_channels // groups, in_per_group * math.prod(kernel_size)),
-        dtype=np.result_type(padded, grad_out),
+        dtype=np.result_type(x, grad_out),
     )
 
     def correlate_block(block: slice) -> np.ndarray:
-        columns = _columns(padded[block], kernel_size, stride, dilation, out_size, groups)
+        columns = _columns(x[block], kernel_size, stride, dilation, pads, out_size, groups)
         partial: np.ndarray = np.matmul(delta[block], columns.swapaxes(-1, -2)).sum(axis=0)
         return partial
 
     for partial in map_blocks(
-        correlate_block, _sample_blocks(batch, _column_bytes(padded, kernel_size, out_size))
+        correlate_block, _sample_blocks(batch, _column_bytes(x, kernel_size, out_size))
     ):
         grad_weight += partial
     return grad_weight.reshape(out_channels, in_per_group, *kernel_size)
@@ -225,16 +314,6 @@ def _rot180_channel_swapped(weight: np.ndarray, groups: int) -> np.ndarray:
     return np.ascontiguousarray(flipped).reshape(
         groups * in_per_group, out_channels // groups, *kernel_size
     )
-
-
-def _pad_or_crop(x: np.ndarray, pads: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Zero-pad the trailing axes by (before, after); a negative amount crops instead."""
-    lead = x.ndim - len(pads)
-    crop = (slice(None),) * lead + tuple(
-        slice(max(0, -before), size - max(0, -after))
-        for size, (before, after) in zip(x.shape[lead:], pads, strict=True)
-    )
-    return pad_spatial(x[crop], [(max(0, before), max(0, after)) for before, after in pads])
 
 
 def _backproject(
@@ -261,6 +340,7 @@ def _backproject(
     stride, dilation, groups = geometry.stride, geometry.dilation, geometry.groups
     spatial = len(stride)
     if all(s == 1 for s in stride):
+        crop: list[slice] = []
         delta_pads = []
         for i in range(spatial):
             full = dilation[i] * (geometry.kernel_size[i] - 1)
@@ -268,13 +348,15 @@ def _backproject(
             # = D (K - 1) - pad_after, plus a zero for each trailing input sample that no
             # window reached (stride 1 leaves none; output_padding of a transposed conv does).
             after = geometry.input_size[i] - geometry.output_size[i] + before
-            delta_pads.append((full - before, after))
-        padded_delta = _pad_or_crop(grad_out, delta_pads)
+            pad_before, pad_after = full - before, after
+            crop.append(slice(max(0, -pad_before), grad_out.shape[2 + i] - max(0, -pad_after)))
+            delta_pads.append((max(0, pad_before), max(0, pad_after)))
         return _correlate(
-            padded_delta,
+            grad_out[(slice(None), slice(None), *crop)],
             _rot180_channel_swapped(weight, groups),
             (1,) * spatial,
             dilation,
+            delta_pads,
             groups,
             geometry.input_size,
         )
@@ -543,9 +625,14 @@ def _conv_forward(
     geometry = _conv_geometry(
         func, spatial, batched, weight, bias, stride, padding, dilation, groups
     )
-    padded = pad_spatial(batched, geometry.pads)
     out = _correlate(
-        padded, weight, geometry.stride, geometry.dilation, geometry.groups, geometry.output_size
+        batched,
+        weight,
+        geometry.stride,
+        geometry.dilation,
+        geometry.pads,
+        geometry.groups,
+        geometry.output_size,
     )
     _add_bias(out, bias)
     # The input itself (held by its tensor anyway) rather than its padded copy.
@@ -572,11 +659,12 @@ def conv_backward(grad_out: np.ndarray, saved: Any, needs_input_grad: Needs) -> 
             grad_input = grad_input[0]
     if needs_input_grad[1]:
         grad_weight = _correlate_weight(
-            pad_spatial(x, geometry.pads),
+            x,
             grad_out,
             geometry.kernel_size,
             geometry.stride,
             geometry.dilation,
+            geometry.pads,
             geometry.groups,
         )
     if len(needs_input_grad) > 2 and needs_input_grad[2]:
@@ -660,14 +748,13 @@ def conv_transpose_backward(grad_out: np.ndarray, saved: Any, needs_input_grad: 
     if unbatched:
         grad_out = grad_out[np.newaxis]
     grad_input = grad_weight = grad_bias = None
-    if needs_input_grad[0] or needs_input_grad[1]:
-        padded_grad = pad_spatial(grad_out, geometry.pads)
     if needs_input_grad[0]:
         grad_input = _correlate(
-            padded_grad,
+            grad_out,
             weight,
             geometry.stride,
             geometry.dilation,
+            geometry.pads,
             geometry.groups,
             geometry.output_size,
         )
@@ -675,11 +762,12 @@ def conv_transpose_backward(grad_out: np.ndarray, saved: Any, needs_input_grad: 
             grad_input = grad_input[0]
     if needs_input_grad[1]:
         grad_weight = _correlate_weight(
-            padded_grad,
+            grad_out,
             x,
             geometry.kernel_size,
             geometry.stride,
             geometry.dilation,
+            geometry.pads,
             geometry.groups,
         )
     if len(needs_input_grad) > 2 and needs_input_grad[2]:
