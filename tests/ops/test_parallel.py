@@ -16,6 +16,23 @@ def test_map_blocks_keeps_block_order_and_sum_blocks_adds_in_order() -> None:
     assert _parallel.sum_blocks(lambda b: np.array([b.start]), blocks)[0] == 21
 
 
+def test_map_blocks_runs_every_block_once_and_reraises_a_blocks_exception() -> None:
+    seen: list[int] = []
+    blocks = [slice(i, i + 1) for i in range(40)]
+    assert _parallel.map_blocks(lambda b: seen.append(b.start) or b.start, blocks) == list(
+        range(40)
+    )
+    assert sorted(seen) == list(range(40))
+
+    def fail_at_seven(block: slice) -> int:
+        if block.start == 7:
+            raise ValueError("block 7")
+        return block.start
+
+    with pytest.raises(ValueError, match="block 7"):
+        _parallel.map_blocks(fail_at_seven, blocks)
+
+
 def test_same_blocks_give_the_same_bits_serially_and_in_parallel(monkeypatch) -> None:
     """Each block writes its own slice and partial sums are added in block order, so with the
     same split into blocks (here 18 samples each, under either worker count) a layer gives
