@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from convprop.ops._parallel import map_blocks, worker_count
 from convprop.ops._util import (
@@ -175,15 +174,20 @@ def _row_wrapped_columns(
     lead = top * width + left
     length = positions + (kernel_h - 1) * dilation_h * width + (kernel_w - 1) * dilation_w
     flat = np.empty((batch, channels, length), dtype=x.dtype)
-    flat[:, :, :lead] = 0
+    if lead:
+        flat[:, :, :lead] = 0
     flat[:, :, lead : lead + height * width].reshape(batch, channels, height, width)[...] = x
-    flat[:, :, lead + height * width :] = 0
+    if lead + height * width < length:
+        flat[:, :, lead + height * width :] = 0
     item = flat.itemsize
-    taps = as_strided(
-        flat,
+    # A strided view of the fresh contiguous buffer, built directly (as_strided's Python
+    # bookkeeping held the GIL for ~4 us a block, which the other core waited on).
+    taps = np.ndarray(
         (batch, channels, kernel_h, kernel_w, positions),
+        flat.dtype,
+        flat,
+        0,
         (*flat.strides[:2], dilation_h * width * item, dilation_w * item, item),
-        writeable=False,
     )
     columns = np.ascontiguousarray(taps)
     rows = columns.reshape(batch, channels, kernel_h, kernel_w, out_size[0], width)
