@@ -160,12 +160,18 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
     grad = grad_out.reshape(values.shape)
     blocks = batch_blocks(values.shape[0], values[0].nbytes)
     centering = mean[:, np.newaxis]
+    # x - mu, written once into the array that becomes dL/dx (training mode reads it again
+    # there), not into a temporary per pass.
+    centered = np.empty_like(grad)
 
     def sums(b: slice) -> np.ndarray:
         # sum dL/dy and sum dL/dy (x - mu), one dot product per sample and channel.
-        centered = values[b] - centering
+        np.subtract(values[b], centering, out=centered[b])
         return np.stack(
-            [grad[b].sum(axis=2).sum(axis=0), np.einsum("ncs,ncs->nc", grad[b], centered).sum(0)]
+            [
+                grad[b].sum(axis=2).sum(axis=0),
+                np.einsum("ncs,ncs->nc", grad[b], centered[b]).sum(0),
+            ]
         )
 
     grad_sum, grad_dot_centered = sum_blocks(sums, blocks)
@@ -174,7 +180,7 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
     grad_x = grad_weight = grad_bias = None
     if needs[0]:
         scale = inv_std if weight is None else weight * inv_std
-        grad_x_values = np.empty_like(grad)
+        grad_x_values = centered
         if training:
             # The bracket expanded per channel, with xhat = (x - mu) inv_std and
             # sum dxhat = gamma grad_sum, sum dxhat xhat = gamma grad_dot_normalized:
@@ -184,7 +190,6 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
             constant = (-scale * grad_sum / count)[:, np.newaxis]
 
             def input_grad(b: slice) -> None:
-                np.subtract(values[b], centering, out=grad_x_values[b])
                 grad_x_values[b] *= centered_coefficient
                 grad_x_values[b] += constant
                 grad_x_values[b] += grad[b] * scale[:, np.newaxis]
