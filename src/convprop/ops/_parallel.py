@@ -72,6 +72,40 @@ def batch_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
     return [slice(start, start + size) for start in range(0, batch, size)]
 
 
+# Matrix products below this many multiply-adds (~0.05 ms on one core) run in one block.
+_SHARE_MACS = 1 << 22
+
+
+def _row_blocks(rows: int, macs: int) -> list[slice]:
+    workers = worker_count()
+    if workers == 1 or rows < 2 or macs < _SHARE_MACS:
+        return [slice(None)]
+    size = -(-rows // workers)
+    return [slice(start, start + size) for start in range(0, rows, size)]
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for a (rows, k) and b (k, m), blocks of rows on every core when it is large
+    (each block one GEMM with one BLAS thread, as every op of convprop: see ``map_blocks``)."""
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
+    blocks = _row_blocks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
+    map_blocks(lambda block: np.matmul(a[block], b, out=out[block]), blocks)
+    return out
+
+
+def matmul_over_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a.T @ b`` for a (rows, k) and b (rows, m): the sum over rows of their outer products,
+    partial sums over blocks of rows added in block order when it is large."""
+    blocks = _row_blocks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
+    result: np.ndarray = sum_blocks(lambda block: a[block].T @ b[block], blocks)
+    return result
+
+
+def blas_single_threaded() -> Any:
+    """Context in which NumPy's BLAS runs one thread (for small products outside any block)."""
+    return _blas.limit(limits=1)
+
+
 def sum_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> T:
     """The sum of ``work(block)`` over the blocks (in block order), computed in parallel."""
     parts = map_blocks(work, blocks)
@@ -84,17 +118,20 @@ def sum_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> T:
 def map_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> list[T]:
     """``[work(block) for block in blocks]``, the blocks spread over the cores.
 
-    Several blocks: BLAS runs single-threaded meanwhile (the parallelism is across blocks).
+    BLAS runs single-threaded meanwhile (the parallelism is across blocks).
     The calling thread and one pool thread per other core each take the next block not yet
     taken until none is left, so a thread that loses its core delays only the block it holds.
     (One future per block instead cost ~17 us of bookkeeping per block, 0.7 ms for the 43
     blocks of a ResNet-20 3x3 layer, paid three times per layer and step.) A single block (a
-    small op) runs in the calling thread with BLAS's own threads, as any NumPy code would:
-    handing it to the pool would cost more than it saves.
+    small op) runs in the calling thread, also with one BLAS thread: an op that let OpenBLAS
+    start its own threads left them spinning on a core for ~0.1 s after it (OpenBLAS's wait
+    before sleeping), under the next ops' blocks; a ResNet-20 step took 590 ms so and 473 ms
+    with OpenBLAS single-threaded throughout.
     """
     global _pool
     if len(blocks) == 1:
-        return [work(blocks[0])]
+        with _blas.limit(limits=1):
+            return [work(blocks[0])]
     results: list[Any] = [None] * len(blocks)
     taken = itertools.count()
     lock = threading.Lock()

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from convprop.ops._parallel import matmul, matmul_over_rows
 from convprop.ops._util import check_float, check_same_dtype
 from convprop.ops.elementwise import Grads, Needs, unbroadcast
 
@@ -60,7 +61,7 @@ def linear_forward(
     samples = _as_rows(x)
     weight_matrix = weight.reshape(1 if weight.ndim == 1 else weight.shape[0], weight.shape[-1])
     out_shape = x.shape[:-1] + weight.shape[:-1]
-    out = (samples @ weight_matrix.T).reshape(out_shape)
+    out = matmul(samples, weight_matrix.T).reshape(out_shape)
     if bias is not None:
         try:
             broadcast = np.broadcast_shapes(bias.shape, out_shape)
@@ -84,9 +85,9 @@ def linear_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     weight_matrix = weight.reshape(out_features, weight.shape[-1])
     grad_x = grad_weight = grad_bias = None
     if needs[0]:
-        grad_x = (grad_matrix @ weight_matrix).reshape(x.shape)
+        grad_x = matmul(grad_matrix, weight_matrix).reshape(x.shape)
     if needs[1]:
-        grad_weight = (grad_matrix.T @ _as_rows(x)).reshape(weight.shape)
+        grad_weight = matmul_over_rows(grad_matrix, _as_rows(x)).reshape(weight.shape)
     if len(needs) > 2 and needs[2]:
         grad_bias = unbroadcast(grad_out, bias_shape)
     return grad_x, grad_weight, grad_bias

@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from convprop.ops._parallel import blas_single_threaded, matmul
 from convprop.ops._util import (
     check_float,
     check_ndim,
@@ -717,9 +718,11 @@ def _along_axis(x: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
     if axis == -1:
         # One GEMM over all rows of all maps.
         rows = int(np.prod(x.shape[:-1], dtype=np.int64))
-        result: np.ndarray = x.reshape(rows, x.shape[-1]) @ matrix.T
+        result: np.ndarray = matmul(x.reshape(rows, x.shape[-1]), matrix.T)
         return result.reshape(x.shape[:-1] + matrix.shape[:1])
-    broadcast: np.ndarray = np.matmul(matrix, x)  # broadcast over the maps; no transposed copies
+    with blas_single_threaded():
+        # Broadcast over the maps; no transposed copies.
+        broadcast: np.ndarray = np.matmul(matrix, x)
     return broadcast
 
 

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from convprop.ops._parallel import blas_single_threaded, matmul
 from convprop.ops._util import check_float, check_ndim, check_positive, to_tuple
 from convprop.ops.elementwise import Grads, Needs
 
@@ -189,9 +190,10 @@ def _contract_axis(array: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarr
     lead = int(np.prod(shape[:axis]))
     trail = int(np.prod(shape[axis + 1 :]))
     if trail == 1:
-        result = array.reshape(lead, shape[axis]) @ matrix.T
+        result = matmul(array.reshape(lead, shape[axis]), matrix.T)
     else:
-        result = np.matmul(matrix, array.reshape(lead, shape[axis], trail))
+        with blas_single_threaded():
+            result = np.matmul(matrix, array.reshape(lead, shape[axis], trail))
     contracted: np.ndarray = result.reshape(shape[:axis] + (matrix.shape[0],) + shape[axis + 1 :])
     return contracted
 
