@@ -30,6 +30,7 @@ def _child(network: str, steps: int) -> None:
 
     import convprop as cp
     import convprop.nn.functional as F
+    from benchmarks.harness import pause
     from convprop import models, optim
 
     build, shape = {
@@ -55,7 +56,7 @@ def _child(network: str, steps: int) -> None:
     step()
     times = []
     for _ in range(steps):
-        time.sleep(0.2)
+        pause()
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
