@@ -320,6 +320,98 @@ def _rot180_channel_swapped(weight: np.ndarray, groups: int) -> np.ndarray:
     )
 
 
+def _padded_delta(
+    grad_out: np.ndarray, geometry: ConvGeometry, channels: int, out_channels: int
+) -> tuple[np.ndarray, list[tuple[int, int]]] | None:
+    """delta and the padding that make dL/dx a stride-1 full correlation (``_backproject``), or
+    None where the adjoint form is used (stride > 1, or few input channels).
+
+    The padding is D (K - 1) - pad_before before and enough after to reach every input sample;
+    where that is negative delta is cropped instead (the returned array is then a view).
+    """
+    groups = geometry.groups
+    scattered_values = channels // groups * math.prod(geometry.output_size)
+    correlated_values = out_channels // groups * math.prod(geometry.input_size)
+    if any(s != 1 for s in geometry.stride) or 2 * scattered_values <= correlated_values:
+        return None
+    crop: list[slice] = []
+    delta_pads = []
+    for i, (before, _) in enumerate(geometry.pads):
+        full = geometry.dilation[i] * (geometry.kernel_size[i] - 1)
+        # = D (K - 1) - pad_after, plus a zero for each trailing input sample that no
+        # window reached (stride 1 leaves none; output_padding of a transposed conv does).
+        after = geometry.input_size[i] - geometry.output_size[i] + before
+        pad_before, pad_after = full - before, after
+        crop.append(slice(max(0, -pad_before), grad_out.shape[2 + i] - max(0, -pad_after)))
+        delta_pads.append((max(0, pad_before), max(0, pad_after)))
+    return grad_out[(slice(None), slice(None), *crop)], delta_pads
+
+
+def _backproject_and_correlate_weight(
+    delta: np.ndarray,
+    delta_pads: Sequence[tuple[int, int]],
+    x: np.ndarray,
+    weight: np.ndarray,
+    geometry: ConvGeometry,
+) -> tuple[np.ndarray, np.ndarray]:
+    """dL/dx and dL/dw of a stride-1 convolution from one set of im2col columns.
+
+    dL/dx's columns (``_backproject``) hold delta_pad[n, f, i + D k] for every input position
+    i and tap k. The weight gradient reads the same numbers: substituting i = o + D k - pad in
+    dL/dw[f, c, k] = sum_{n, o} delta[n, f, o] x_pad[n, c, o + D k] gives
+
+        dL/dw[f, c, k] = sum_{n, i} x[n, c, i] delta_pad[n, f, i + D (K - 1 - k)],
+
+    the product of those columns with x^T (the unpadded input itself, no columns of its
+    own), read with the taps flipped back. So the backward makes one im2col copy, not two.
+    ``delta``/``delta_pads`` are ``_padded_delta``'s.
+    """
+    groups, kernel_size = geometry.groups, geometry.kernel_size
+    batch, channels = x.shape[:2]
+    out_channels = weight.shape[0]
+    spatial = len(kernel_size)
+    positions = math.prod(geometry.input_size)
+    kernels = _rot180_channel_swapped(weight, groups).reshape(groups, channels // groups, -1)
+    inputs = x.reshape(batch, groups, channels // groups, positions)
+    grad_input = np.empty(
+        (batch, groups, channels // groups, positions), dtype=np.result_type(delta, weight)
+    )
+
+    def block_grads(block: slice) -> np.ndarray:
+        columns = _columns(
+            delta[block],
+            kernel_size,
+            (1,) * spatial,
+            geometry.dilation,
+            delta_pads,
+            geometry.input_size,
+            groups,
+        )  # (n, G, F/G prod(K), positions)
+        # (G, C/G, F/G K) @ (n, G, F/G K, P) -> (n, G, C/G, P)
+        np.matmul(kernels, columns, out=grad_input[block])
+        # (n, G, F/G K, P) @ (n, G, P, C/G), summed over the block -> (G, F/G K, C/G)
+        partial: np.ndarray = np.matmul(columns, inputs[block].swapaxes(-1, -2)).sum(axis=0)
+        return partial
+
+    partials = map_blocks(
+        block_grads, _sample_blocks(batch, _column_bytes(delta, kernel_size, geometry.input_size))
+    )
+    flipped = partials[0]
+    for partial in partials[1:]:
+        flipped += partial
+    # (G, F/G, *K flipped, C/G) -> (F, C/G, *K)
+    taps: tuple[Any, ...] = (slice(None), slice(None), *(slice(None, None, -1),) * spatial)
+    grad_weight = np.moveaxis(
+        flipped.reshape(groups, out_channels // groups, *kernel_size, channels // groups)[taps],
+        -1,
+        2,
+    )
+    return (
+        grad_input.reshape(batch, channels, *geometry.input_size),
+        np.ascontiguousarray(grad_weight).reshape(out_channels, channels // groups, *kernel_size),
+    )
+
+
 def _backproject(
     grad_out: np.ndarray, weight: np.ndarray, geometry: ConvGeometry, channels: int
 ) -> np.ndarray:
@@ -347,23 +439,11 @@ def _backproject(
     """
     stride, dilation, groups = geometry.stride, geometry.dilation, geometry.groups
     spatial = len(stride)
-    in_per_group, out_per_group = channels // groups, weight.shape[0] // groups
-    scattered_values = in_per_group * math.prod(geometry.output_size)
-    correlated_values = out_per_group * math.prod(geometry.input_size)
-    if all(s == 1 for s in stride) and 2 * scattered_values > correlated_values:
-        crop: list[slice] = []
-        delta_pads = []
-        for i in range(spatial):
-            full = dilation[i] * (geometry.kernel_size[i] - 1)
-            before, _ = geometry.pads[i]
-            # = D (K - 1) - pad_after, plus a zero for each trailing input sample that no
-            # window reached (stride 1 leaves none; output_padding of a transposed conv does).
-            after = geometry.input_size[i] - geometry.output_size[i] + before
-            pad_before, pad_after = full - before, after
-            crop.append(slice(max(0, -pad_before), grad_out.shape[2 + i] - max(0, -pad_after)))
-            delta_pads.append((max(0, pad_before), max(0, pad_after)))
+    padded_delta = _padded_delta(grad_out, geometry, channels, weight.shape[0])
+    if padded_delta is not None:
+        delta, delta_pads = padded_delta
         return _correlate(
-            grad_out[(slice(None), slice(None), *crop)],
+            delta,
             _rot180_channel_swapped(weight, groups),
             (1,) * spatial,
             dilation,
@@ -663,12 +743,19 @@ def conv_backward(grad_out: np.ndarray, saved: Any, needs_input_grad: Needs) -> 
     x, weight, geometry, unbatched = saved
     if unbatched:
         grad_out = grad_out[np.newaxis]
-    grad_input = grad_weight = grad_bias = None
-    if needs_input_grad[0]:
+    grad_input: np.ndarray | None = None
+    grad_weight: np.ndarray | None = None
+    grad_bias: np.ndarray | None = None
+    padded_delta = _padded_delta(grad_out, geometry, x.shape[1], weight.shape[0])
+    if needs_input_grad[0] and needs_input_grad[1] and padded_delta is not None:
+        grad_input, grad_weight = _backproject_and_correlate_weight(
+            *padded_delta, x, weight, geometry
+        )
+    elif needs_input_grad[0]:
         grad_input = _backproject(grad_out, weight, geometry, x.shape[1])
-        if unbatched:
-            grad_input = grad_input[0]
-    if needs_input_grad[1]:
+    if grad_input is not None and unbatched:
+        grad_input = grad_input[0]
+    if needs_input_grad[1] and grad_weight is None:
         grad_weight = _correlate_weight(
             x,
             grad_out,
