@@ -412,6 +412,38 @@ def _backproject_and_correlate_weight(
     )
 
 
+def _scatter_rows(
+    grad_out: np.ndarray, kernels: np.ndarray, geometry: ConvGeometry, channels: int
+) -> np.ndarray:
+    """The adjoint form of a stride-1 2-D input gradient with whole-row "+=" runs.
+
+    ``scatter_windows`` adds each tap's contributions row by row (runs of Wo values). Here
+    delta is first widened with zero columns to the padded input's width Wp, so output
+    position m = i Wp + j and tap (p, q) land on flat padded-input index m + p Dh Wp + q Dw:
+    each tap's contributions become *one* run of Ho Wp values added at a fixed offset. The
+    widened columns carry zeros, so what they add where a run crosses a row end is zero.
+    Returns dL/dx_pad, (n, C, Hp, Wp). ``kernels`` is the weight as (G, F/G, C/G prod(K)).
+    """
+    batch, out_channels = grad_out.shape[:2]
+    groups = geometry.groups
+    (out_h, out_w), (padded_h, padded_w) = geometry.output_size, geometry.padded_size
+    (kernel_h, kernel_w), (dilation_h, dilation_w) = geometry.kernel_size, geometry.dilation
+    run = out_h * padded_w
+    wide = np.zeros((batch, out_channels, out_h, padded_w), dtype=grad_out.dtype)
+    wide[..., :out_w] = grad_out
+    # (G, C/G K, F/G) @ (n, G, F/G, Ho Wp): every (position, tap) contribution w^T delta.
+    contributions = np.matmul(
+        kernels.swapaxes(-1, -2), wide.reshape(batch, groups, out_channels // groups, run)
+    ).reshape(batch, channels, kernel_h, kernel_w, run)
+    length = padded_h * padded_w + (kernel_w - 1) * dilation_w  # the last run's end
+    flat = np.zeros((batch, channels, length), dtype=contributions.dtype)
+    for p in range(kernel_h):
+        for q in range(kernel_w):
+            offset = p * dilation_h * padded_w + q * dilation_w
+            flat[:, :, offset : offset + run] += contributions[:, :, p, q]
+    return flat[:, :, : padded_h * padded_w].reshape(batch, channels, padded_h, padded_w)
+
+
 def _backproject(
     grad_out: np.ndarray, weight: np.ndarray, geometry: ConvGeometry, channels: int
 ) -> np.ndarray:
@@ -457,6 +489,9 @@ def _backproject(
     delta = grad_out.reshape(batch, groups, out_channels // groups, positions)
 
     def backproject_samples(block: slice) -> np.ndarray:
+        if spatial == 2 and stride == (1, 1):
+            grad_padded = _scatter_rows(grad_out[block], kernels, geometry, channels)
+            return unpad_spatial(grad_padded, geometry.pads)
         samples = delta[block].shape[0]
         # (G, C/G K, F/G) @ (n, G, F/G, O): every (position, tap) contribution w^T delta.
         contributions = np.matmul(kernels.swapaxes(-1, -2), delta[block])
