@@ -126,18 +126,29 @@ def batch_norm_forward(
         # Evaluation mode: _check_batch_norm guarantees the running statistics are given.
         mean = np.array(running_mean)
         variance = np.asarray(running_var)
-        map_blocks(lambda b: np.subtract(values[b], mean[:, np.newaxis], out=out[b]), blocks)
     inv_std = 1.0 / np.sqrt(variance + eps)
-    # y = (x - mu) * (gamma inv_std) + beta, in place in the one output array. Backward keeps
-    # x (alive anyway: it is this node's input) and mu rather than a copy of xhat, and
-    # rebuilds x - mu when it runs.
     scale = (inv_std if weight is None else weight * inv_std)[:, np.newaxis]
-    shift = None if bias is None else bias[:, np.newaxis]
+    if training:
+        # y = (x - mu) * (gamma inv_std) + beta, in place in ``out``, which holds x - mu.
+        # Backward keeps x (alive anyway: it is this node's input) and mu rather than a copy
+        # of xhat, and rebuilds x - mu when it runs.
+        shift = None if bias is None else bias[:, np.newaxis]
 
-    def normalize(b: slice) -> None:
-        out[b] *= scale
-        if shift is not None:
-            out[b] += shift
+        def normalize(b: slice) -> None:
+            out[b] *= scale
+            if shift is not None:
+                out[b] += shift
+
+    else:
+        # A fixed affine map, y = x * (gamma inv_std) + (beta - mu gamma inv_std) (PyTorch's
+        # form): two passes over the data instead of three.
+        offset = -mean[:, np.newaxis] * scale
+        if bias is not None:
+            offset += bias[:, np.newaxis]
+
+        def normalize(b: slice) -> None:
+            np.multiply(values[b], scale, out=out[b])
+            out[b] += offset
 
     map_blocks(normalize, blocks)
     return out.reshape(x.shape), (values, mean, inv_std, weight, training, x.shape, count)
