@@ -86,6 +86,8 @@ def environment(threads: int) -> dict[str, object]:
         "torch": torch.__version__,
         "threads": threads,
         "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS", "unset (all cores)"),
+        # A machine may pin OpenBLAS's kernels (this one sets Haswell: AVX2 on an AVX-512 CPU).
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "unset (detected)"),
         "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
     }
 
@@ -191,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         f"after {env['load_after']} (1/5/15 min)",
         f"- python {env['python']}, numpy {env['numpy']}, BLAS {env['blas']}",
         f"- torch {env['torch']}, {threads} threads (torch.set_num_threads); NumPy's BLAS "
-        f"threads: OPENBLAS_NUM_THREADS {env['openblas_num_threads']}",
+        f"threads: OPENBLAS_NUM_THREADS {env['openblas_num_threads']}; OpenBLAS kernels: "
+        f"OPENBLAS_CORETYPE {env.get('openblas_coretype', 'not recorded')}",
         f"- measured float32 GEMM peak (np.matmul, 2048^3, best of 5): {peak:.0f} GFLOP/s",
         f"- JSON record: `{_shown(record_path)}`",
         "",
