@@ -64,7 +64,14 @@ def _child(network: str, steps: int) -> None:
 
 
 def _time(src: Path, network: str, steps: int) -> float:
-    env = dict(os.environ, PYTHONPATH=str(src))
+    # Both trees run with glibc keeping freed memory, as convprop's training command does
+    # (older trees cannot do it themselves), so the comparison is of the engine's code.
+    env = {
+        "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
+        "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+        **os.environ,
+        "PYTHONPATH": str(src),
+    }
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.versus", "--child", network, "--steps", str(steps)],
         cwd=ROOT,
