@@ -108,7 +108,7 @@ def batch_norm_forward(
     blocks = batch_blocks(values.shape[0], values[0].nbytes)
     out = np.empty_like(values)
     if training:
-        mean = sum_blocks(lambda b: values[b].sum(axis=2).sum(axis=0), blocks) / count
+        mean = sum_blocks(lambda b: np.einsum("ncs->c", values[b]), blocks) / count
 
         def center(b: slice) -> np.ndarray:
             np.subtract(values[b], mean[:, np.newaxis], out=out[b])
@@ -180,7 +180,7 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
         np.subtract(values[b], centering, out=centered[b])
         return np.stack(
             [
-                grad[b].sum(axis=2).sum(axis=0),
+                np.einsum("ncs->c", grad[b]),
                 np.einsum("ncs,ncs->nc", grad[b], centered[b]).sum(0),
             ]
         )
