@@ -58,3 +58,17 @@ def test_same_blocks_give_the_same_bits_serially_and_in_parallel(monkeypatch) ->
 def test_malloc_tuning_respects_the_users_choice(monkeypatch, variable: str) -> None:
     monkeypatch.setenv(variable, "1")
     assert _malloc.keep_freed_memory() is False
+
+
+def test_matmul_split_over_rows_equals_one_product(monkeypatch) -> None:
+    """Linear layers' products, split into row blocks on the pool, equal NumPy's product."""
+    monkeypatch.setattr(_parallel, "_SHARE_MACS", 1)  # split even these small products
+    monkeypatch.setattr(_parallel, "worker_count", lambda: 3)
+    rng = np.random.default_rng(4)
+    a, b, c = rng.standard_normal((7, 5)), rng.standard_normal((5, 4)), rng.standard_normal((7, 4))
+    assert len(_parallel._row_blocks(7, 7 * 5 * 4)) == 3
+    np.testing.assert_allclose(_parallel.matmul(a, b), a @ b, rtol=1e-14)
+    np.testing.assert_allclose(_parallel.matmul_over_rows(a, c), a.T @ c, rtol=1e-13)
+    empty = np.zeros((0, 5))
+    assert _parallel.matmul(empty, b).shape == (0, 4)
+    np.testing.assert_array_equal(_parallel.matmul_over_rows(empty, np.zeros((0, 4))), 0)
