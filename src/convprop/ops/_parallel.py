@@ -15,9 +15,13 @@ really run in parallel; a thread that loses its core delays only the block it ho
 other threads take the remaining blocks (no barrier until the op's end). The work of each
 block is the same as a serial loop would do, so for a given split into blocks the results do
 not depend on which thread ran which block (each block writes its own slice of the output;
-partial sums are added in block order). Large batches are split into at least one block per
-core, so the bits of a sum can differ between machines with different core counts, as they do
-with a multi-threaded BLAS; on one machine every run gives the same bits.
+partial sums are added in block order). Large batches are split into a multiple of the core
+count of blocks, so the bits of a sum can differ between machines with different core counts,
+as they do with a multi-threaded BLAS; on one machine every run gives the same bits.
+
+Every BLAS product of the ops runs this way, with one BLAS thread, even a product that is a
+single block: OpenBLAS's own threads, once used, spin on a core for ~0.1 s before sleeping,
+under whatever the pool runs next (see ``map_blocks``).
 """
 
 from __future__ import annotations
@@ -125,8 +129,8 @@ def map_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> list[T]:
     blocks of a ResNet-20 3x3 layer, paid three times per layer and step.) A single block (a
     small op) runs in the calling thread, also with one BLAS thread: an op that let OpenBLAS
     start its own threads left them spinning on a core for ~0.1 s after it (OpenBLAS's wait
-    before sleeping), under the next ops' blocks; a ResNet-20 step took 590 ms so and 473 ms
-    with OpenBLAS single-threaded throughout.
+    before sleeping), under the next ops' blocks; a ResNet-20 step took 590 ms that way and
+    473 ms with OpenBLAS single-threaded throughout.
     """
     global _pool
     if len(blocks) == 1:
