@@ -72,3 +72,27 @@ def test_matmul_split_over_rows_equals_one_product(monkeypatch) -> None:
     empty = np.zeros((0, 5))
     assert _parallel.matmul(empty, b).shape == (0, 4)
     np.testing.assert_array_equal(_parallel.matmul_over_rows(empty, np.zeros((0, 4))), 0)
+
+
+def test_max_pool_blocks_on_the_pool_equal_serial_blocks(monkeypatch) -> None:
+    """Max pooling over enough maps to use both cores gives the same values, indices and
+    gradients as one block after another, with NaNs and all -inf windows in some blocks."""
+    from convprop.ops import pooling
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((64, 16, 32, 32)).astype(np.float32)
+    x[3, 2, 4:8, 4:8] = np.nan
+    x[40, 7, :3, :3] = -np.inf
+    grad = rng.standard_normal((64, 16, 16, 16)).astype(np.float32)
+
+    def run() -> tuple[np.ndarray, ...]:
+        out, saved = pooling.max_pool2d_forward(x, 3, 2, 1, return_indices=True)
+        (grad_input,) = pooling.max_pool_backward(grad, saved, (True,))
+        return out, saved.indices, grad_input
+
+    assert len(pooling._map_blocks(64 * 16, 34 * 34)) >= 2 * _parallel.worker_count()
+    parallel = run()
+    monkeypatch.setattr(pooling, "worker_count", lambda: 10**6)  # fewer than 2 blocks per core
+    serial = run()
+    for a, b in zip(parallel, serial, strict=True):
+        np.testing.assert_array_equal(a, b)
