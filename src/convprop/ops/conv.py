@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops._parallel import map_blocks, worker_count
+from convprop.ops._parallel import map_blocks, sum_blocks, worker_count
 from convprop.ops._util import (
     check_float,
     check_ndim,
@@ -108,7 +108,7 @@ def _sample_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
     takes more than one block, into a multiple of the core count of equal blocks
     (``map_blocks``), so no core is left idle at the end (64 TDNN samples in 5 blocks kept one
     core waiting for a fifth of the op). A batch that fits in one block stays one block, run
-    with BLAS's own threads: handing its pieces to the pool cost more than it saved on ops of
+    in the calling thread: handing its pieces to the pool cost more than it saved on ops of
     1-3 ms (ResNet-20's 1x1 projections).
 
     This is cache blocking of one big contraction, not a loop over samples: each block is a
@@ -286,20 +286,16 @@ def _correlate_weight(
     out_size = grad_out.shape[2:]
     in_per_group = x.shape[1] // groups
     delta = grad_out.reshape(batch, groups, out_channels // groups, math.prod(out_size))
-    grad_weight = np.zeros(
-        (groups, out_channels // groups, in_per_group * math.prod(kernel_size)),
-        dtype=np.result_type(x, grad_out),
-    )
 
     def correlate_block(block: slice) -> np.ndarray:
         columns = _columns(x[block], kernel_size, stride, dilation, pads, out_size, groups)
+        # (n, G, F/G, O) @ (n, G, O, C/G K), summed over the block -> (G, F/G, C/G K)
         partial: np.ndarray = np.matmul(delta[block], columns.swapaxes(-1, -2)).sum(axis=0)
         return partial
 
-    for partial in map_blocks(
+    grad_weight = sum_blocks(
         correlate_block, _sample_blocks(batch, _column_bytes(x, kernel_size, out_size))
-    ):
-        grad_weight += partial
+    )
     return grad_weight.reshape(out_channels, in_per_group, *kernel_size)
 
 
@@ -393,12 +389,9 @@ def _backproject_and_correlate_weight(
         partial: np.ndarray = np.matmul(columns, inputs[block].swapaxes(-1, -2)).sum(axis=0)
         return partial
 
-    partials = map_blocks(
+    flipped = sum_blocks(
         block_grads, _sample_blocks(batch, _column_bytes(delta, kernel_size, geometry.input_size))
     )
-    flipped = partials[0]
-    for partial in partials[1:]:
-        flipped += partial
     # (G, F/G, *K flipped, C/G) -> (F, C/G, *K)
     taps: tuple[Any, ...] = (slice(None), slice(None), *(slice(None, None, -1),) * spatial)
     grad_weight = np.moveaxis(
@@ -782,8 +775,10 @@ def conv_backward(grad_out: np.ndarray, saved: Any, needs_input_grad: Needs) -> 
     grad_input: np.ndarray | None = None
     grad_weight: np.ndarray | None = None
     grad_bias: np.ndarray | None = None
-    padded_delta = _padded_delta(grad_out, geometry, x.shape[1], weight.shape[0])
-    if needs_input_grad[0] and needs_input_grad[1] and padded_delta is not None:
+    padded_delta = None
+    if needs_input_grad[0] and needs_input_grad[1]:
+        padded_delta = _padded_delta(grad_out, geometry, x.shape[1], weight.shape[0])
+    if padded_delta is not None:
         grad_input, grad_weight = _backproject_and_correlate_weight(
             *padded_delta, x, weight, geometry
         )
