@@ -96,3 +96,17 @@ def test_max_pool_blocks_on_the_pool_equal_serial_blocks(monkeypatch) -> None:
     serial = run()
     for a, b in zip(parallel, serial, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1, -2])
+def test_matmul_along_axis_equals_einsum(axis: int) -> None:
+    """The contraction shared by adaptive pooling and interpolation, on a non-contiguous
+    input, against einsum."""
+    rng = np.random.default_rng(6)
+    array = rng.standard_normal((5, 4, 6)).transpose(1, 0, 2)  # (4, 5, 6), not contiguous
+    matrix = rng.standard_normal((3, array.shape[axis]))
+    moved = np.moveaxis(array, axis, -1)
+    expected = np.moveaxis(np.einsum("...q,pq->...p", moved, matrix), -1, axis)
+    np.testing.assert_allclose(
+        _parallel.matmul_along_axis(array, matrix, axis), expected, rtol=1e-12, atol=1e-14
+    )

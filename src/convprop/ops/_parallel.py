@@ -27,6 +27,7 @@ under whatever the pool runs next (see ``map_blocks``).
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -105,9 +106,22 @@ def matmul_over_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return result
 
 
-def blas_single_threaded() -> Any:
-    """Context in which NumPy's BLAS runs one thread (for small products outside any block)."""
-    return _blas.limit(limits=1)
+def matmul_along_axis(array: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
+    """result[..., p, ...] = sum_q matrix[p, q] array[..., q, ...] along ``axis``, by BLAS.
+
+    When nothing follows the axis, one product over all the rows (``matmul``); else one
+    product per leading index, broadcast, with one BLAS thread as every product of the ops.
+    """
+    shape = array.shape
+    axis %= array.ndim
+    lead, trail = math.prod(shape[:axis]), math.prod(shape[axis + 1 :])
+    if trail == 1:
+        result = matmul(array.reshape(lead, shape[axis]), matrix.T)
+    else:
+        with _blas.limit(limits=1):
+            result = np.matmul(matrix, array.reshape(lead, shape[axis], trail))
+    contracted: np.ndarray = result.reshape(shape[:axis] + (matrix.shape[0],) + shape[axis + 1 :])
+    return contracted
 
 
 def sum_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> T:

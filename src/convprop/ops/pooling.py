@@ -49,7 +49,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from convprop.ops._parallel import blas_single_threaded, map_blocks, matmul, worker_count
+from convprop.ops._parallel import map_blocks, matmul_along_axis, worker_count
 from convprop.ops._util import (
     check_float,
     check_ndim,
@@ -730,22 +730,8 @@ def _adaptive_avg_forward(
     for axis in range(-1, -spatial - 1, -1):
         if out_size[axis] != result.shape[axis]:
             averaging = _averaging_matrix(result.shape[axis], out_size[axis], x.dtype)
-            result = _along_axis(result, averaging, axis)
+            result = matmul_along_axis(result, averaging, axis)
     return _unbatch(result, x.ndim == spatial + 2), AdaptiveAvgSaved(x.shape, out_size)
-
-
-def _along_axis(x: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
-    """Apply ``matrix`` (out, L) to the last (``axis=-1``) or second-to-last axis of ``x``:
-    y[.., i, ..] = sum_l matrix[i, l] x[.., l, ..]."""
-    if axis == -1:
-        # One GEMM over all rows of all maps.
-        rows = int(np.prod(x.shape[:-1], dtype=np.int64))
-        result: np.ndarray = matmul(x.reshape(rows, x.shape[-1]), matrix.T)
-        return result.reshape(x.shape[:-1] + matrix.shape[:1])
-    with blas_single_threaded():
-        # Broadcast over the maps; no transposed copies.
-        broadcast: np.ndarray = np.matmul(matrix, x)
-    return broadcast
 
 
 def adaptive_avg_pool_backward(
@@ -767,7 +753,7 @@ def adaptive_avg_pool_backward(
             grad = np.repeat(grad / grad.dtype.type(length), length, axis=axis)
         elif grad.shape[axis] != length:
             averaging = _averaging_matrix(length, grad.shape[axis], grad.dtype)
-            grad = _along_axis(grad, averaging.T, axis)
+            grad = matmul_along_axis(grad, averaging.T, axis)
     return (np.ascontiguousarray(grad).reshape(input_shape),)
 
 

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops._parallel import blas_single_threaded, matmul
+from convprop.ops._parallel import matmul_along_axis
 from convprop.ops._util import check_float, check_ndim, check_positive, to_tuple
 from convprop.ops.elementwise import Grads, Needs
 
@@ -184,20 +184,6 @@ def _linear_matrix(
     return result
 
 
-def _contract_axis(array: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:
-    """result[..., p, ...] = sum_q matrix[p, q] array[..., q, ...] along ``axis``, by BLAS."""
-    shape = array.shape
-    lead = int(np.prod(shape[:axis]))
-    trail = int(np.prod(shape[axis + 1 :]))
-    if trail == 1:
-        result = matmul(array.reshape(lead, shape[axis]), matrix.T)
-    else:
-        with blas_single_threaded():
-            result = np.matmul(matrix, array.reshape(lead, shape[axis], trail))
-    contracted: np.ndarray = result.reshape(shape[:axis] + (matrix.shape[0],) + shape[axis + 1 :])
-    return contracted
-
-
 def _repeat_factor(index: np.ndarray, in_size: int) -> int:
     """r if ``index`` repeats every input sample r times in a row (index = d // r), else 0."""
     out_size = index.shape[0]
@@ -221,7 +207,7 @@ def _gather_adjoint(grad: np.ndarray, index: np.ndarray, in_size: int, axis: int
     out_size = index.shape[0]
     one_hot = np.zeros((in_size, out_size), dtype=grad.dtype)
     one_hot[index, np.arange(out_size)] = 1.0
-    return _contract_axis(grad, one_hot, axis)
+    return matmul_along_axis(grad, one_hot, axis)
 
 
 def interpolate_forward(
@@ -331,7 +317,7 @@ def interpolate_forward(
     order = sorted(range(spatial), key=lambda k: out_sizes[k] / in_sizes[k])
     out = x
     for k in order:
-        out = _contract_axis(out, matrices[k], 2 + k)
+        out = matmul_along_axis(out, matrices[k], 2 + k)
     return out, ("linear", x.shape, (matrices, order))
 
 
@@ -351,7 +337,7 @@ def interpolate_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grad
         return (np.ascontiguousarray(grad),)
     matrices, order = data
     for k in reversed(order):
-        grad = _contract_axis(grad, matrices[k].T, 2 + k)
+        grad = matmul_along_axis(grad, matrices[k].T, 2 + k)
     return (grad,)
 
 
