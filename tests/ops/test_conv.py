@@ -546,3 +546,14 @@ def test_row_wrapped_columns_equal_padded_windows(x_shape, kernel, dilation, pad
     expected = windows.transpose(0, 1, 4, 5, 2, 3).reshape(x_shape[0], 1, -1, np.prod(out_size))
     ours = conv._columns(x, kernel, (1, 1), dilation, pads, out_size, groups=1)
     np.testing.assert_array_equal(ours, expected)
+
+
+@pytest.mark.parametrize("size", [(5,), (3, 4)])
+def test_pointwise_columns_are_the_input_itself(size: tuple[int, ...]) -> None:
+    """A 1x1 stride-1 unpadded convolution makes no im2col copy: its columns are a view of x."""
+    spatial = len(size)
+    x = np.arange(2 * 6 * np.prod(size), dtype=np.float32).reshape(2, 6, *size)
+    ones = (1,) * spatial
+    columns = conv._columns(x, ones, ones, ones, ((0, 0),) * spatial, size, groups=2)
+    assert np.shares_memory(columns, x)
+    np.testing.assert_array_equal(columns, x.reshape(2, 2, 3, -1))

@@ -63,12 +63,23 @@ def test_malloc_tuning_respects_the_users_choice(monkeypatch, variable: str) -> 
 def test_matmul_split_over_rows_equals_one_product(monkeypatch) -> None:
     """Linear layers' products, split into row blocks on the pool, equal NumPy's product."""
     monkeypatch.setattr(_parallel, "_SHARE_MACS", 1)  # split even these small products
+    monkeypatch.setattr(_parallel, "_SERIAL_BLAS_MACS", 0)
     monkeypatch.setattr(_parallel, "worker_count", lambda: 3)
     rng = np.random.default_rng(4)
     a, b, c = rng.standard_normal((7, 5)), rng.standard_normal((5, 4)), rng.standard_normal((7, 4))
     assert len(_parallel._row_blocks(7, 7 * 5 * 4)) == 3
     np.testing.assert_allclose(_parallel.matmul(a, b), a @ b, rtol=1e-14)
     np.testing.assert_allclose(_parallel.matmul_over_rows(a, c), a.T @ c, rtol=1e-13)
+    calls: list[slice] = []
+    monkeypatch.setattr(
+        _parallel,
+        "map_blocks",
+        lambda work, blocks, **_: calls.extend(blocks) or [work(b) for b in blocks],
+    )
+    _parallel.matmul(a, b)
+    assert len(calls) == 3  # the product above really went through the row blocks
+    monkeypatch.setattr(_parallel, "_SERIAL_BLAS_MACS", 1 << 18)
+    np.testing.assert_allclose(_parallel.matmul(a, b), a @ b, rtol=1e-14)  # small: one product
     empty = np.zeros((0, 5))
     assert _parallel.matmul(empty, b).shape == (0, 4)
     np.testing.assert_array_equal(_parallel.matmul_over_rows(empty, np.zeros((0, 4))), 0)
@@ -110,3 +121,32 @@ def test_matmul_along_axis_equals_einsum(axis: int) -> None:
     np.testing.assert_allclose(
         _parallel.matmul_along_axis(array, matrix, axis), expected, rtol=1e-12, atol=1e-14
     )
+
+
+def test_blas_is_single_threaded_inside_the_blocks_and_restored_after() -> None:
+    """Every block runs with one BLAS thread (the parallelism is across blocks); the caller's
+    thread count comes back after, also when the guards nest; element-wise work
+    (``blas=False``) leaves BLAS alone."""
+    from threadpoolctl import threadpool_limits
+
+    libraries = _parallel._blas_libraries
+    if not libraries:
+        pytest.skip("threadpoolctl finds no BLAS library")
+
+    def counts() -> list[int]:
+        return [library.get_num_threads() for library in libraries]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        seen: list[list[int]] = []
+        _parallel.map_blocks(lambda b: seen.append(counts()), [slice(0, 1)])
+        _parallel.map_blocks(lambda b: seen.append(counts()), [slice(i, i + 1) for i in range(5)])
+        assert seen == [[1] * len(libraries)] * 6
+        assert counts() == [2] * len(libraries)
+        with _parallel._OneBlasThread():
+            with _parallel._OneBlasThread():
+                assert counts() == [1] * len(libraries)
+            assert counts() == [1] * len(libraries)
+        assert counts() == [2] * len(libraries)
+        untouched: list[list[int]] = []
+        _parallel.map_blocks(lambda b: untouched.append(counts()), [slice(0, 1)], blas=False)
+        assert untouched == [[2] * len(libraries)]

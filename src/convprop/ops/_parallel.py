@@ -26,6 +26,7 @@ under whatever the pool runs next (see ``map_blocks``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -39,8 +40,30 @@ from threadpoolctl import ThreadpoolController
 
 T = TypeVar("T")
 
-_blas = ThreadpoolController().select(user_api="blas")
+_blas_libraries = ThreadpoolController().select(user_api="blas").lib_controllers
 _pool: ThreadPoolExecutor | None = None
+
+
+class _OneBlasThread:
+    """``with _OneBlasThread():`` runs its body with every BLAS library single-threaded and
+    restores the thread counts after. threadpoolctl's ``limit()`` did the same in ~11 us (it
+    re-reads every library's information); this costs ~3 us, and nothing when BLAS is already
+    single-threaded. Small ops pay it on every call (a LeNet-5 layer at batch 1 takes ~20 us).
+    """
+
+    __slots__ = ("_restore",)
+
+    def __enter__(self) -> None:
+        self._restore = []
+        for library in _blas_libraries:
+            threads = library.get_num_threads()
+            if threads is not None and threads != 1:
+                library.set_num_threads(1)
+                self._restore.append((library, threads))
+
+    def __exit__(self, *exc_info: object) -> None:
+        for library, threads in self._restore:
+            library.set_num_threads(threads)
 
 
 def _forget_pool() -> None:
@@ -70,8 +93,10 @@ _SHARE_BYTES = 4 << 20
 def batch_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
     """Blocks of samples for an element-wise pass: one per core when the pass is large enough
     to be worth sharing, else the whole batch."""
+    if batch < 2 or batch * bytes_per_sample < _SHARE_BYTES:
+        return [slice(None)]
     workers = worker_count()
-    if workers == 1 or batch < 2 or batch * bytes_per_sample < _SHARE_BYTES:
+    if workers == 1:
         return [slice(None)]
     size = -(-batch // workers)
     return [slice(start, start + size) for start in range(0, batch, size)]
@@ -79,6 +104,9 @@ def batch_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
 
 # Matrix products below this many multiply-adds (~0.05 ms on one core) run in one block.
 _SHARE_MACS = 1 << 22
+# OpenBLAS runs a GEMM of at most this many multiply-adds on one thread by itself (its
+# SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD, 65536 * 4): such products need no guard.
+_SERIAL_BLAS_MACS = 1 << 18
 
 
 def _row_blocks(rows: int, macs: int) -> list[slice]:
@@ -92,8 +120,12 @@ def _row_blocks(rows: int, macs: int) -> list[slice]:
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for a (rows, k) and b (k, m), blocks of rows on every core when it is large
     (each block one GEMM with one BLAS thread, as every op of convprop: see ``map_blocks``)."""
+    macs = a.shape[0] * a.shape[1] * b.shape[1]
+    if macs <= _SERIAL_BLAS_MACS:
+        product: np.ndarray = np.matmul(a, b)
+        return product
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    blocks = _row_blocks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
+    blocks = _row_blocks(a.shape[0], macs)
     map_blocks(lambda block: np.matmul(a[block], b, out=out[block]), blocks)
     return out
 
@@ -101,7 +133,11 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def matmul_over_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a.T @ b`` for a (rows, k) and b (rows, m): the sum over rows of their outer products,
     partial sums over blocks of rows added in block order when it is large."""
-    blocks = _row_blocks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
+    macs = a.shape[0] * a.shape[1] * b.shape[1]
+    if macs <= _SERIAL_BLAS_MACS:
+        summed: np.ndarray = a.T @ b
+        return summed
+    blocks = _row_blocks(a.shape[0], macs)
     result: np.ndarray = sum_blocks(lambda block: a[block].T @ b[block], blocks)
     return result
 
@@ -118,25 +154,29 @@ def matmul_along_axis(array: np.ndarray, matrix: np.ndarray, axis: int) -> np.nd
     if trail == 1:
         result = matmul(array.reshape(lead, shape[axis]), matrix.T)
     else:
-        with _blas.limit(limits=1):
+        with _OneBlasThread():
             result = np.matmul(matrix, array.reshape(lead, shape[axis], trail))
     contracted: np.ndarray = result.reshape(shape[:axis] + (matrix.shape[0],) + shape[axis + 1 :])
     return contracted
 
 
-def sum_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> T:
+def sum_blocks(work: Callable[[slice], T], blocks: Sequence[slice], *, blas: bool = True) -> T:
     """The sum of ``work(block)`` over the blocks (in block order), computed in parallel."""
-    parts = map_blocks(work, blocks)
+    parts = map_blocks(work, blocks, blas=blas)
     total = parts[0]
     for part in parts[1:]:
         total = total + part  # type: ignore[operator]
     return total
 
 
-def map_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> list[T]:
+def map_blocks(
+    work: Callable[[slice], T], blocks: Sequence[slice], *, blas: bool = True
+) -> list[T]:
     """``[work(block) for block in blocks]``, the blocks spread over the cores.
 
-    BLAS runs single-threaded meanwhile (the parallelism is across blocks).
+    BLAS runs single-threaded meanwhile (the parallelism is across blocks); ``blas=False``
+    says ``work`` makes no BLAS call (element-wise passes), which spares that switch (a few
+    microseconds, a fifth of a small ReLU's time).
     The calling thread and one pool thread per other core each take the next block not yet
     taken until none is left, so a thread that loses its core delays only the block it holds.
     (One future per block instead cost ~17 us of bookkeeping per block, 0.7 ms for the 43
@@ -148,8 +188,11 @@ def map_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> list[T]:
     """
     global _pool
     if len(blocks) == 1:
-        with _blas.limit(limits=1):
+        if not blas:
             return [work(blocks[0])]
+        with _OneBlasThread():
+            return [work(blocks[0])]
+    guard = _OneBlasThread() if blas else contextlib.nullcontext()
     results: list[Any] = [None] * len(blocks)
     taken = itertools.count()
     lock = threading.Lock()
@@ -167,7 +210,7 @@ def map_blocks(work: Callable[[slice], T], blocks: Sequence[slice]) -> list[T]:
                 failed.set()
                 raise
 
-    with _blas.limit(limits=1):
+    with guard:
         helpers = min(worker_count(), len(blocks)) - 1
         if helpers == 0:
             drain()

@@ -223,6 +223,10 @@ def _columns(
     spatial = len(kernel_size)
     batch, channels = x.shape[:2]
     shape = (batch, groups, channels // groups * math.prod(kernel_size), math.prod(out_size))
+    if math.prod(kernel_size) == 1 and all(s == 1 for s in stride) and not any(sum(pads, ())):
+        # A 1x1 stride-1 unpadded convolution is a plain product with the input: its columns
+        # are the input itself (a view; callers only read columns).
+        return x.reshape(shape)
     if _row_wrapped(x, kernel_size, stride, dilation, pads, out_size):
         return _row_wrapped_columns(x, kernel_size, dilation, pads, out_size).reshape(shape)
     padded = pad_spatial(x, pads)

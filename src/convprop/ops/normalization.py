@@ -108,7 +108,7 @@ def batch_norm_forward(
     blocks = batch_blocks(values.shape[0], values[0].nbytes)
     out = np.empty_like(values)
     if training:
-        mean = sum_blocks(lambda b: np.einsum("ncs->c", values[b]), blocks) / count
+        mean = sum_blocks(lambda b: np.einsum("ncs->c", values[b]), blocks, blas=False) / count
 
         def center(b: slice) -> np.ndarray:
             np.subtract(values[b], mean[:, np.newaxis], out=out[b])
@@ -116,7 +116,7 @@ def batch_norm_forward(
             squares: np.ndarray = np.einsum("ncs,ncs->nc", out[b], out[b]).sum(axis=0)
             return squares
 
-        variance = sum_blocks(center, blocks) / count
+        variance = sum_blocks(center, blocks, blas=False) / count
         if running_mean is not None and running_var is not None:
             running_mean *= 1.0 - momentum
             running_mean += momentum * mean
@@ -150,7 +150,7 @@ def batch_norm_forward(
             np.multiply(values[b], scale, out=out[b])
             out[b] += offset
 
-    map_blocks(normalize, blocks)
+    map_blocks(normalize, blocks, blas=False)
     return out.reshape(x.shape), (values, mean, inv_std, weight, training, x.shape, count)
 
 
@@ -185,7 +185,7 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
             ]
         )
 
-    grad_sum, grad_dot_centered = sum_blocks(sums, blocks)
+    grad_sum, grad_dot_centered = sum_blocks(sums, blocks, blas=False)
     # sum dL/dy xhat = inv_std sum dL/dy (x - mu)
     grad_dot_normalized = grad_dot_centered * inv_std
     grad_x = grad_weight = grad_bias = None
@@ -210,7 +210,7 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
             def input_grad(b: slice) -> None:
                 np.multiply(grad[b], scale[:, np.newaxis], out=grad_x_values[b])
 
-        map_blocks(input_grad, blocks)
+        map_blocks(input_grad, blocks, blas=False)
         grad_x = grad_x_values.reshape(shape)
     if needs[1]:
         grad_weight = grad_dot_normalized

@@ -189,7 +189,7 @@ def _run_blocks(work: Callable[[slice], T], blocks: list[slice]) -> list[T]:
     maps, 3x3 stride 2, fwd+bwd 1.49-1.51x (2x2: 0.97-1.19x); LeNet-5's 3 blocks were 0.81x.
     Average pooling's blocks (one "+=" per tap) did not gain (2x2: 0.92x) and stay serial."""
     if len(blocks) >= 2 * worker_count():
-        return map_blocks(work, blocks)
+        return map_blocks(work, blocks, blas=False)
     return [work(block) for block in blocks]
 
 
