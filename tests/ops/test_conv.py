@@ -557,3 +557,8 @@ def test_pointwise_columns_are_the_input_itself(size: tuple[int, ...]) -> None:
     columns = conv._columns(x, ones, ones, ones, ((0, 0),) * spatial, size, groups=2)
     assert np.shares_memory(columns, x)
     np.testing.assert_array_equal(columns, x.reshape(2, 2, 3, -1))
+    # Fewer outputs than samples (a transposed convolution's output_padding): a real copy.
+    short = tuple(s - 1 for s in size)
+    columns = conv._columns(x, ones, ones, ones, ((0, 0),) * spatial, short, groups=2)
+    expected = x[(..., *(slice(0, s) for s in short))].reshape(2, 2, 3, -1)
+    np.testing.assert_array_equal(columns, expected)

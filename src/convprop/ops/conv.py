@@ -223,9 +223,11 @@ def _columns(
     spatial = len(kernel_size)
     batch, channels = x.shape[:2]
     shape = (batch, groups, channels // groups * math.prod(kernel_size), math.prod(out_size))
-    if math.prod(kernel_size) == 1 and all(s == 1 for s in stride) and not any(sum(pads, ())):
-        # A 1x1 stride-1 unpadded convolution is a plain product with the input: its columns
-        # are the input itself (a view; callers only read columns).
+    pointwise = math.prod(kernel_size) == 1 and all(s == 1 for s in stride)
+    if pointwise and not any(sum(pads, ())) and tuple(out_size) == x.shape[2:]:
+        # A 1x1 stride-1 unpadded convolution that reads every sample (a transposed one with
+        # output_padding does not) is a plain product with the input: its columns are the
+        # input itself (a view; callers only read columns).
         return x.reshape(shape)
     if _row_wrapped(x, kernel_size, stride, dilation, pads, out_size):
         return _row_wrapped_columns(x, kernel_size, dilation, pads, out_size).reshape(shape)
