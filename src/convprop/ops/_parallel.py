@@ -102,8 +102,11 @@ def batch_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
     return [slice(start, start + size) for start in range(0, batch, size)]
 
 
-# Matrix products below this many multiply-adds (~0.05 ms on one core) run in one block.
-_SHARE_MACS = 1 << 22
+# Matrix products below this many multiply-adds (~0.3 ms on one core) run in one block: with
+# 2^22, LeNet-5's 400 -> 120 layer (6.1M) went to two blocks, and its training step and
+# inference were 1-8% slower than with the layer in one (waking the pool's thread cost about
+# what half the product saved).
+_SHARE_MACS = 1 << 24
 # OpenBLAS runs a GEMM of at most this many multiply-adds on one thread by itself (its
 # SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD, 65536 * 4): such products need no guard.
 _SERIAL_BLAS_MACS = 1 << 18
