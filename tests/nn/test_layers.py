@@ -251,6 +251,9 @@ def test_weighted_loss_keeps_weight_as_buffer_like_torch() -> None:
 
 
 def test_dropout_layers_are_identity_in_eval_and_drop_in_training() -> None:
+    # Seeded: Dropout2d keeps 2048 channels, so the kept fraction's spread (~0.01) made the
+    # 0.02 bound fail about one run in thirty with whatever state earlier tests left.
+    cp.manual_seed(0)
     x = cp.tensor(np.ones((64, 32, 4, 4)))
     for layer in (cnn.Dropout(0.25), cnn.Dropout2d(0.25)):
         layer.eval()
