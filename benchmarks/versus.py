@@ -21,12 +21,16 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the cases import torch: only children and the case list load them
+    from benchmarks.layers import Case
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = ("layer", "step", "inference")
 
 
-def _all_cases() -> list:  # type: ignore[type-arg]
+def _all_cases() -> list[Case]:
     from benchmarks import layers, networks
 
     return layers.cases() + networks.cases()
@@ -88,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     for case in _all_cases():
         if args.cases not in ("all", case.group) or args.filter.lower() not in case.name.lower():
             continue
-        old, new = [], []
+        old: list[float] = []
+        new: list[float] = []
         for round_ in range(args.rounds):
             # Alternate which tree goes first: the second process of a pair measured up to
             # ~10% slower on the smallest cases whichever tree it ran.
