@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import convprop as cp
 import convprop.nn.functional as F
 from convprop.autograd import gradcheck
+from convprop.ops import _parallel
 from tests.reference import assert_close, grad_of, pair
 
 
@@ -139,6 +140,44 @@ def test_batch_norm_keeps_float32_and_handles_empty_batch() -> None:
     np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
     empty = F.batch_norm(cp.tensor(np.zeros((0, 3), dtype=np.float32)), mean, var, training=True)
     assert empty.shape == (0, 3)
+
+
+def test_batch_norm_split_over_blocks_matches_torch(monkeypatch) -> None:
+    """Statistics summed over blocks of samples on the pool (partial sums in block order)."""
+    monkeypatch.setattr(_parallel, "_SHARE_BYTES", 1)
+    monkeypatch.setattr(_parallel, "worker_count", lambda: 3)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((7, 3, 4, 5)) * 2 + 1
+    assert len(_parallel.batch_blocks(7, x[0].nbytes)) == 3
+    compare_batch_norm(
+        x,
+        (np.zeros(3), np.ones(3)),
+        rng.standard_normal(3),
+        rng.standard_normal(3),
+        training=True,
+        momentum=0.1,
+        eps=1e-5,
+        seed=5,
+    )
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_float32_batch_norm_of_a_large_mean_keeps_its_precision(training: bool) -> None:
+    """Nothing cancels when |mean| >> std: float32 values around 1000 with std 0.01 come out
+    within float32 rounding of the float64 result on the same values (rounding the mean to
+    float32 before subtracting it would cost 3e-3 here)."""
+    rng = np.random.default_rng(6)
+    x = (1000 + 0.01 * rng.standard_normal((16, 2, 30))).astype(np.float32)
+    exact = x.astype(np.float64)
+    # Evaluation mode normalises with the running statistics as given (float32 here).
+    mean = exact.mean(axis=(0, 2)).astype(np.float32).astype(np.float64)
+    var = exact.var(axis=(0, 2)).astype(np.float32).astype(np.float64)
+    if training:
+        mean, var = exact.mean(axis=(0, 2)), exact.var(axis=(0, 2))
+    running = cp.from_numpy(mean.astype(np.float32)), cp.from_numpy(var.astype(np.float32))
+    out = F.batch_norm(cp.tensor(x), *running, training=training, eps=1e-9).numpy()
+    expected = (exact - mean[:, None]) / np.sqrt(var[:, None] + 1e-9)
+    np.testing.assert_allclose(out, expected, atol=1e-4)
 
 
 def test_batch_norm_errors() -> None:

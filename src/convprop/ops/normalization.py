@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from convprop.ops._compiled import compiled
 from convprop.ops._parallel import batch_blocks, map_blocks, sum_blocks
 from convprop.ops._util import check_float, check_same_dtype
 from convprop.ops.elementwise import Grads, Needs
@@ -93,6 +94,7 @@ def batch_norm_forward(
     """y = gamma (x - mu) / sqrt(var + eps) + beta, statistics per channel (axis 1).
 
     ``running_mean``/``running_var`` are updated in place when ``training`` is true.
+    Training mode reads x twice (the statistics, then y); evaluation mode once.
     """
     _check_batch_norm(x, weight, bias, running_mean, running_var, training)
     axes = (0, *range(2, x.ndim))
@@ -101,22 +103,26 @@ def batch_norm_forward(
     if x.size == 0:
         return x.copy(), (None, None, None, weight, training, x.shape, count)
 
-    # (N, C, S): every per-channel sum runs first along the contiguous positions S, then over
-    # the batch; per-channel arrays of shape (C,) broadcast as (C, 1). Each pass runs over
-    # blocks of samples on every core (``batch_blocks``), partial sums added in block order.
-    values = x.reshape(x.shape[0], channels, -1)
+    # (N, C, S), contiguous; per-channel statistics are float64 arrays of shape (C,). Each pass
+    # runs over blocks of samples on every core (``batch_blocks``), partial sums added in block
+    # order.
+    values = np.ascontiguousarray(x).reshape(x.shape[0], channels, -1)
     blocks = batch_blocks(values.shape[0], values[0].nbytes)
-    out = np.empty_like(values)
     if training:
-        mean = sum_blocks(lambda b: np.einsum("ncs->c", values[b]), blocks, blas=False) / count
+        # Sums of x - k and (x - k)^2 with k_c the channel's first value: mu = k + sum/m and
+        # var = sum (x - k)^2 / m - (mu - k)^2, one read of x. The shift keeps the subtraction
+        # from cancelling when |mu| >> sigma (k lies within a few sigma of mu).
+        shift = values[0, :, 0].astype(np.float64)
 
-        def center(b: slice) -> np.ndarray:
-            np.subtract(values[b], mean[:, np.newaxis], out=out[b])
-            # sum_i (x_i - mu)^2 as one dot product per sample and channel (no squared copy).
-            squares: np.ndarray = np.einsum("ncs,ncs->nc", out[b], out[b]).sum(axis=0)
-            return squares
+        def shifted_sums(b: slice) -> np.ndarray:
+            sums = np.empty((channels, 2))
+            _shifted_sums(values[b], shift, sums)
+            return sums
 
-        variance = sum_blocks(center, blocks, blas=False) / count
+        offset_sum, square_sum = sum_blocks(shifted_sums, blocks, blas=False).T
+        mean_offset = offset_sum / count
+        mean = shift + mean_offset
+        variance = np.maximum(square_sum / count - mean_offset * mean_offset, 0.0)
         if running_mean is not None and running_var is not None:
             running_mean *= 1.0 - momentum
             running_mean += momentum * mean
@@ -124,34 +130,56 @@ def batch_norm_forward(
             running_var += (momentum * count / (count - 1)) * variance
     else:
         # Evaluation mode: _check_batch_norm guarantees the running statistics are given.
-        mean = np.array(running_mean)
-        variance = np.asarray(running_var)
+        mean = np.asarray(running_mean, dtype=np.float64)
+        variance = np.asarray(running_var, dtype=np.float64)
     inv_std = 1.0 / np.sqrt(variance + eps)
-    scale = (inv_std if weight is None else weight * inv_std)[:, np.newaxis]
+    scale = inv_std if weight is None else weight * inv_std
+    beta = np.zeros(channels) if bias is None else bias.astype(np.float64)
     if training:
-        # y = (x - mu) * (gamma inv_std) + beta, in place in ``out``, which holds x - mu.
-        # Backward keeps x (alive anyway: it is this node's input) and mu rather than a copy
-        # of xhat, and rebuilds x - mu when it runs.
-        shift = None if bias is None else bias[:, np.newaxis]
-
-        def normalize(b: slice) -> None:
-            out[b] *= scale
-            if shift is not None:
-                out[b] += shift
-
+        # y = (x - mu) (gamma inv_std) + beta.
+        center, offset = mean, beta
     else:
-        # A fixed affine map, y = x * (gamma inv_std) + (beta - mu gamma inv_std) (PyTorch's
-        # form): two passes over the data instead of three.
-        offset = -mean[:, np.newaxis] * scale
-        if bias is not None:
-            offset += bias[:, np.newaxis]
+        # A fixed affine map, y = x (gamma inv_std) + (beta - mu gamma inv_std), PyTorch's form.
+        center, offset = np.zeros(channels), beta - mean * scale
+    out = np.empty_like(values)
 
-        def normalize(b: slice) -> None:
-            np.multiply(values[b], scale, out=out[b])
-            out[b] += offset
+    def normalize(b: slice) -> None:
+        _shifted_affine(values[b], center, scale, offset, out[b])
 
     map_blocks(normalize, blocks, blas=False)
+    # Backward keeps x (alive anyway: it is this node's input) and mu rather than a copy of
+    # xhat, and rebuilds x - mu as it runs.
     return out.reshape(x.shape), (values, mean, inv_std, weight, training, x.shape, count)
+
+
+@compiled
+def _shifted_sums(values: np.ndarray, shift: np.ndarray, sums: np.ndarray) -> None:
+    """sums[c] = (sum_(n,s) (x[n,c,s] - k_c), sum_(n,s) (x[n,c,s] - k_c)^2), in float64."""
+    batch, channels, positions = values.shape
+    for c in range(channels):
+        k = shift[c]
+        linear = 0.0
+        square = 0.0
+        for n in range(batch):
+            for s in range(positions):
+                d = np.float64(values[n, c, s]) - k
+                linear += d
+                square += d * d
+        sums[c, 0] = linear
+        sums[c, 1] = square
+
+
+@compiled
+def _shifted_affine(
+    values: np.ndarray, center: np.ndarray, scale: np.ndarray, offset: np.ndarray, out: np.ndarray
+) -> None:
+    """out[n,c,s] = (x[n,c,s] - center_c) scale_c + offset_c, computed in float64."""
+    batch, channels, positions = values.shape
+    for n in range(batch):
+        for c in range(channels):
+            m, a, b = center[c], scale[c], offset[c]
+            for s in range(positions):
+                out[n, c, s] = (np.float64(values[n, c, s]) - m) * a + b
 
 
 def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
@@ -159,6 +187,7 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
     dL/dx (evaluation): dxhat inv_std; dL/dgamma = sum dL/dy xhat; dL/dbeta = sum dL/dy.
 
     Here dxhat = gamma dL/dy, inv_std = 1/sqrt(var + eps), sums over batch and positions.
+    Training mode reads x and dL/dy twice (the two sums, then dL/dx).
     """
     values, mean, inv_std, weight, training, shape, count = saved
     if grad_out.size == 0:
@@ -168,52 +197,87 @@ def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads
             empty_channel if needs[1] else None,
             empty_channel.copy() if needs[2] else None,
         )
-    grad = grad_out.reshape(values.shape)
+    grad = np.ascontiguousarray(grad_out).reshape(values.shape)
+    dtype = np.result_type(grad, values)
+    channels = values.shape[1]
     blocks = batch_blocks(values.shape[0], values[0].nbytes)
-    centering = mean[:, np.newaxis]
-    # x - mu, written once into the array that becomes dL/dx (training mode reads it again
-    # there), not into a temporary per pass.
-    centered = np.empty_like(grad)
-
-    def sums(b: slice) -> np.ndarray:
-        # sum dL/dy and sum dL/dy (x - mu), one dot product per sample and channel.
-        np.subtract(values[b], centering, out=centered[b])
-        return np.stack(
-            [
-                np.einsum("ncs->c", grad[b]),
-                np.einsum("ncs,ncs->nc", grad[b], centered[b]).sum(0),
-            ]
-        )
-
-    grad_sum, grad_dot_centered = sum_blocks(sums, blocks, blas=False)
-    # sum dL/dy xhat = inv_std sum dL/dy (x - mu)
-    grad_dot_normalized = grad_dot_centered * inv_std
     grad_x = grad_weight = grad_bias = None
+    if training or needs[1] or needs[2]:
+
+        def sums(b: slice) -> np.ndarray:
+            partial = np.empty((channels, 2))
+            _grad_sums(grad[b], values[b], mean, partial)
+            return partial
+
+        grad_sum, grad_dot_centered = sum_blocks(sums, blocks, blas=False).T
+        # sum dL/dy xhat = inv_std sum dL/dy (x - mu)
+        grad_dot_normalized = grad_dot_centered * inv_std
+        if needs[1]:
+            grad_weight = grad_dot_normalized.astype(dtype)
+        if needs[2]:
+            grad_bias = grad_sum.astype(dtype)
     if needs[0]:
         scale = inv_std if weight is None else weight * inv_std
-        grad_x_values = centered
+        grad_x_values = np.empty(values.shape, dtype=dtype)
         if training:
             # The bracket expanded per channel, with xhat = (x - mu) inv_std and
             # sum dxhat = gamma grad_sum, sum dxhat xhat = gamma grad_dot_normalized:
-            # dL/dx = scale dL/dy - scale grad_sum / m - scale inv_std (grad_dot_normalized / m)
-            # (x - mu): three per-channel coefficients, one pass over the data.
-            centered_coefficient = (-scale * inv_std * grad_dot_normalized / count)[:, np.newaxis]
-            constant = (-scale * grad_sum / count)[:, np.newaxis]
+            # dL/dx = scale dL/dy - scale inv_std (grad_dot_normalized / m) (x - mu)
+            #         - scale grad_sum / m: three per-channel coefficients, one pass.
+            coefficients = (
+                mean,
+                scale,
+                -scale * inv_std * grad_dot_normalized / count,
+                -scale * grad_sum / count,
+            )
 
             def input_grad(b: slice) -> None:
-                grad_x_values[b] *= centered_coefficient
-                grad_x_values[b] += constant
-                grad_x_values[b] += grad[b] * scale[:, np.newaxis]
+                _input_grad(grad[b], values[b], *coefficients, grad_x_values[b])
 
         else:
+            per_channel = scale.astype(dtype)[:, np.newaxis]
 
             def input_grad(b: slice) -> None:
-                np.multiply(grad[b], scale[:, np.newaxis], out=grad_x_values[b])
+                np.multiply(grad[b], per_channel, out=grad_x_values[b])
 
         map_blocks(input_grad, blocks, blas=False)
         grad_x = grad_x_values.reshape(shape)
-    if needs[1]:
-        grad_weight = grad_dot_normalized
-    if needs[2]:
-        grad_bias = grad_sum
     return grad_x, grad_weight, grad_bias
+
+
+@compiled
+def _grad_sums(grad: np.ndarray, values: np.ndarray, mean: np.ndarray, sums: np.ndarray) -> None:
+    """sums[c] = (sum_(n,s) g[n,c,s], sum_(n,s) g[n,c,s] (x[n,c,s] - mu_c)), in float64."""
+    batch, channels, positions = values.shape
+    for c in range(channels):
+        m = mean[c]
+        linear = 0.0
+        product = 0.0
+        for n in range(batch):
+            for s in range(positions):
+                g = np.float64(grad[n, c, s])
+                linear += g
+                product += g * (np.float64(values[n, c, s]) - m)
+        sums[c, 0] = linear
+        sums[c, 1] = product
+
+
+@compiled
+def _input_grad(
+    grad: np.ndarray,
+    values: np.ndarray,
+    center: np.ndarray,
+    grad_scale: np.ndarray,
+    centered_scale: np.ndarray,
+    constant: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """out[n,c,s] = g[n,c,s] grad_scale_c + (x[n,c,s] - center_c) centered_scale_c + constant_c,
+    computed in float64."""
+    batch, channels, positions = values.shape
+    for n in range(batch):
+        for c in range(channels):
+            m, a, b, k = center[c], grad_scale[c], centered_scale[c], constant[c]
+            for s in range(positions):
+                x = np.float64(values[n, c, s])
+                out[n, c, s] = np.float64(grad[n, c, s]) * a + (x - m) * b + k
