@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from convprop.ops._compiled import compiled
 from convprop.ops._parallel import batch_blocks, map_blocks
 from convprop.ops._util import check_float
 from convprop.ops.elementwise import Grads, Needs
@@ -144,20 +145,33 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, Any]:
 
 
 def relu_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
-    """phi'(v) = 1 for v > 0, 0 for v <= 0 (0 at the kink, as PyTorch)."""
+    """phi'(v) = 1 for v > 0, 0 for v <= 0 (0 at the kink, as PyTorch).
+
+    Read off the output y = relu(v) (v > 0 exactly where y > 0): dL/dv = 0 where y <= 0, else
+    dL/dy, one compiled pass (NumPy's mask-and-multiply took three).
+    """
     out = saved
-    # "not out <= 0" rather than "out > 0": a NaN input passes its gradient, as in PyTorch.
-    # Multiplying by the mask is ~10x faster than np.where on random signs (branch misses).
-    blocks = batch_blocks(len(out), out[:1].nbytes) if out.ndim else [slice(None)]
-    if len(blocks) == 1 or grad_out.shape != out.shape:
-        return (grad_out * ~(out <= 0),)
-    grad = np.empty_like(grad_out, dtype=np.result_type(grad_out, out))
+    if grad_out.shape != out.shape:
+        grad_out = np.broadcast_to(grad_out, out.shape)
+    grad_out = np.ascontiguousarray(grad_out)
+    grad = np.empty(out.shape, dtype=np.result_type(grad_out, out))
+    if not out.ndim:
+        _zero_where_not_positive(grad_out.reshape(1), out.reshape(1), grad.reshape(1))
+        return (grad,)
 
-    def masked(b: slice) -> None:
-        np.multiply(grad_out[b], ~(out[b] <= 0), out=grad[b])
+    def block(b: slice) -> None:
+        _zero_where_not_positive(grad_out[b].reshape(-1), out[b].reshape(-1), grad[b].reshape(-1))
 
-    map_blocks(masked, blocks, blas=False)
+    map_blocks(block, batch_blocks(len(out), out[:1].nbytes), blas=False)
     return (grad,)
+
+
+@compiled
+def _zero_where_not_positive(grad: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
+    """out_i = 0 where values_i <= 0, else grad_i (a NaN value passes its gradient, as in
+    PyTorch's threshold_backward)."""
+    for i in range(grad.size):
+        out[i] = 0 if values[i] <= 0 else grad[i]
 
 
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> tuple[np.ndarray, Any]:
