@@ -1,0 +1,75 @@
+"""The compiled-loop helper (ops/_compiled): lazy numba import, results, threads, NaN."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+
+from convprop.ops import activation
+from convprop.ops._compiled import compiled
+
+
+def test_importing_convprop_does_not_import_numba() -> None:
+    """numba's import (~0.3 s) is paid on the first compiled call, not by every program."""
+    code = "import sys, convprop, convprop.nn; print('numba' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+@compiled
+def _scaled_sum(values: np.ndarray, factor: float, out: np.ndarray) -> None:
+    total = 0.0
+    for i in range(values.size):
+        out[i] = values[i] * factor
+        total += values[i]
+    out[0] = total
+
+
+def test_a_compiled_loop_computes_what_its_python_says_in_each_dtype() -> None:
+    for dtype in (np.float32, np.float64):
+        values = np.arange(1, 6, dtype=dtype)
+        out = np.empty_like(values)
+        _scaled_sum(values, 2.0, out)
+        np.testing.assert_array_equal(out, np.array([15, 4, 6, 8, 10], dtype=dtype))
+
+
+def test_first_calls_from_several_threads_compile_once_and_all_succeed() -> None:
+    @compiled
+    def doubled(values: np.ndarray, out: np.ndarray) -> None:
+        for i in range(values.size):
+            out[i] = 2 * values[i]
+
+    results: list[np.ndarray] = []
+    errors: list[BaseException] = []
+
+    def call(seed: int) -> None:
+        values = np.random.default_rng(seed).standard_normal(100)
+        out = np.empty_like(values)
+        try:
+            doubled(values, out)
+            np.testing.assert_array_equal(out, 2 * values)
+            results.append(out)
+        except BaseException as error:  # collected for the main thread's assertion
+            errors.append(error)
+
+    threads = [threading.Thread(target=call, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(results) == 4
+
+
+def test_relu_gradient_passes_nan_and_blocks_the_rest_as_pytorch() -> None:
+    """No fast-math flag assumes finite values: a NaN output passes its gradient (PyTorch's
+    threshold_backward), zero and negative outputs block it."""
+    out = np.array([np.nan, 0.0, -0.0, 2.0, np.inf], dtype=np.float32)
+    grad = np.array([1.0, 2.0, 3.0, 4.0, 5.0], dtype=np.float32)
+    (result,) = activation.relu_backward(grad, out, (True,))
+    np.testing.assert_array_equal(result, [1.0, 0.0, 0.0, 4.0, 5.0])
+    assert result.dtype == np.float32
