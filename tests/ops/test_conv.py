@@ -522,29 +522,42 @@ def test_non_contiguous_arrays_match_torch(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("x_shape", "kernel", "dilation", "pads"),
+    ("x_shape", "kernel", "stride", "dilation", "pads"),
     [
-        ((2, 3, 5, 7), (3, 3), (1, 1), ((1, 1), (1, 1))),  # the ResNet 3x3 layer
-        ((1, 2, 6, 4), (2, 4), (1, 1), ((0, 1), (1, 2))),  # 'same' with even kernels
-        ((2, 1, 4, 5), (3, 3), (2, 2), ((2, 2), (2, 2))),  # dilated, reads past every border
-        ((1, 2, 3, 2), (5, 5), (1, 1), ((2, 2), (2, 2))),  # kernel wider than the image
-        ((1, 1, 2, 3), (3, 3), (3, 1), ((1, 5), (1, 1))),  # more padding below than needed
-        ((1, 2, 4, 3), (1, 1), (1, 1), ((0, 0), (0, 0))),  # 1x1
+        ((2, 3, 5, 7), (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),  # the ResNet 3x3 layer
+        ((1, 2, 6, 4), (2, 4), (1, 1), (1, 1), ((0, 1), (1, 2))),  # 'same' with even kernels
+        ((2, 1, 4, 5), (3, 3), (1, 1), (2, 2), ((2, 2), (2, 2))),  # dilated, reads past borders
+        ((1, 2, 3, 2), (5, 5), (1, 1), (1, 1), ((2, 2), (2, 2))),  # kernel wider than the image
+        ((1, 1, 2, 3), (3, 3), (1, 1), (3, 1), ((1, 5), (1, 1))),  # more padding below
+        ((1, 2, 4, 3), (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),  # 1x1
+        ((2, 2, 7, 8), (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),  # the strided 3x3 layers
+        ((1, 2, 8, 9), (1, 1), (2, 3), (1, 1), ((0, 0), (0, 0))),  # 1x1 projections
+        ((1, 1, 5, 6), (2, 3), (3, 2), (2, 1), ((3, 0), (0, 4))),  # stride > kernel, lopsided
+        ((2, 3, 9), (5,), (1,), (1,), ((0, 0),)),  # TDNN Conv1d
+        ((1, 2, 10), (3,), (2,), (3,), ((4, 1),)),  # 1-D strided, dilated, padded
     ],
 )
-def test_row_wrapped_columns_equal_padded_windows(x_shape, kernel, dilation, pads) -> None:
-    """The flat-image im2col of same-width stride-1 convolutions equals the windows of the
-    zero-padded input, entry for entry (both are copies of the same numbers)."""
+def test_columns_equal_padded_windows(x_shape, kernel, stride, dilation, pads) -> None:
+    """im2col's compiled gather equals the windows of the zero-padded input, entry for entry
+    (both are copies of the same numbers): columns[n, c, k, o] = x_pad[n, c, o S + k D]."""
+    spatial = len(kernel)
     x = np.arange(1, np.prod(x_shape) + 1, dtype=np.float64).reshape(x_shape)
-    height = x_shape[2] + sum(pads[0]) - dilation[0] * (kernel[0] - 1)
-    out_size = (height, x_shape[3])
-    assert conv._row_wrapped(x, kernel, (1, 1), dilation, pads, out_size)
     padded = np.pad(x, ((0, 0), (0, 0), *pads))
-    windows = np.lib.stride_tricks.sliding_window_view(
-        padded, (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1), (2, 3)
-    )[:, :, : out_size[0], : out_size[1], :: dilation[0], :: dilation[1]]
-    expected = windows.transpose(0, 1, 4, 5, 2, 3).reshape(x_shape[0], 1, -1, np.prod(out_size))
-    ours = conv._columns(x, kernel, (1, 1), dilation, pads, out_size, groups=1)
+    out_size = tuple(
+        (padded.shape[2 + i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1
+        for i in range(spatial)
+    )
+    span = tuple(dilation[i] * (kernel[i] - 1) + 1 for i in range(spatial))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, span, tuple(range(2, 2 + spatial)))
+    picked = (
+        ...,
+        *(slice(None, None, s) for s in stride),
+        *(slice(None, None, d) for d in dilation),
+    )
+    windows = windows[picked]  # (N, C, *O, *K)
+    taps_first = (0, 1, *range(2 + spatial, 2 + 2 * spatial), *range(2, 2 + spatial))
+    expected = windows.transpose(taps_first).reshape(x_shape[0], 1, -1, np.prod(out_size))
+    ours = conv._columns(x, kernel, stride, dilation, pads, out_size, groups=1)
     np.testing.assert_array_equal(ours, expected)
 
 
