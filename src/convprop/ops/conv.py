@@ -21,8 +21,9 @@ gradient (the notes' "upsampling followed by a convolution", a fractional stride
 backward uses convolution's forward (for dL/dx) and weight gradient (for dL/dw). The same three
 kernels below serve both:
 
-* ``_correlate``: the forward contraction (zero-copy window view, then one GEMM per sample
-  and group);
+* ``_correlate``: the forward contraction (im2col, then one GEMM per sample and group; for
+  3x3 stride-1 layers with enough channels Winograd's F(2x2, 3x3), ``winograd``, the same
+  sum with 2.25x fewer multiplications);
 * ``_correlate_weight``: the weight gradient (the same window view contracted with delta);
 * ``_backproject``: the input gradient (full correlation with the Rot180 kernel, or its
   equal adjoint form "+=" per tap for strided layers).
@@ -42,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from convprop.ops import winograd
 from convprop.ops._parallel import map_blocks, sum_blocks, worker_count
 from convprop.ops._util import (
     check_float,
@@ -253,11 +255,23 @@ def _correlate(
     """z[n, f, o] = sum_{c in group(f)} sum_k w[f, c, k] x_pad[n, c, o * S + k * D].
 
     ``x_pad`` is ``x`` zero-padded by ``pads``; ``weight`` is (F, C/G, *K); the result is
-    (N, F, *out_size).
+    (N, F, *out_size). Blocks of samples on every core; each block either im2col and one GEMM
+    per sample and group, or (``_winograd_applies``) Winograd's F(2x2, 3x3).
     """
     batch = x.shape[0]
     out_channels = weight.shape[0]
     kernel_size = weight.shape[2:]
+    blocks = _sample_blocks(batch, _column_bytes(x, kernel_size, out_size))
+    if _winograd_applies(x, kernel_size, stride, dilation, groups):
+        filters = winograd.filter_transform(weight)
+        result = np.empty((batch, out_channels, *out_size), dtype=np.result_type(x, weight))
+        pads_before = (pads[0][0], pads[1][0])
+
+        def winograd_block(block: slice) -> None:
+            winograd.correlate_block(x[block], filters, pads_before, result[block])
+
+        map_blocks(winograd_block, blocks)
+        return result
     kernels = weight.reshape(groups, out_channels // groups, -1)
     out = np.empty(
         (batch, groups, out_channels // groups, math.prod(out_size)),
@@ -269,8 +283,33 @@ def _correlate(
         # (G, F/G, C/G K) @ (n, G, C/G K, O) -> (n, G, F/G, O)
         np.matmul(kernels, columns, out=out[block])
 
-    map_blocks(correlate_block, _sample_blocks(batch, _column_bytes(x, kernel_size, out_size)))
+    map_blocks(correlate_block, blocks)
     return out.reshape(batch, out_channels, *out_size)
+
+
+# Winograd's F(2x2, 3x3) needs 2.25x fewer multiply-adds, but its 16 products contract over
+# the input channels only, and OpenBLAS runs short contractions slowly. Forward at batch 128,
+# 32x32, two cores, against im2col: 3 -> 16 channels 2.4x slower, 8 -> 16 1.4x slower,
+# 12 -> 12 1.25x slower, 16 -> 16 1.0-1.07x faster, 24 -> 12 1.15x faster.
+_WINOGRAD_MIN_CHANNELS = 16
+
+
+def _winograd_applies(
+    x: np.ndarray,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> bool:
+    """Whether the forward contraction runs as Winograd F(2x2, 3x3) (``winograd``): a 2-D
+    3x3 stride-1 undilated ungrouped correlation with enough input channels."""
+    return (
+        tuple(kernel_size) == (3, 3)
+        and tuple(stride) == (1, 1)
+        and tuple(dilation) == (1, 1)
+        and groups == 1
+        and x.shape[1] >= _WINOGRAD_MIN_CHANNELS
+    )
 
 
 def _correlate_weight(
