@@ -329,3 +329,29 @@ def test_torch_agrees_these_arguments_are_invalid() -> None:
     theirs = TF.max_pool2d(torch.zeros(1, 1, 9, 9), 3, stride=1, padding=1, dilation=3)
     ours = F.max_pool2d(cp.tensor(np.zeros((1, 1, 9, 9))), 3, stride=1, padding=1, dilation=3)
     assert ours.shape == tuple(theirs.shape) == (1, 1, 5, 5)
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_backward_of_windows_that_tile_the_input_writes_every_entry(monkeypatch, pool) -> None:
+    """Windows side by side over the whole input: backward allocates its gradient without
+    zero-filling it, so every entry must be written. With np.empty poisoned to NaN, the
+    gradient still equals PyTorch's."""
+    real_empty = np.empty
+
+    def nan_empty(*args, **kwargs):
+        array = real_empty(*args, **kwargs)
+        if array.dtype.kind == "f":
+            array.fill(np.nan)
+        return array
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 6, 4))
+    grad = rng.standard_normal((2, 3, 3, 2))
+    ours_x, torch_x = pair(x)
+    monkeypatch.setattr(np, "empty", nan_empty)
+    ours = (F.max_pool2d if pool == "max" else F.avg_pool2d)(ours_x, 2)
+    ours.backward(cp.tensor(grad))
+    monkeypatch.undo()
+    theirs = (TF.max_pool2d if pool == "max" else TF.avg_pool2d)(torch_x, 2)
+    theirs.backward(torch.tensor(grad))
+    assert_close(grad_of(ours_x), grad_of(torch_x), what="input gradient")

@@ -227,6 +227,17 @@ class _Geometry(NamedTuple):
             slice(left, left + n) for n, (left, _) in zip(self.in_size, self.pads, strict=True)
         )
 
+    def tiles_exactly(self) -> bool:
+        """Whether every input sample is in exactly one window (windows side by side, no
+        padding, none left over), so a backward that writes every tap's slice writes every
+        input gradient once and needs no zero-filled array first."""
+        return not self.is_padded and all(
+            d == 1 and s == k and o * s == n
+            for k, s, d, o, n in zip(
+                self.kernel, self.stride, self.dilation, self.out_size, self.in_size, strict=True
+            )
+        )
+
     def covers_once(self) -> bool:
         """Whether no sample is read by two windows (so backward may assign instead of add)."""
         return all(
@@ -452,7 +463,10 @@ def max_pool_backward(grad_out: np.ndarray, saved: MaxPoolSaved, needs: Needs) -
     grad_maps = grad_out.reshape(argmax_tap.shape)
     taps = _taps(geometry.kernel)
     overlapping = not geometry.covers_once()
-    grad_input = np.zeros((argmax_tap.shape[0],) + geometry.in_size, dtype=grad_out.dtype)
+    # Where the windows tile the input, the tap loop below writes every entry (zeros where
+    # the tap is not the argmax): no zero fill first (one pass over the input fewer).
+    allocate = np.empty if geometry.tiles_exactly() else np.zeros
+    grad_input = allocate((argmax_tap.shape[0],) + geometry.in_size, dtype=grad_out.dtype)
 
     def route_block(block: slice) -> None:
         grad_block, tap_block = grad_maps[block], argmax_tap[block]
@@ -606,7 +620,9 @@ def avg_pool_backward(grad_out: np.ndarray, saved: AvgPoolSaved, needs: Needs) -
     grad_maps = grad_out.reshape((-1,) + geometry.out_size)
     taps = _taps(geometry.kernel)
     overlapping = not geometry.covers_once()
-    grad_input = np.zeros((grad_maps.shape[0],) + geometry.in_size, dtype=grad_out.dtype)
+    # Where the windows tile the input every tap's slice is assigned below: no zero fill.
+    allocate = np.empty if geometry.tiles_exactly() else np.zeros
+    grad_input = allocate((grad_maps.shape[0],) + geometry.in_size, dtype=grad_out.dtype)
     for block in _map_blocks(grad_maps.shape[0], int(np.prod(geometry.padded_size))):
         share = grad_maps[block] / divisor
         target = grad_input[block]
