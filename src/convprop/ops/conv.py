@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from convprop.ops import winograd
-from convprop.ops._parallel import map_blocks, sum_blocks, worker_count
+from convprop.ops._parallel import _SERIAL_BLAS_MACS, map_blocks, sum_blocks, worker_count
 from convprop.ops._util import (
     check_float,
     check_ndim,
@@ -283,7 +283,10 @@ def _correlate(
         # (G, F/G, C/G K) @ (n, G, C/G K, O) -> (n, G, F/G, O)
         np.matmul(kernels, columns, out=out[block])
 
-    map_blocks(correlate_block, blocks)
+    # Products of at most _SERIAL_BLAS_MACS run on one OpenBLAS thread anyway: no switch of
+    # its thread count around them (LeNet-5's, ~3 us a call at batch 1).
+    product_macs = kernels.shape[1] * kernels.shape[2] * math.prod(out_size)
+    map_blocks(correlate_block, blocks, blas=product_macs > _SERIAL_BLAS_MACS)
     return out.reshape(batch, out_channels, *out_size)
 
 

@@ -188,7 +188,7 @@ def _run_blocks(work: Callable[[slice], T], blocks: list[slice]) -> list[T]:
     tap loop) gain from the second core once there are enough of them: 8 blocks of 16x32x32
     maps, 3x3 stride 2, fwd+bwd 1.49-1.51x (2x2: 0.97-1.19x); LeNet-5's 3 blocks were 0.81x.
     Average pooling's blocks (one "+=" per tap) did not gain (2x2: 0.92x) and stay serial."""
-    if len(blocks) >= 2 * worker_count():
+    if len(blocks) > 1 and len(blocks) >= 2 * worker_count():  # (one block: no syscall)
         return map_blocks(work, blocks, blas=False)
     return [work(block) for block in blocks]
 
