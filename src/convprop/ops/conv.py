@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from convprop.ops import winograd
-from convprop.ops._parallel import _SERIAL_BLAS_MACS, map_blocks, sum_blocks, worker_count
+from convprop.ops._parallel import blas_runs_serially, map_blocks, sum_blocks, worker_count
 from convprop.ops._util import (
     check_float,
     check_ndim,
@@ -261,6 +261,7 @@ def _correlate(
     batch = x.shape[0]
     out_channels = weight.shape[0]
     kernel_size = weight.shape[2:]
+    # im2col's blocks; Winograd uses the same ones and chunks them for the cache itself.
     blocks = _sample_blocks(batch, _column_bytes(x, kernel_size, out_size))
     if _winograd_applies(x, kernel_size, stride, dilation, groups):
         filters = winograd.filter_transform(weight)
@@ -283,10 +284,10 @@ def _correlate(
         # (G, F/G, C/G K) @ (n, G, C/G K, O) -> (n, G, F/G, O)
         np.matmul(kernels, columns, out=out[block])
 
-    # Products of at most _SERIAL_BLAS_MACS run on one OpenBLAS thread anyway: no switch of
-    # its thread count around them (LeNet-5's, ~3 us a call at batch 1).
+    # One product per sample and group; OpenBLAS keeps small ones (LeNet-5's) on one thread
+    # anyway, so those need no switch of its thread count.
     product_macs = kernels.shape[1] * kernels.shape[2] * math.prod(out_size)
-    map_blocks(correlate_block, blocks, blas=product_macs > _SERIAL_BLAS_MACS)
+    map_blocks(correlate_block, blocks, blas=not blas_runs_serially(product_macs))
     return out.reshape(batch, out_channels, *out_size)
 
 
