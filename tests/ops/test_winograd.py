@@ -1,7 +1,10 @@
-"""Winograd's F(2x2, 3x3) (ops/winograd): its matrices, its compiled transforms, and the
+"""Winograd's F(4x4, 3x3) (ops/winograd): its matrices, its compiled passes, and the
 convolutions that run through it, against the direct sum and PyTorch in float64."""
 
 from __future__ import annotations
+
+from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,55 +17,122 @@ import convprop.nn.functional as F
 from convprop.ops import conv, winograd
 from tests.reference import assert_close, grad_of, pair
 
-# The module docstring's B^T and A^T (G is winograd._G).
-B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
-A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+B_T, G, A_T = winograd._B_T, winograd._G, winograd._A_T
+
+
+def every_size_through_winograd() -> Any:
+    """Small test inputs take the Winograd path too (it needs 256 positions otherwise)."""
+    return mock.patch.object(conv, "_WINOGRAD_MIN_POSITIONS", 1)
 
 
 def direct_tile(d: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """y[a, b] = sum_{p, q} g[p, q] d[a + p, b + q] for the 2x2 outputs of a 4x4 tile."""
-    return np.array([[np.sum(g * d[a : a + 3, b : b + 3]) for b in range(2)] for a in range(2)])
+    """y[a, b] = sum_{p, q} g[p, q] d[a + p, b + q] for the 4x4 outputs of a 6x6 tile."""
+    return np.array([[np.sum(g * d[a : a + 3, b : b + 3]) for b in range(4)] for a in range(4)])
 
 
 def test_the_documented_matrices_give_the_correlation_of_a_tile() -> None:
-    """Y = A^T [(G g G^T) * (B^T d B)] A equals the direct 3x3 correlation on a 4x4 tile."""
+    """Y = A^T [(G g G^T) * (B^T d B)] A equals the direct 3x3 correlation on a 6x6 tile."""
     rng = np.random.default_rng(0)
     for _ in range(20):
-        d, g = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
-        winograd_tile = A_T @ ((winograd._G @ g @ winograd._G.T) * (B_T @ d @ B_T.T)) @ A_T.T
+        d, g = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
+        winograd_tile = A_T @ ((G @ g @ G.T) * (B_T @ d @ B_T.T)) @ A_T.T
         np.testing.assert_allclose(winograd_tile, direct_tile(d, g), rtol=1e-13, atol=1e-13)
 
 
-def test_input_transform_is_b_transpose_d_b_on_every_padded_tile() -> None:
+def test_the_matrices_are_the_ones_in_the_module_docstring() -> None:
+    """The docstring shows the matrices a reader checks by hand; the code must use those."""
+    doc = winograd.__doc__ or ""
+    for name, matrix in (("B^T", B_T), ("A^T", A_T)):
+        for row in matrix.astype(int):
+            assert "[" + ", ".join(f"{v:2d}" for v in row).replace(" ", "") in doc.replace(
+                " ", ""
+            ), f"{name} row {row}"
+    np.testing.assert_allclose(
+        G * 24, [[6, 0, 0], [-4, -4, -4], [-4, 4, -4], [1, 2, 4], [1, -2, 4], [0, 0, 24]]
+    )
+
+
+def test_filter_transform_is_g_w_g_transpose_for_every_kernel() -> None:
+    rng = np.random.default_rng(6)
+    weight = rng.standard_normal((5, 3, 3, 3))
+    filters = winograd.filter_transform(weight)
+    assert filters.shape == (36, 3, 5)
+    for f in range(5):
+        for c in range(3):
+            expected = (G @ weight[f, c] @ G.T).ravel()
+            np.testing.assert_allclose(filters[:, c, f], expected, rtol=1e-14, atol=1e-14)
+
+
+def channels_last_padded(image: np.ndarray, top: int, left: int, tiles_h: int, tiles_w: int):
+    """The zero-padded image as (padded height, padded width, lanes), lane = (n, c)."""
+    batch, channels, height, width = image.shape
+    padded = np.zeros((batch * channels, 4 * tiles_h + 2, 4 * tiles_w + 2))
+    padded[:, top : top + height, left : left + width] = image.reshape(-1, height, width)
+    return padded.transpose(1, 2, 0)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 9, 11, 10), (3, 8, 8, 16)])
+def test_to_channels_last_transposes_into_the_padded_buffer_with_a_zero_border(shape) -> None:
+    """Lane counts and widths below, at and past the 8x8 blocks."""
+    rng = np.random.default_rng(1)
+    image = rng.standard_normal(shape)
+    top, left = 1, 2
+    tiles_h, tiles_w = -(-shape[2] // 4) + 1, -(-shape[3] // 4) + 1
+    padded_w = 4 * tiles_w + 2
+    buffer = np.full((4 * tiles_h + 2) * padded_w * shape[0] * shape[1], np.nan)
+    winograd._to_channels_last(image, top, left, padded_w, buffer)
+    expected = channels_last_padded(image, top, left, tiles_h, tiles_w)
+    np.testing.assert_array_equal(buffer.reshape(expected.shape), expected)
+
+
+def test_input_transform_is_b_transpose_d_b_on_every_tile_and_lane() -> None:
     rng = np.random.default_rng(1)
     image = rng.standard_normal((2, 3, 5, 7))
-    top, left, tiles_h, tiles_w = 1, 2, 3, 4
-    out = np.empty((16, 3, 2 * tiles_h * tiles_w))
-    winograd._input_transform(image, top, left, tiles_h, tiles_w, out)
-    padded = np.zeros((2, 3, 2 * tiles_h + 2, 2 * tiles_w + 2))
-    padded[:, :, top : top + 5, left : left + 7] = image
-    for n in range(2):
-        for c in range(3):
-            for i in range(tiles_h):
-                for j in range(tiles_w):
-                    d = padded[n, c, 2 * i : 2 * i + 4, 2 * j : 2 * j + 4]
-                    t = (n * tiles_h + i) * tiles_w + j
-                    np.testing.assert_allclose(out[:, c, t], (B_T @ d @ B_T.T).ravel())
+    top, left, tiles_h, tiles_w = 1, 2, 2, 3
+    padded = channels_last_padded(image, top, left, tiles_h, tiles_w)
+    lanes = 6
+    plane = tiles_h * tiles_w * lanes + 5  # planes need not be back to back
+    out = np.full(36 * plane, np.nan)
+    winograd._input_transform(
+        np.ascontiguousarray(padded).ravel(), padded.shape[1], tiles_h, tiles_w, lanes, out, plane
+    )
+    v = out.reshape(36, plane)[:, : tiles_h * tiles_w * lanes].reshape(36, -1, lanes)
+    for p in range(lanes):
+        for i in range(tiles_h):
+            for j in range(tiles_w):
+                d = padded[4 * i : 4 * i + 6, 4 * j : 4 * j + 6, p]
+                expected = (B_T @ d @ B_T.T).ravel()
+                np.testing.assert_allclose(v[:, i * tiles_w + j, p], expected, atol=1e-12)
 
 
-def test_output_transform_is_a_transpose_m_a_on_every_tile() -> None:
+def test_output_transform_is_a_transpose_m_a_on_every_tile_and_lane() -> None:
     rng = np.random.default_rng(2)
-    batch, channels, tiles_h, tiles_w = 2, 3, 2, 3
-    products = rng.standard_normal((16, channels, batch * tiles_h * tiles_w))
-    out = np.empty((batch, channels, 2 * tiles_h, 2 * tiles_w))
-    winograd._output_transform(products, out, tiles_h, tiles_w)
-    for n in range(batch):
-        for f in range(channels):
-            for i in range(tiles_h):
-                for j in range(tiles_w):
-                    m = products[:, f, (n * tiles_h + i) * tiles_w + j].reshape(4, 4)
-                    tile = out[n, f, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
-                    np.testing.assert_allclose(tile, A_T @ m @ A_T.T)
+    lanes, tiles_h, tiles_w = 5, 2, 3
+    plane = tiles_h * tiles_w * lanes + 3
+    products = rng.standard_normal(36 * plane)
+    out = np.full(16 * tiles_h * tiles_w * lanes, np.nan)
+    winograd._output_transform(products, plane, tiles_h, tiles_w, lanes, out)
+    m_all = products.reshape(36, plane)[:, : tiles_h * tiles_w * lanes].reshape(36, -1, lanes)
+    spatial = out.reshape(4 * tiles_h, 4 * tiles_w, lanes)
+    for q in range(lanes):
+        for i in range(tiles_h):
+            for j in range(tiles_w):
+                m = m_all[:, i * tiles_w + j, q].reshape(6, 6)
+                tile = spatial[4 * i : 4 * i + 4, 4 * j : 4 * j + 4, q]
+                np.testing.assert_allclose(tile, A_T @ m @ A_T.T, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 9, 11, 10), (3, 8, 8, 16)])
+def test_to_channels_first_transposes_back_and_drops_the_extra_rows_and_columns(shape) -> None:
+    rng = np.random.default_rng(3)
+    batch, channels, height, width = shape
+    outputs_w = 4 * -(-width // 4)
+    rows = 4 * -(-height // 4)
+    outputs = rng.standard_normal(rows * outputs_w * batch * channels)
+    out = np.full(shape, np.nan)
+    winograd._to_channels_first(outputs, outputs_w, out)
+    expected = outputs.reshape(rows, outputs_w, batch, channels).transpose(2, 3, 0, 1)
+    np.testing.assert_array_equal(out, expected[:, :, :height, :width])
 
 
 @settings(max_examples=40, deadline=None)
@@ -91,11 +161,12 @@ def test_conv2d_through_winograd_matches_torch(
         height, width = height + 2, width + 2
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, channels, height, width))
-    assert conv._winograd_applies(x, (3, 3), (1, 1), (1, 1), 1)
     ours_x, torch_x = pair(x)
     ours_w, torch_w = pair(rng.standard_normal((out_channels, channels, 3, 3)))
     ours_b, torch_b = pair(rng.standard_normal(out_channels)) if bias else (None, None)
-    ours = F.conv2d(ours_x, ours_w, ours_b, padding=padding)
+    with every_size_through_winograd():
+        assert conv._winograd_applies(x, (3, 3), (1, 1), (1, 1), 1)
+        ours = F.conv2d(ours_x, ours_w, ours_b, padding=padding)
     theirs = TF.conv2d(torch_x, torch_w, torch_b, padding=padding)
     assert_close(ours.numpy(), theirs, what="forward")
     grad = rng.standard_normal(theirs.shape)
@@ -106,13 +177,17 @@ def test_conv2d_through_winograd_matches_torch(
 
 
 def test_samples_split_into_cache_sized_chunks_give_the_same_result(monkeypatch) -> None:
-    """A budget below one sample's tiles: every sample its own chunk, the last chunk shorter."""
+    """Budgets of one sample, of 3 (the last chunk shorter, its zero border rebuilt) and of
+    everything, straight through ``correlate_block``."""
     rng = np.random.default_rng(3)
-    x, w = rng.standard_normal((5, 16, 6, 6)), rng.standard_normal((4, 16, 3, 3))
+    x, w = rng.standard_normal((5, 16, 6, 7)), rng.standard_normal((4, 16, 3, 3))
     expected = TF.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy()
-    for budget in (1, 3 * 16 * 20 * 9 * 8, 1 << 30):  # 1 sample, 3 samples, everything
+    per_sample = winograd.bytes_per_sample(16, 4, (6, 7), 8)
+    for budget in (1, 3 * per_sample, 1 << 30):
         monkeypatch.setattr(winograd, "_CHUNK_BYTES", budget)
-        assert_close(conv.conv2d_forward(x, w, None, 1, 1)[0], expected, what=f"{budget}")
+        out = np.full(expected.shape, np.nan)
+        winograd.correlate_block(x, winograd.filter_transform(w), (1, 1), out)
+        assert_close(out, expected, what=f"budget {budget}")
 
 
 def test_transposed_3x3_stride_1_convolution_through_winograd_matches_torch() -> None:
@@ -121,7 +196,8 @@ def test_transposed_3x3_stride_1_convolution_through_winograd_matches_torch() ->
     rng = np.random.default_rng(4)
     ours_x, torch_x = pair(rng.standard_normal((2, 16, 5, 6)))
     ours_w, torch_w = pair(rng.standard_normal((16, 3, 3, 3)))
-    ours = F.conv_transpose2d(ours_x, ours_w, padding=1)
+    with every_size_through_winograd():
+        ours = F.conv_transpose2d(ours_x, ours_w, padding=1)
     theirs = TF.conv_transpose2d(torch_x, torch_w, padding=1)
     assert_close(ours.numpy(), theirs, what="forward")
 
@@ -129,6 +205,7 @@ def test_transposed_3x3_stride_1_convolution_through_winograd_matches_torch() ->
 def test_float32_through_winograd_stays_within_float32_rounding_of_float64() -> None:
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((4, 32, 16, 16)), rng.standard_normal((8, 32, 3, 3))
+    assert conv._winograd_applies(x, (3, 3), (1, 1), (1, 1), 1)
     exact = conv.conv2d_forward(x, w, None, 1, 1)[0]
     single = conv.conv2d_forward(x.astype(np.float32), w.astype(np.float32), None, 1, 1)[0]
     assert single.dtype == np.float32
@@ -138,7 +215,7 @@ def test_float32_through_winograd_stays_within_float32_rounding_of_float64() -> 
 @pytest.mark.parametrize(
     ("channels", "kernel", "stride", "dilation", "groups"),
     [
-        (15, (3, 3), (1, 1), (1, 1), 1),
+        (7, (3, 3), (1, 1), (1, 1), 1),
         (16, (3, 3), (2, 2), (1, 1), 1),
         (16, (3, 3), (1, 1), (2, 2), 1),
         (16, (3, 3), (1, 1), (1, 1), 2),
@@ -146,5 +223,13 @@ def test_float32_through_winograd_stays_within_float32_rounding_of_float64() -> 
     ],
 )
 def test_other_convolutions_keep_im2col(channels, kernel, stride, dilation, groups) -> None:
-    x = np.zeros((1, channels, 8, 8))
+    x = np.zeros((4, channels, 8, 8))
     assert not conv._winograd_applies(x, kernel, stride, dilation, groups)
+
+
+def test_small_inputs_keep_im2col_where_the_filter_transform_would_not_pay() -> None:
+    """256 positions (samples x height x width) and 8 channels are the measured thresholds."""
+    assert conv._winograd_applies(np.zeros((4, 8, 8, 8)), (3, 3), (1, 1), (1, 1), 1)
+    assert not conv._winograd_applies(np.zeros((4, 7, 8, 8)), (3, 3), (1, 1), (1, 1), 1)
+    assert not conv._winograd_applies(np.zeros((3, 64, 8, 10)), (3, 3), (1, 1), (1, 1), 1)
+    assert conv._winograd_applies(np.zeros((1, 64, 16, 16)), (3, 3), (1, 1), (1, 1), 1)

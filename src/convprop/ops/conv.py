@@ -22,8 +22,8 @@ backward uses convolution's forward (for dL/dx) and weight gradient (for dL/dw).
 kernels below serve both:
 
 * ``_correlate``: the forward contraction (im2col, then one GEMM per sample and group; for
-  3x3 stride-1 layers with enough channels Winograd's F(2x2, 3x3), ``winograd``, the same
-  sum with 2.25x fewer multiplications);
+  3x3 stride-1 layers with enough channels Winograd's F(4x4, 3x3), ``winograd``, the same
+  sum with 4x fewer multiplications);
 * ``_correlate_weight``: the weight gradient (the same window view contracted with delta);
 * ``_backproject``: the input gradient (full correlation with the Rot180 kernel, or its
   equal adjoint form "+=" per tap for strided layers).
@@ -256,13 +256,11 @@ def _correlate(
 
     ``x_pad`` is ``x`` zero-padded by ``pads``; ``weight`` is (F, C/G, *K); the result is
     (N, F, *out_size). Blocks of samples on every core; each block either im2col and one GEMM
-    per sample and group, or (``_winograd_applies``) Winograd's F(2x2, 3x3).
+    per sample and group, or (``_winograd_applies``) Winograd's F(4x4, 3x3).
     """
     batch = x.shape[0]
     out_channels = weight.shape[0]
     kernel_size = weight.shape[2:]
-    # im2col's blocks; Winograd uses the same ones and chunks them for the cache itself.
-    blocks = _sample_blocks(batch, _column_bytes(x, kernel_size, out_size))
     if _winograd_applies(x, kernel_size, stride, dilation, groups):
         filters = winograd.filter_transform(weight)
         result = np.empty((batch, out_channels, *out_size), dtype=np.result_type(x, weight))
@@ -271,8 +269,11 @@ def _correlate(
         def winograd_block(block: slice) -> None:
             winograd.correlate_block(x[block], filters, pads_before, result[block])
 
-        map_blocks(winograd_block, blocks)
+        # Blocks of the size of Winograd's chunks (its tiles, not im2col's columns).
+        per_sample = winograd.bytes_per_sample(x.shape[1], out_channels, out_size, x.itemsize)
+        map_blocks(winograd_block, _sample_blocks(batch, per_sample))
         return result
+    blocks = _sample_blocks(batch, _column_bytes(x, kernel_size, out_size))
     kernels = weight.reshape(groups, out_channels // groups, -1)
     out = np.empty(
         (batch, groups, out_channels // groups, math.prod(out_size)),
@@ -291,11 +292,14 @@ def _correlate(
     return out.reshape(batch, out_channels, *out_size)
 
 
-# Winograd's F(2x2, 3x3) needs 2.25x fewer multiply-adds, but its 16 products contract over
-# the input channels only, and OpenBLAS runs short contractions slowly. Forward at batch 128,
-# 32x32, two cores, against im2col: 3 -> 16 channels 2.4x slower, 8 -> 16 1.4x slower,
-# 12 -> 12 1.25x slower, 16 -> 16 1.0-1.07x faster, 24 -> 12 1.15x faster.
-_WINOGRAD_MIN_CHANNELS = 16
+# Winograd's F(4x4, 3x3) needs 4x fewer multiply-adds, but its 36 products contract over the
+# input channels only (OpenBLAS runs short contractions slowly), and its filter transform is a
+# fixed cost per call. Forward, two cores, against im2col: batch 128 at 32x32, 3 -> 16
+# channels 0.67x, 8 -> 16 1.10x, 12 -> 12 1.17x, 16 -> 16 1.36x, 48 -> 12 1.54x; 32 -> 32 at
+# 16x16 1.95x, 64 -> 64 at 8x8 2.45x. Small inputs (64 -> 64 channels at 8x8): batch 1 0.68x,
+# 2 0.98x, 4 1.42x; 256 positions at batch 1: 16 -> 16 at 16x16 0.96x, 32 -> 32 1.13x.
+_WINOGRAD_MIN_CHANNELS = 8
+_WINOGRAD_MIN_POSITIONS = 256  # samples times input height times width
 
 
 def _winograd_applies(
@@ -305,14 +309,15 @@ def _winograd_applies(
     dilation: Sequence[int],
     groups: int,
 ) -> bool:
-    """Whether the forward contraction runs as Winograd F(2x2, 3x3) (``winograd``): a 2-D
-    3x3 stride-1 undilated ungrouped correlation with enough input channels."""
+    """Whether the forward contraction runs as Winograd F(4x4, 3x3) (``winograd``): a 2-D
+    3x3 stride-1 undilated ungrouped correlation with enough input channels and positions."""
     return (
         tuple(kernel_size) == (3, 3)
         and tuple(stride) == (1, 1)
         and tuple(dilation) == (1, 1)
         and groups == 1
         and x.shape[1] >= _WINOGRAD_MIN_CHANNELS
+        and x.shape[0] * x.shape[2] * x.shape[3] >= _WINOGRAD_MIN_POSITIONS
     )
 
 

@@ -1,69 +1,131 @@
-"""Winograd's minimal filtering F(2x2, 3x3): the forward of 3x3 stride-1 convolutions.
+"""Winograd's minimal filtering F(4x4, 3x3): the forward of 3x3 stride-1 convolutions.
 
 A 3x3 correlation computes each output from 9 multiplications per input channel. Winograd's
 algorithm (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016) computes
-a 2x2 tile of outputs from a 4x4 tile of inputs d with 16: for one channel and kernel g,
+a 4x4 tile of outputs from a 6x6 tile of inputs d with 36: for one channel and kernel g,
 
     Y = A^T [(G g G^T) * (B^T d B)] A            (* element-wise)
 
-    B^T = [[1,  0, -1,  0],     G = [[1,    0,    0  ],     A^T = [[1, 1,  1,  0],
-           [0,  1,  1,  0],          [1/2,  1/2,  1/2],            [0, 1, -1, -1]]
-           [0, -1,  1,  0],          [1/2, -1/2,  1/2],
-           [0,  1,  0, -1]]          [0,    0,    1  ]]
+    B^T = [[4,  0, -5,  0, 1, 0],    G = [[ 1/4,     0,    0],    A^T = [[1, 1,  1, 1,  1, 0],
+           [0, -4, -4,  1, 1, 0],         [-1/6, -1/6, -1/6],           [0, 1, -1, 2, -2, 0],
+           [0,  4, -4, -1, 1, 0],         [-1/6,  1/6, -1/6],           [0, 1,  1, 4,  4, 0],
+           [0, -2, -1,  2, 1, 0],         [1/24, 1/12,  1/6],           [0, 1, -1, 8, -8, 1]]
+           [0,  2, -1, -2, 1, 0],         [1/24, -1/12, 1/6],
+           [0,  4,  0, -5, 0, 1]]         [   0,     0,    1]]
 
-(check on one row: with d = (d0, d1, d2, d3) and g = (g0, g1, g2), the 1-D F(2, 3) gives
-y0 = m0 + m1 + m2 = g0 d0 + g1 d1 + g2 d2 and y1 = m1 - m2 - m3 = g0 d1 + g1 d2 + g2 d3, with
-m0 = (d0 - d2) g0, m1 = (d1 + d2)(g0 + g1 + g2)/2, m2 = (d2 - d1)(g0 - g1 + g2)/2,
-m3 = (d1 - d3) g2; the 2-D form nests it along rows and columns.)
+These are the Toom-Cook matrices of the points 0, 1, -1, 2, -2 and infinity. In 1-D, the four
+outputs y_i = sum_k g_k d_{i+k} are the coefficients of x^2..x^5 in the product of the kernel
+polynomial g(x) = g0 + g1 x + g2 x^2 (read backwards) with the data polynomial; a product of
+degree 5 is fixed by its values at 6 points, and at each point it is one multiplication of the
+two factors' values. G evaluates the kernel at the points (scaled by the Lagrange denominators),
+B^T evaluates the data, A^T interpolates the product's coefficients back; row 0 of the
+identity, for example, is y0 = m0 + m1 + m2 + m3 + m4 with m = (G g) * (B^T d). The 2-D form
+nests the 1-D one along rows and columns. (The tests check the three matrices against the direct
+tile sum to 1e-13.)
 
 The sum over input channels commutes with A^T [.] A, so for output channel f and tile t
 
-    z[f, tile t] = A^T [ sum_c U[f, c] * V[c, t] ] A,   U = G w G^T,  V[c, t] = B^T d[c, t] B,
+    z[f, tile t] = A^T [ sum_c U[c, f] * V[t, c] ] A,   U = G w G^T,  V[t, c] = B^T d[c, t] B,
 
-and for each of the 16 positions xi of the 4x4 tiles, sum_c U_xi[f, c] V_xi[c, t] is one
-matrix product (F x C) @ (C x tiles): 16 products with C-long contractions instead of one
-with 9C-long ones, 16/4 = 4 multiply-adds per output and channel instead of 9 (2.25x fewer).
-The tiles start every 2 samples and overlap by 2; the input is zero-padded (the layer's own
-padding, plus zeros for the last tile of an odd-sized output, whose extra outputs are
-dropped).
+and for each of the 36 positions xi of the 6x6 tiles, sum_c V_xi[t, c] U_xi[c, f] is one matrix
+product (tiles x C) @ (C x F): 36/16 = 2.25 multiply-adds per output and channel instead of 9
+(4x fewer). The tiles start every 4 samples and overlap by 2; the input is zero-padded (the
+layer's own padding, plus zeros for the last tile of an output whose size is not a multiple of
+4, whose extra outputs are dropped).
 
-Only the arithmetic is reordered: the result equals the direct correlation up to rounding
-(the transforms add and halve; the tests compare with PyTorch in float64). convprop uses it for
-the forward contraction of 3x3 stride-1 layers with at least 16 input channels
-(``conv._winograd_applies``); the backward keeps im2col, whose one set of columns serves both
-gradients. Measured (BENCHMARKS.md, session 4): one core, 64 samples, against im2col and its
-product: 16->16 at 32x32 3.6-3.9 ms against 4.75, 32->32 at 16x16 3.2 against 3.9, 64->64 at
-8x8 3.0 against 3.5, 48->12 at 32x32 3.9 against 5.9; ResNet-20 inference at batch 128 1.08x
-faster (10 alternating rounds).
+Only the arithmetic is reordered: the result equals the direct correlation up to rounding. The
+transforms multiply by up to 5 and add up to 36 terms, so in float32 the result is a few 1e-6
+of the output's largest magnitude off the exact one, against a few 1e-7 for im2col; the tests
+compare with PyTorch in float64 and bound the float32 error. convprop uses it for the forward
+contraction of 3x3 stride-1 layers with at least 16 input channels (``conv._winograd_applies``);
+the backward keeps im2col, whose one set of columns serves both gradients.
 
-The transforms are compiled loops (``_compiled``) over flat arrays with unsigned indices:
-numba checks every signed index for negative values (Python's wrap-around), which kept LLVM
-from vectorising these loops (5-10x slower, measured).
+Layout. Every step runs on the lanes of a chunk of samples: lane p = (sample, channel), the
+lanes of one pixel next to each other (channels last). A tile's 36 values are then computed for
+all lanes in one contiguous loop, which the compiler turns into vector instructions; along an
+image row there are only 2-8 tiles in ResNet-20 (8x8 to 32x32 maps), too few for a vector,
+which kept an earlier F(2x2, 3x3) with tiles along rows at 2x PyTorch's time on those layers. A
+chunk goes through five passes whose data stays in a core's L2 cache: the samples transposed
+into a zero-padded channels-last image, the input transform (36 planes of tiles x lanes), the
+36 products, the output transform (4x4 outputs per tile, channels last), and the transpose back
+into (N, F, H, W). Measured (BENCHMARKS.md, session 5), one core, 64 samples, against the
+F(2x2, 3x3) it replaced: 16->16 at 32x32 2.7 against 3.5 ms, 32->32 at 16x16 1.5 against 3.1,
+64->64 at 8x8 1.1 against 2.9 (PyTorch: 6.5, 1.5, 1.4).
+
+The passes are compiled loops (``_compiled``) over flat arrays with unsigned indices: numba
+checks every signed index for negative values (Python's wrap-around), which keeps LLVM from
+vectorising; constants are of the array's dtype (a float32 times a Python int is a float64 in
+numba, which doubled the work).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
 from convprop.ops._compiled import compiled
 from convprop.ops._parallel import matmul
 
-# G of F(2x2, 3x3): U = G w G^T turns a 3x3 kernel into its 4x4 tile of transformed taps.
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
-# The same as one linear map from a kernel's 9 taps (row-major) to its 16 tile entries.
-_TILE_FROM_TAPS = np.kron(_G, _G)  # (16, 9)
+_B_T = np.array(
+    [
+        [4, 0, -5, 0, 1, 0],
+        [0, -4, -4, 1, 1, 0],
+        [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0],
+        [0, 2, -1, -2, 1, 0],
+        [0, 4, 0, -5, 0, 1],
+    ],
+    dtype=np.float64,
+)
+_G = np.array(
+    [
+        [1 / 4, 0, 0],
+        [-1 / 6, -1 / 6, -1 / 6],
+        [-1 / 6, 1 / 6, -1 / 6],
+        [1 / 24, 1 / 12, 1 / 6],
+        [1 / 24, -1 / 12, 1 / 6],
+        [0, 0, 1],
+    ]
+)
+_A_T = np.array(
+    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+    dtype=np.float64,
+)
+# U = G w G^T as one linear map from a kernel's 9 taps (row-major) to its 36 tile entries.
+_TILE_FROM_TAPS = np.kron(_G, _G)  # (36, 9)
+
+# Budget for one chunk's transformed input and products. (Measured on one core: chunks of
+# 0.3-2.4 MiB within 10% of each other on ResNet-20's layers, larger ones keep the products'
+# row count up on 8x8 maps (4 tiles a sample); one sample a chunk was 1.2-1.8x slower there.)
+_CHUNK_BYTES = 2 * 1024 * 1024
+# Spacing added between the 36 planes of a chunk's buffers, so that they do not start at
+# multiples of 4 KiB (the same L1 cache set for every plane).
+_PLANE_GAP = 16
 
 
 def filter_transform(weight: np.ndarray) -> np.ndarray:
-    """U_xi[f, c] = (G w[f, c] G^T)[xi] for the 16 positions xi = 4 i + j: (16, F, C)."""
+    """U_xi[c, f] = (G w[f, c] G^T)[xi] for the 36 positions xi = 6 i + j: (36, C, F).
+
+    A view of a (36, F, C) array: each U_xi is the transpose of a contiguous (F, C) matrix,
+    which BLAS takes as it is (a copy into (36, C, F) cost 60 us for 64x64 kernels, as much
+    as a batch-1 layer's whole Winograd pass).
+    """
     # (G w G^T)[i, j] = sum_{p, q} G[i, p] G[j, q] w[p, q]: the 9 taps times kron(G, G)^T, one
-    # product for every kernel at once (einsum's path search or 4096 broadcast 4x3 products
-    # cost 0.1-0.6 ms a call, more than a batch-1 layer).
+    # product for every kernel at once, through ``matmul`` so that OpenBLAS stays
+    # single-threaded (its idle threads would spin under the pool's blocks).
     taps = weight.reshape(-1, 9)
-    # (16, F C); through ``matmul`` so that OpenBLAS stays single-threaded (its idle threads
-    # would spin under the pool's blocks).
-    tiles = matmul(_TILE_FROM_TAPS.astype(weight.dtype, copy=False), taps.T)
-    return tiles.reshape(16, *weight.shape[:2])
+    tiles = matmul(_TILE_FROM_TAPS.astype(weight.dtype, copy=False), taps.T)  # (36, F C)
+    return tiles.reshape(36, *weight.shape[:2]).transpose(0, 2, 1)
+
+
+def bytes_per_sample(
+    channels: int, out_channels: int, out_size: Sequence[int], itemsize: int
+) -> int:
+    """A sample's share of a chunk's transformed input and products (36 values per tile and
+    channel, in and out)."""
+    tiles = -(-out_size[0] // 4) * -(-out_size[1] // 4)
+    return 36 * tiles * (channels + out_channels) * itemsize
 
 
 def correlate_block(
@@ -72,139 +134,222 @@ def correlate_block(
     """out[n, f] = the 3x3 correlation of x[n] (zero-padded by ``pads`` = (top, left) and
     enough after) with the kernels whose ``filter_transform`` is ``filters``.
 
-    x (n, C, H, W) and out (n, F, Ho, Wo), C-contiguous; out is written in place. The samples
-    go through in chunks whose transformed tiles (V and the products M) fit in a core's L2
-    cache, so each chunk's data is written by one step and read by the next from there; the
-    buffers are reused from chunk to chunk.
+    x (n, C, H, W) and out (n, F, Ho, Wo), out C-contiguous and written in place. The samples
+    go through in chunks of ``_CHUNK_BYTES`` (``bytes_per_sample``); the buffers are reused
+    from chunk to chunk.
     """
     batch, channels = x.shape[:2]
     out_channels, out_h, out_w = out.shape[1:]
-    tiles_h, tiles_w = -(-out_h // 2), -(-out_w // 2)
+    tiles_h, tiles_w = -(-out_h // 4), -(-out_w // 4)
     tiles = tiles_h * tiles_w
-    per_sample = 16 * (channels + out_channels) * tiles * x.itemsize
+    per_sample = bytes_per_sample(channels, out_channels, (out_h, out_w), x.itemsize)
     chunk = max(1, min(batch, _CHUNK_BYTES // per_sample))
-    transformed = np.empty(16 * channels * chunk * tiles, dtype=x.dtype)
-    products = np.empty(16 * out_channels * chunk * tiles, dtype=out.dtype)
-    whole = (2 * tiles_h, 2 * tiles_w) == (out_h, out_w)
-    target = out if whole else np.empty((batch, out_channels, 2 * tiles_h, 2 * tiles_w), out.dtype)
+    padded_w = 4 * tiles_w + 2
+    padded_size = (4 * tiles_h + 2) * padded_w * channels
+    in_plane = tiles * chunk * channels + _PLANE_GAP
+    out_plane = tiles * chunk * out_channels + _PLANE_GAP
+    transformed = np.empty(36 * in_plane, dtype=x.dtype)
+    products = np.empty(36 * out_plane, dtype=out.dtype)
+    outputs = np.empty(16 * tiles * chunk * out_channels, dtype=out.dtype)
+    padded = np.empty(padded_size * chunk, dtype=x.dtype)
     for start in range(0, batch, chunk):
         count = min(chunk, batch - start)
-        # Contiguous (16, C, T) and (16, F, T) arrays at the start of the reused buffers.
-        v = transformed[: 16 * channels * count * tiles].reshape(16, channels, -1)
-        m = products[: 16 * out_channels * count * tiles].reshape(16, out_channels, -1)
-        _input_transform(x[start : start + count], pads[0], pads[1], tiles_h, tiles_w, v)
-        np.matmul(filters, v, out=m)  # (16, F, C) @ (16, C, T) -> (16, F, T)
-        _output_transform(m, target[start : start + count], tiles_h, tiles_w)
-    if not whole:
-        out[...] = target[:, :, :out_h, :out_w]
+        rows = tiles * count
+        sample = np.ascontiguousarray(x[start : start + count])
+        _to_channels_last(sample, *pads, padded_w, padded[: padded_size * count])
+        _input_transform(
+            padded, padded_w, tiles_h, tiles_w, count * channels, transformed, in_plane
+        )
+        v = transformed.reshape(36, in_plane)[:, : rows * channels].reshape(36, rows, channels)
+        m = products.reshape(36, out_plane)[:, : rows * out_channels]
+        np.matmul(v, filters, out=m.reshape(36, rows, out_channels))  # (36, tiles n, F)
+        _output_transform(products, out_plane, tiles_h, tiles_w, count * out_channels, outputs)
+        _to_channels_first(outputs, 4 * tiles_w, out[start : start + count])
 
 
-# Budget for one chunk's transformed input and products: half of the benchmark machine's 1 MiB
-# L2 per core. (Measured on one core: 0.5-4 MiB chunks within noise of each other, 128 KiB
-# 5-30% slower; not tuned further.)
-_CHUNK_BYTES = 512 * 1024
+@compiled
+def _to_channels_last(
+    image: np.ndarray, top: int, left: int, padded_w: int, padded: np.ndarray
+) -> None:
+    """padded[((top + h) padded_w + left + w) P + p] = image[n, c, h, w] for the lane
+    p = n C + c of the P = N C lanes, and zeros around: the zero-padded image, channels last.
+
+    A transpose of the (P, H W) matrix ``image`` into rows of ``padded``, in 8x8 blocks (each
+    block's 8 reads and 8 writes are runs of 8 contiguous values; one element at a time along
+    either axis left the other axis a stride-P or stride-HW access for every element).
+    """
+    u = np.uint64
+    batch, channels, height, width = image.shape
+    lanes, h_count, w_count = u(batch * channels), u(height), u(width)
+    plane = h_count * w_count
+    source = image.ravel()
+    zero = padded.dtype.type(0)
+    row_size = u(padded_w) * lanes
+    # The border: whole rows above and below the image, the columns left and right of it.
+    for position in range(u(top) * row_size):
+        padded[position] = zero
+    for position in range((u(top) + h_count) * row_size, u(padded.size)):
+        padded[position] = zero
+    right = (u(left) + w_count) * lanes
+    for h in range(h_count):
+        row = (u(top) + h) * row_size
+        for position in range(u(left) * lanes):
+            padded[row + position] = zero
+        for position in range(right, row_size):
+            padded[row + position] = zero
+    eight = u(8)
+    full_lanes = lanes - lanes % eight
+    full_w = w_count - w_count % eight
+    for h in range(h_count):
+        row = ((u(top) + h) * u(padded_w) + u(left)) * lanes
+        first = h * w_count
+        for w0 in range(u(0), full_w, eight):
+            for p0 in range(u(0), full_lanes, eight):
+                for w in range(eight):
+                    for p in range(eight):
+                        at = row + (w0 + w) * lanes + p0 + p
+                        padded[at] = source[(p0 + p) * plane + first + w0 + w]
+            for w in range(eight):
+                for p in range(full_lanes, lanes):
+                    padded[row + (w0 + w) * lanes + p] = source[p * plane + first + w0 + w]
+        for w in range(full_w, w_count):
+            for p in range(lanes):
+                padded[row + w * lanes + p] = source[p * plane + first + w]
 
 
 @compiled
 def _input_transform(
-    image: np.ndarray, top: int, left: int, tiles_h: int, tiles_w: int, out: np.ndarray
+    padded: np.ndarray,
+    padded_w: int,
+    tiles_h: int,
+    tiles_w: int,
+    lanes: int,
+    out: np.ndarray,
+    plane: int,
 ) -> None:
-    """out[4 i + j, c, t] = (B^T d B)[i, j] for the 4x4 tile d at tile t of image[n, c]
-    zero-padded by ``top`` rows and ``left`` columns (and zeros after).
+    """out[xi plane + t P + p] = (B^T d B)[xi] for the 6x6 window d of lane p at tile
+    t = i tiles_w + j (rows 4i..4i+5, columns 4j..4j+5 of ``padded``), P = ``lanes``.
 
-    image (n, C, H, W); out (16, C, T), C-contiguous, tiles t = (n, tile row, tile column) in
-    that order. B^T d B is taken as B^T (d B): first every padded row against B (the column
-    combinations d0 - d2, d1 + d2, d2 - d1, d1 - d3 at every tile column), then those four
-    planes' rows against B^T.
+    (B^T d) B: first the six row combinations B^T d of every window column s (into ``rows``,
+    6 x 6 planes of P lanes), then the six column combinations of each of those rows.
     """
-    one, two, three = np.uint64(1), np.uint64(2), np.uint64(3)
-    batch, channels, height, width = image.shape
-    rows, cols = np.uint64(tiles_h), np.uint64(tiles_w)
-    padded_h, padded_w = 2 * tiles_h + 2, 2 * tiles_w + 2
-    copied = max(0, min(width, padded_w - left))  # image columns that some tile reads
-    # One padded row: the image row at [left, left + copied), zeros around it (never written).
-    line = np.zeros(padded_w, dtype=image.dtype)
-    tiles = np.uint64(batch) * rows * cols
-    plane_stride = np.uint64(channels) * tiles
-    target = out.ravel()
-    plane = np.uint64(padded_h) * cols
-    combined = np.zeros(4 * padded_h * tiles_w, dtype=image.dtype)
-    for n in range(batch):
-        for c in range(channels):
-            for r in range(padded_h):
-                at = np.uint64(r) * cols
-                row = r - top
-                if row < 0 or row >= height:
-                    for j in range(cols):
-                        combined[at + j] = 0
-                        combined[plane + at + j] = 0
-                        combined[two * plane + at + j] = 0
-                        combined[three * plane + at + j] = 0
-                    continue
-                for k in range(np.uint64(copied)):
-                    line[np.uint64(left) + k] = image[n, c, row, k]
-                for j in range(cols):
-                    s = two * j
-                    d0, d1, d2, d3 = line[s], line[s + one], line[s + two], line[s + three]
-                    combined[at + j] = d0 - d2
-                    combined[plane + at + j] = d1 + d2
-                    combined[two * plane + at + j] = d2 - d1
-                    combined[three * plane + at + j] = d1 - d3
-            first_tile = np.uint64(c) * tiles + np.uint64(n) * rows * cols
-            for k in range(np.uint64(4)):
-                for i in range(rows):
-                    top_row = k * plane + two * i * cols  # combined row 2i of combination k
-                    at = first_tile + i * cols
-                    for j in range(cols):
-                        d0 = combined[top_row + j]
-                        d1 = combined[top_row + cols + j]
-                        d2 = combined[top_row + two * cols + j]
-                        d3 = combined[top_row + three * cols + j]
-                        target[k * plane_stride + at + j] = d0 - d2
-                        target[(np.uint64(4) + k) * plane_stride + at + j] = d1 + d2
-                        target[(np.uint64(8) + k) * plane_stride + at + j] = d2 - d1
-                        target[(np.uint64(12) + k) * plane_stride + at + j] = d1 - d3
+    u = np.uint64
+    k2, k4, k5 = out.dtype.type(2), out.dtype.type(4), out.dtype.type(5)
+    p_count, width, plane_size = u(lanes), u(padded_w), u(plane)
+    down = width * p_count  # one padded row further
+    rows = np.empty(36 * lanes, dtype=out.dtype)
+    for i in range(u(tiles_h)):
+        for j in range(u(tiles_w)):
+            tile = i * u(tiles_w) + j
+            corner = (u(4) * i * width + u(4) * j) * p_count
+            for s in range(u(6)):
+                at = corner + s * p_count
+                for p in range(p_count):
+                    d0 = padded[at + p]
+                    d1 = padded[at + down + p]
+                    d2 = padded[at + u(2) * down + p]
+                    d3 = padded[at + u(3) * down + p]
+                    d4 = padded[at + u(4) * down + p]
+                    d5 = padded[at + u(5) * down + p]
+                    rows[s * p_count + p] = k4 * d0 - k5 * d2 + d4
+                    rows[(u(6) + s) * p_count + p] = d3 + d4 - k4 * (d1 + d2)
+                    rows[(u(12) + s) * p_count + p] = k4 * (d1 - d2) + d4 - d3
+                    rows[(u(18) + s) * p_count + p] = k2 * (d3 - d1) + d4 - d2
+                    rows[(u(24) + s) * p_count + p] = k2 * (d1 - d3) + d4 - d2
+                    rows[(u(30) + s) * p_count + p] = k4 * d1 - k5 * d3 + d5
+            for a in range(u(6)):
+                source = u(6) * a * p_count
+                target = u(6) * a * plane_size + tile * p_count
+                for p in range(p_count):
+                    e0 = rows[source + p]
+                    e1 = rows[source + p_count + p]
+                    e2 = rows[source + u(2) * p_count + p]
+                    e3 = rows[source + u(3) * p_count + p]
+                    e4 = rows[source + u(4) * p_count + p]
+                    e5 = rows[source + u(5) * p_count + p]
+                    out[target + p] = k4 * e0 - k5 * e2 + e4
+                    out[target + plane_size + p] = e3 + e4 - k4 * (e1 + e2)
+                    out[target + u(2) * plane_size + p] = k4 * (e1 - e2) + e4 - e3
+                    out[target + u(3) * plane_size + p] = k2 * (e3 - e1) + e4 - e2
+                    out[target + u(4) * plane_size + p] = k2 * (e1 - e3) + e4 - e2
+                    out[target + u(5) * plane_size + p] = k4 * e1 - k5 * e3 + e5
 
 
 @compiled
-def _output_transform(products: np.ndarray, out: np.ndarray, tiles_h: int, tiles_w: int) -> None:
-    """out[n, f, 2i + a, 2j + b] = (A^T m A)[a, b] for the 4x4 tile m = products[:, f, t].
+def _output_transform(
+    products: np.ndarray, plane: int, tiles_h: int, tiles_w: int, lanes: int, out: np.ndarray
+) -> None:
+    """out[((4i + a) 4 tiles_w + 4j + b) Q + q] = (A^T m A)[a, b] for the 6x6 tile
+    m[xi] = products[xi plane + t Q + q] of lane q at tile t = i tiles_w + j, Q = ``lanes``.
 
-    products (16, F, T); out (n, F, 2 tiles_h, 2 tiles_w). A^T m A is taken as (A^T m) A:
-    the two row combinations m0 + m1 + m2 and m1 - m2 - m3 of every tile column, then the
-    same across columns.
+    (A^T m) A: the four row combinations of every tile column k (into ``rows``), then the four
+    column combinations of each.
     """
-    one, two, three, four = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
-    batch, channels = np.uint64(out.shape[0]), np.uint64(out.shape[1])
-    rows, cols = np.uint64(tiles_h), np.uint64(tiles_w)
-    source = products.ravel()
+    u = np.uint64
+    k2, k4, k8 = out.dtype.type(2), out.dtype.type(4), out.dtype.type(8)
+    q_count, plane_size = u(lanes), u(plane)
+    width = u(4) * u(tiles_w)
+    rows = np.empty(24 * lanes, dtype=out.dtype)
+    for i in range(u(tiles_h)):
+        for j in range(u(tiles_w)):
+            tile = i * u(tiles_w) + j
+            for k in range(u(6)):
+                at = k * plane_size + tile * q_count
+                for q in range(q_count):
+                    m0 = products[at + q]
+                    m1 = products[at + u(6) * plane_size + q]
+                    m2 = products[at + u(12) * plane_size + q]
+                    m3 = products[at + u(18) * plane_size + q]
+                    m4 = products[at + u(24) * plane_size + q]
+                    m5 = products[at + u(30) * plane_size + q]
+                    sum12, diff12 = m1 + m2, m1 - m2
+                    sum34, diff34 = m3 + m4, m3 - m4
+                    rows[k * q_count + q] = m0 + sum12 + sum34
+                    rows[(u(6) + k) * q_count + q] = diff12 + k2 * diff34
+                    rows[(u(12) + k) * q_count + q] = sum12 + k4 * sum34
+                    rows[(u(18) + k) * q_count + q] = diff12 + k8 * diff34 + m5
+            for a in range(u(4)):
+                source = u(6) * a * q_count
+                target = ((u(4) * i + a) * width + u(4) * j) * q_count
+                for q in range(q_count):
+                    e0 = rows[source + q]
+                    e1 = rows[source + q_count + q]
+                    e2 = rows[source + u(2) * q_count + q]
+                    e3 = rows[source + u(3) * q_count + q]
+                    e4 = rows[source + u(4) * q_count + q]
+                    e5 = rows[source + u(5) * q_count + q]
+                    sum12, diff12 = e1 + e2, e1 - e2
+                    sum34, diff34 = e3 + e4, e3 - e4
+                    out[target + q] = e0 + sum12 + sum34
+                    out[target + q_count + q] = diff12 + k2 * diff34
+                    out[target + u(2) * q_count + q] = sum12 + k4 * sum34
+                    out[target + u(3) * q_count + q] = diff12 + k8 * diff34 + e5
+
+
+@compiled
+def _to_channels_first(outputs: np.ndarray, outputs_w: int, out: np.ndarray) -> None:
+    """out[n, f, h, w] = outputs[(h outputs_w + w) Q + n F + f], Q = N F lanes: the transpose
+    back, in 8x8 blocks, dropping the rows and columns beyond out's (H, W)."""
+    u = np.uint64
+    batch, channels, height, width = out.shape
+    lanes, h_count, w_count = u(batch * channels), u(height), u(width)
+    plane = h_count * w_count
     target = out.ravel()
-    tiles = batch * rows * cols
-    plane_stride = channels * tiles
-    width = two * cols
-    # (2 row combinations, 4 tile columns k, cols) for one tile row.
-    combined = np.empty(8 * tiles_w, dtype=products.dtype)
-    for n in range(batch):
-        for f in range(channels):
-            for i in range(rows):
-                first = f * tiles + (n * rows + i) * cols
-                for k in range(four):
-                    for j in range(cols):
-                        t = first + j
-                        m0 = source[k * plane_stride + t]
-                        m1 = source[(four + k) * plane_stride + t]
-                        m2 = source[(np.uint64(8) + k) * plane_stride + t]
-                        m3 = source[(np.uint64(12) + k) * plane_stride + t]
-                        combined[k * cols + j] = m0 + m1 + m2
-                        combined[(four + k) * cols + j] = m1 - m2 - m3
-                row = ((n * channels + f) * two * rows + two * i) * width
-                for a in range(two):
-                    half = a * four * cols
-                    at = row + a * width
-                    for j in range(cols):
-                        p0 = combined[half + j]
-                        p1 = combined[half + cols + j]
-                        p2 = combined[half + two * cols + j]
-                        p3 = combined[half + three * cols + j]
-                        target[at + two * j] = p0 + p1 + p2
-                        target[at + two * j + one] = p1 - p2 - p3
+    eight = u(8)
+    full_lanes = lanes - lanes % eight
+    full_w = w_count - w_count % eight
+    for h in range(h_count):
+        row = h * u(outputs_w) * lanes
+        first = h * w_count
+        for q0 in range(u(0), full_lanes, eight):
+            for w0 in range(u(0), full_w, eight):
+                for q in range(eight):
+                    for w in range(eight):
+                        at = (q0 + q) * plane + first + w0 + w
+                        target[at] = outputs[row + (w0 + w) * lanes + q0 + q]
+            for q in range(eight):
+                for w in range(full_w, w_count):
+                    target[(q0 + q) * plane + first + w] = outputs[row + w * lanes + q0 + q]
+        for q in range(full_lanes, lanes):
+            for w in range(w_count):
+                target[q * plane + first + w] = outputs[row + w * lanes + q]
