@@ -233,3 +233,89 @@ def test_small_inputs_keep_im2col_where_the_filter_transform_would_not_pay() -> 
     assert not conv._winograd_applies(np.zeros((4, 7, 8, 8)), (3, 3), (1, 1), (1, 1), 1)
     assert not conv._winograd_applies(np.zeros((3, 64, 8, 10)), (3, 3), (1, 1), (1, 1), 1)
     assert conv._winograd_applies(np.zeros((1, 64, 16, 16)), (3, 3), (1, 1), (1, 1), 1)
+
+
+def test_output_gradient_transform_is_a_g_a_transpose_on_every_tile_and_lane() -> None:
+    """The adjoint of the output transform: <A^T m A, g> = <m, A g A^T> for every tile."""
+    rng = np.random.default_rng(7)
+    lanes, tiles_h, tiles_w = 5, 2, 3
+    grid = rng.standard_normal((4 * tiles_h, 4 * tiles_w, lanes))
+    plane = tiles_h * tiles_w * lanes + 3
+    out = np.full(36 * plane, np.nan)
+    winograd._output_gradient_transform(
+        grid.ravel(), 4 * tiles_w, tiles_h, tiles_w, lanes, out, plane
+    )
+    spread = out.reshape(36, plane)[:, : tiles_h * tiles_w * lanes].reshape(36, -1, lanes)
+    for q in range(lanes):
+        for i in range(tiles_h):
+            for j in range(tiles_w):
+                g = grid[4 * i : 4 * i + 4, 4 * j : 4 * j + 4, q]
+                expected = (A_T.T @ g @ A_T).ravel()
+                np.testing.assert_allclose(spread[:, i * tiles_w + j, q], expected, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    batch=st.integers(1, 4),
+    channels=st.integers(1, 6),
+    out_channels=st.integers(1, 6),
+    height=st.integers(3, 11),
+    width=st.integers(3, 11),
+    padding=st.integers(0, 2),
+    budget_samples=st.integers(1, 3),
+    seed=st.integers(0, 2**31),
+)
+def test_weight_gradient_from_tiles_matches_torch(
+    batch: int,
+    channels: int,
+    out_channels: int,
+    height: int,
+    width: int,
+    padding: int,
+    budget_samples: int,
+    seed: int,
+) -> None:
+    """G^T (V^T dM) G summed over chunks of 1-3 samples is dL/dw, for odd and even sizes."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, channels, height, width))
+    ours_w, torch_w = pair(rng.standard_normal((out_channels, channels, 3, 3)))
+    z = TF.conv2d(torch.tensor(x), torch_w, padding=padding)
+    delta = rng.standard_normal(z.shape)
+    z.backward(torch.tensor(delta))
+    per_sample = winograd.bytes_per_sample(channels, out_channels, z.shape[2:], 8)
+    with mock.patch.object(winograd, "_CHUNK_BYTES", budget_samples * per_sample):
+        tiles = winograd.tile_weight_gradient(x, delta, (padding, padding))
+    assert_close(winograd.weight_from_tile_gradient(tiles), grad_of(torch_w), what="dL/dw")
+
+
+def test_conv2d_backward_takes_the_winograd_weight_gradient_and_matches_torch() -> None:
+    """A ResNet-like layer (C <= F, 3x3, stride 1): both gradients, in float64, and the
+    float32 weight gradient within float32 rounding of the float64 one."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((8, 16, 12, 12))
+    assert conv._winograd_applies(x, (3, 3), (1, 1), (1, 1), 1)
+    ours_x, torch_x = pair(x)
+    ours_w, torch_w = pair(rng.standard_normal((24, 16, 3, 3)))
+    ours = F.conv2d(ours_x, ours_w, padding=1)
+    theirs = TF.conv2d(torch_x, torch_w, padding=1)
+    grad = rng.standard_normal(theirs.shape)
+    called = []
+    original = conv._winograd_weight_gradient
+
+    def spy(*args: Any) -> np.ndarray:
+        called.append(True)
+        return original(*args)
+
+    with mock.patch.object(conv, "_winograd_weight_gradient", spy):
+        ours.backward(grad)
+    assert called
+    theirs.backward(torch.tensor(grad))
+    assert_close(grad_of(ours_x), grad_of(torch_x), what="input gradient")
+    assert_close(grad_of(ours_w), grad_of(torch_w), what="weight gradient")
+    _, saved = conv.conv2d_forward(
+        x.astype(np.float32), ours_w.numpy().astype(np.float32), None, 1, 1
+    )
+    single = conv.conv_backward(grad.astype(np.float32), saved, (False, True, False))[1]
+    exact = grad_of(torch_w)
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, exact, rtol=0, atol=1e-5 * np.abs(exact).max())

@@ -33,12 +33,19 @@ product (tiles x C) @ (C x F): 36/16 = 2.25 multiply-adds per output and channel
 layer's own padding, plus zeros for the last tile of an output whose size is not a multiple of
 4, whose extra outputs are dropped).
 
+The weight gradient runs through the same tiles (``tile_weight_gradient``): with
+M_xi = V_xi U_xi and z's tile A^T M A, the chain rule gives dL/dM = A (dL/dz's tile) A^T,
+dL/dU_xi = V_xi^T dL/dM_xi (one product per xi contracting over every tile of the batch) and
+dL/dw = G^T dL/dU G. The input gradient is itself a 3x3 stride-1 correlation (of delta with the
+flipped kernel), which ``conv`` sends through ``correlate_block``.
+
 Only the arithmetic is reordered: the result equals the direct correlation up to rounding. The
-transforms multiply by up to 5 and add up to 36 terms, so in float32 the result is a few 1e-6
-of the output's largest magnitude off the exact one, against a few 1e-7 for im2col; the tests
-compare with PyTorch in float64 and bound the float32 error. convprop uses it for the forward
-contraction of 3x3 stride-1 layers with at least 16 input channels (``conv._winograd_applies``);
-the backward keeps im2col, whose one set of columns serves both gradients.
+transforms multiply by up to 8 and add up to 36 terms, so in float32 the forward is a few 1e-6
+of the output's largest magnitude off the exact one, against a few 1e-7 for im2col, and the
+weight gradient ~4e-6 of its largest magnitude (PyTorch's ~1e-6); the tests compare with
+PyTorch in float64 and bound the float32 errors. convprop uses it for 3x3 stride-1 layers with
+at least 8 input channels and 256 positions (``conv._winograd_applies``), and for their weight
+gradient where the input has no more channels than the output.
 
 Layout. Every step runs on the lanes of a chunk of samples: lane p = (sample, channel), the
 lanes of one pixel next to each other (channels last). A tile's 36 values are then computed for
@@ -165,6 +172,63 @@ def correlate_block(
         np.matmul(v, filters, out=m.reshape(36, rows, out_channels))  # (36, tiles n, F)
         _output_transform(products, out_plane, tiles_h, tiles_w, count * out_channels, outputs)
         _to_channels_first(outputs, 4 * tiles_w, out[start : start + count])
+
+
+def tile_weight_gradient(x: np.ndarray, delta: np.ndarray, pads: tuple[int, int]) -> np.ndarray:
+    """dL/dU_xi[c, f] = sum_t V_xi[t, c] dM_xi[t, f] over the tiles of x (n, C, H, W) and of
+    delta = dL/dz (n, F, Ho, Wo), for z the correlation of ``correlate_block``: (36, C, F).
+
+    In the forward, M_xi[t, f] = sum_c V_xi[t, c] U_xi[c, f] and z's tile is A^T M A, so
+    dL/dM = A dL/dz_tile A^T (the output transform's adjoint, ``_output_gradient_transform``;
+    delta's tiles past (Ho, Wo) are zero, as the forward dropped those outputs) and
+    dL/dU_xi = V_xi^T dL/dM_xi: one product per position xi that contracts over all the tiles
+    of the samples, 2.25 multiply-adds per output position and channel pair instead of 9.
+    ``weight_from_tile_gradient`` takes it back to the kernels.
+    """
+    batch, channels = x.shape[:2]
+    out_channels, out_h, out_w = delta.shape[1:]
+    tiles_h, tiles_w = -(-out_h // 4), -(-out_w // 4)
+    tiles = tiles_h * tiles_w
+    per_sample = bytes_per_sample(channels, out_channels, (out_h, out_w), x.itemsize)
+    chunk = max(1, min(batch, _CHUNK_BYTES // per_sample))
+    padded_w = 4 * tiles_w + 2
+    padded_size = (4 * tiles_h + 2) * padded_w * channels
+    grid_size = 16 * tiles * out_channels
+    in_plane = tiles * chunk * channels + _PLANE_GAP
+    out_plane = tiles * chunk * out_channels + _PLANE_GAP
+    transformed = np.empty(36 * in_plane, dtype=x.dtype)
+    gradients = np.empty(36 * out_plane, dtype=delta.dtype)
+    padded = np.empty(padded_size * chunk, dtype=x.dtype)
+    grid = np.empty(grid_size * chunk, dtype=delta.dtype)
+    total = np.zeros((36, channels, out_channels), dtype=np.result_type(x, delta))
+    for start in range(0, batch, chunk):
+        count = min(chunk, batch - start)
+        rows = tiles * count
+        sample = np.ascontiguousarray(x[start : start + count])
+        _to_channels_last(sample, *pads, padded_w, padded[: padded_size * count])
+        _input_transform(
+            padded, padded_w, tiles_h, tiles_w, count * channels, transformed, in_plane
+        )
+        sample_delta = np.ascontiguousarray(delta[start : start + count])
+        _to_channels_last(sample_delta, 0, 0, 4 * tiles_w, grid[: grid_size * count])
+        _output_gradient_transform(
+            grid, 4 * tiles_w, tiles_h, tiles_w, count * out_channels, gradients, out_plane
+        )
+        v = transformed.reshape(36, in_plane)[:, : rows * channels].reshape(36, rows, channels)
+        dm = gradients.reshape(36, out_plane)[:, : rows * out_channels]
+        # (36, C, tiles n) @ (36, tiles n, F), added up over the chunks.
+        total += np.matmul(v.transpose(0, 2, 1), dm.reshape(36, rows, out_channels))
+    return total
+
+
+def weight_from_tile_gradient(tile_gradient: np.ndarray) -> np.ndarray:
+    """dL/dw[f, c] = G^T dL/dU[c, f] G, the filter transform's adjoint: (36, C, F) ->
+    (F, C, 3, 3), i.e. dL/dw[f, c, k] = sum_xi kron(G, G)[xi, k] dL/dU_xi[c, f]."""
+    _, channels, out_channels = tile_gradient.shape
+    taps = matmul(
+        _TILE_FROM_TAPS.T.astype(tile_gradient.dtype), tile_gradient.reshape(36, -1)
+    )  # (9, C F)
+    return np.ascontiguousarray(taps.reshape(3, 3, channels, out_channels).transpose(3, 2, 0, 1))
 
 
 @compiled
@@ -353,3 +417,65 @@ def _to_channels_first(outputs: np.ndarray, outputs_w: int, out: np.ndarray) -> 
         for q in range(full_lanes, lanes):
             for w in range(w_count):
                 target[q * plane + first + w] = outputs[row + w * lanes + q]
+
+
+@compiled
+def _output_gradient_transform(
+    grid: np.ndarray,
+    grid_w: int,
+    tiles_h: int,
+    tiles_w: int,
+    lanes: int,
+    out: np.ndarray,
+    plane: int,
+) -> None:
+    """out[xi plane + t Q + q] = (A g A^T)[xi] for the 4x4 tile g of lane q at tile
+    t = i tiles_w + j (rows 4i..4i+3, columns 4j..4j+3 of ``grid``, channels last), Q =
+    ``lanes``: the adjoint of ``_output_transform``, a 4x4 gradient spread onto 6x6.
+
+    A g A^T as (A g) A^T: the six row combinations of every tile column b (A = (A^T)^T has
+    rows (1, 0, 0, 0), (1, 1, 1, 1), (1, -1, 1, -1), (1, 2, 4, 8), (1, -2, 4, -8),
+    (0, 0, 0, 1)), then the same six combinations of each resulting row.
+    """
+    u = np.uint64
+    k2, k4, k8 = out.dtype.type(2), out.dtype.type(4), out.dtype.type(8)
+    q_count, width, plane_size = u(lanes), u(grid_w), u(plane)
+    down = width * q_count
+    rows = np.empty(24 * lanes, dtype=out.dtype)
+    for i in range(u(tiles_h)):
+        for j in range(u(tiles_w)):
+            tile = i * u(tiles_w) + j
+            corner = (u(4) * i * width + u(4) * j) * q_count
+            for b in range(u(4)):
+                at = corner + b * q_count
+                for q in range(q_count):
+                    g0 = grid[at + q]
+                    g1 = grid[at + down + q]
+                    g2 = grid[at + u(2) * down + q]
+                    g3 = grid[at + u(3) * down + q]
+                    sum02, sum13 = g0 + g2, g1 + g3
+                    rows[b * q_count + q] = g0
+                    rows[(u(4) + b) * q_count + q] = sum02 + sum13
+                    rows[(u(8) + b) * q_count + q] = sum02 - sum13
+                    plus = g0 + k4 * g2
+                    minus = k2 * g1 + k8 * g3
+                    rows[(u(12) + b) * q_count + q] = plus + minus
+                    rows[(u(16) + b) * q_count + q] = plus - minus
+                    rows[(u(20) + b) * q_count + q] = g3
+            for a in range(u(6)):
+                source = u(4) * a * q_count
+                target = u(6) * a * plane_size + tile * q_count
+                for q in range(q_count):
+                    e0 = rows[source + q]
+                    e1 = rows[source + q_count + q]
+                    e2 = rows[source + u(2) * q_count + q]
+                    e3 = rows[source + u(3) * q_count + q]
+                    sum02, sum13 = e0 + e2, e1 + e3
+                    plus = e0 + k4 * e2
+                    minus = k2 * e1 + k8 * e3
+                    out[target + q] = e0
+                    out[target + plane_size + q] = sum02 + sum13
+                    out[target + u(2) * plane_size + q] = sum02 - sum13
+                    out[target + u(3) * plane_size + q] = plus + minus
+                    out[target + u(4) * plane_size + q] = plus - minus
+                    out[target + u(5) * plane_size + q] = e3
