@@ -533,13 +533,16 @@ def test_non_contiguous_arrays_match_torch(name: str) -> None:
         ((2, 2, 7, 8), (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),  # the strided 3x3 layers
         ((1, 2, 8, 9), (1, 1), (2, 3), (1, 1), ((0, 0), (0, 0))),  # 1x1 projections
         ((1, 1, 5, 6), (2, 3), (3, 2), (2, 1), ((3, 0), (0, 4))),  # stride > kernel, lopsided
+        ((2, 3, 9, 8), (5, 5), (1, 1), (1, 1), ((0, 0), (0, 0))),  # LeNet-5's valid conv2
+        ((1, 2, 9, 10), (3, 2), (2, 1), (2, 3), ((1, 0), (2, 2))),  # strided, dilated, padded
         ((2, 3, 9), (5,), (1,), (1,), ((0, 0),)),  # TDNN Conv1d
         ((1, 2, 10), (3,), (2,), (3,), ((4, 1),)),  # 1-D strided, dilated, padded
     ],
 )
 def test_columns_equal_padded_windows(x_shape, kernel, stride, dilation, pads) -> None:
-    """im2col's compiled gather equals the windows of the zero-padded input, entry for entry
-    (both are copies of the same numbers): columns[n, c, k, o] = x_pad[n, c, o S + k D]."""
+    """Every im2col path (the input itself, the row-wrapped flat image, the compiled 2-D
+    gather, NumPy's copy of the window view in 1-D) equals the windows of the zero-padded
+    input, entry for entry: columns[n, c, k, o] = x_pad[n, c, o S + k D]."""
     spatial = len(kernel)
     x = np.arange(1, np.prod(x_shape) + 1, dtype=np.float64).reshape(x_shape)
     padded = np.pad(x, ((0, 0), (0, 0), *pads))

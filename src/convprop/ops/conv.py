@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from convprop.ops import winograd
+from convprop.ops._compiled import compiled
 from convprop.ops._parallel import blas_runs_serially, map_blocks, sum_blocks, worker_count
 from convprop.ops._util import (
     check_float,
@@ -236,9 +237,54 @@ def _columns(
     if _row_wrapped(x, kernel_size, stride, dilation, pads, out_size):
         return _row_wrapped_columns(x, kernel_size, dilation, pads, out_size).reshape(shape)
     padded = pad_spatial(x, pads)
+    if spatial == 2:
+        # Valid and strided 2-D layers: output rows of 5-16 values, where NumPy's copy of the
+        # transposed window view pays its per-row setup (LeNet-5's conv2 2x slower).
+        columns = np.empty((batch, channels, *kernel_size, *out_size), dtype=x.dtype)
+        (stride_h, stride_w), (dilation_h, dilation_w) = stride, dilation
+        contiguous = np.ascontiguousarray(padded)
+        _gather_windows_2d(contiguous, stride_h, stride_w, dilation_h, dilation_w, columns)
+        return columns.reshape(shape)
     windows = window_view(padded, kernel_size, stride, dilation, out_size)  # N, C, *O, *K
     taps_first = (0, 1, *range(2 + spatial, 2 + 2 * spatial), *range(2, 2 + spatial))
     return np.ascontiguousarray(windows.transpose(taps_first)).reshape(shape)
+
+
+@compiled
+def _gather_windows_2d(
+    padded: np.ndarray,
+    stride_h: int,
+    stride_w: int,
+    dilation_h: int,
+    dilation_w: int,
+    columns: np.ndarray,
+) -> None:
+    """columns[n, c, p, q, i, j] = padded[n, c, i Sh + p Dh, j Sw + q Dw]: im2col of a 2-D
+    layer, one pass over the columns (N, C, Kh, Kw, Ho, Wo) in their memory order.
+
+    Measured against NumPy's copy of the transposed window view (one core): LeNet-5's conv2
+    (32 samples, 6 channels, 5x5 on 14x14) 0.20 -> 0.10 ms, ResNet-20's strided 3x3 layers
+    0.13 -> 0.09 and 0.18 -> 0.12, the 1x1 stride-2 projection 0.055 -> 0.041. (The
+    "same"-width stride-1 layers keep ``_row_wrapped_columns``, whose runs are whole images.)
+    """
+    u = np.uint64
+    batch, channels, height, width = padded.shape
+    kernel_h, kernel_w, out_h, out_w = columns.shape[2:]
+    source = padded.ravel()
+    target = columns.ravel()
+    plane_size = u(height) * u(width)
+    at = u(0)
+    for plane in range(u(batch * channels)):
+        first = plane * plane_size
+        for p in range(u(kernel_h)):
+            for q in range(u(kernel_w)):
+                for i in range(u(out_h)):
+                    row = (
+                        first + (i * u(stride_h) + p * u(dilation_h)) * u(width) + q * u(dilation_w)
+                    )
+                    for j in range(u(out_w)):
+                        target[at + j] = source[row + j * u(stride_w)]
+                    at += u(out_w)
 
 
 def _column_bytes(x: np.ndarray, kernel_size: Sequence[int], out_size: Sequence[int]) -> int:
