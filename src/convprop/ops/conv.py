@@ -317,9 +317,7 @@ def _correlate(
         def winograd_block(block: slice) -> None:
             winograd.correlate_block(x[block], filters, pads_before, result[block])
 
-        # Blocks of the size of Winograd's chunks (its tiles, not im2col's columns).
-        per_sample = winograd.bytes_per_sample(x.shape[1], out_channels, out_size, x.itemsize)
-        map_blocks(winograd_block, _sample_blocks(batch, per_sample))
+        map_blocks(winograd_block, _winograd_blocks(x, out_channels, out_size))
         return result
     blocks = _sample_blocks(batch, _column_bytes(x, kernel_size, out_size))
     kernels = weight.reshape(groups, out_channels // groups, -1)
@@ -369,6 +367,13 @@ def _winograd_applies(
     )
 
 
+def _winograd_blocks(x: np.ndarray, out_channels: int, out_size: Sequence[int]) -> list[slice]:
+    """Blocks of samples for the Winograd passes, sized by their tiles (not im2col's columns)
+    so that a block is one of ``winograd``'s chunks."""
+    per_sample = winograd.bytes_per_sample(x.shape[1], out_channels, out_size, x.itemsize)
+    return _sample_blocks(x.shape[0], per_sample)
+
+
 def _correlate_weight(
     x: np.ndarray,
     grad_out: np.ndarray,
@@ -408,15 +413,12 @@ def _winograd_weight_gradient(
     (``winograd.tile_weight_gradient``), the blocks' tile gradients summed, then taken back
     to the kernels once."""
     pads_before = (geometry.pads[0][0], geometry.pads[1][0])
-    per_sample = winograd.bytes_per_sample(
-        x.shape[1], grad_out.shape[1], geometry.output_size, x.itemsize
-    )
 
     def block_gradient(block: slice) -> np.ndarray:
         return winograd.tile_weight_gradient(x[block], grad_out[block], pads_before)
 
-    tile_gradient = sum_blocks(block_gradient, _sample_blocks(x.shape[0], per_sample))
-    return winograd.weight_from_tile_gradient(tile_gradient)
+    blocks = _winograd_blocks(x, grad_out.shape[1], geometry.output_size)
+    return winograd.weight_from_tile_gradient(sum_blocks(block_gradient, blocks))
 
 
 def _rot180_channel_swapped(weight: np.ndarray, groups: int) -> np.ndarray:

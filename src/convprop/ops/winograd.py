@@ -67,7 +67,7 @@ numba, which doubled the work).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -135,6 +135,60 @@ def bytes_per_sample(
     return 36 * tiles * (channels + out_channels) * itemsize
 
 
+class _Chunks:
+    """The tile grid, the chunk size and the reused buffers of ``correlate_block`` and
+    ``tile_weight_gradient``, which walk the same chunks of samples: the input side (the
+    zero-padded channels-last image and its 36 transformed planes V), the 36 planes of the
+    output side (the products M, or dL/dM), and the channels-last grid of 4x4 output tiles."""
+
+    def __init__(
+        self, x: np.ndarray, out_channels: int, out_size: Sequence[int], out_dtype: np.dtype
+    ) -> None:
+        self.batch, self.channels = x.shape[:2]
+        self.out_channels = out_channels
+        self.tiles_h, self.tiles_w = -(-out_size[0] // 4), -(-out_size[1] // 4)
+        self.tiles = self.tiles_h * self.tiles_w
+        per_sample = bytes_per_sample(self.channels, out_channels, out_size, x.itemsize)
+        self.size = max(1, min(self.batch, _CHUNK_BYTES // per_sample))
+        self.padded_w = 4 * self.tiles_w + 2
+        self.padded_size = (4 * self.tiles_h + 2) * self.padded_w * self.channels
+        self.padded = np.empty(self.padded_size * self.size, dtype=x.dtype)
+        self.in_plane = self.tiles * self.size * self.channels + _PLANE_GAP
+        self.transformed = np.empty(36 * self.in_plane, dtype=x.dtype)
+        self.out_plane = self.tiles * self.size * out_channels + _PLANE_GAP
+        self.out_planes = np.empty(36 * self.out_plane, dtype=out_dtype)
+        self.grid_size = 16 * self.tiles * out_channels  # a sample's 4x4 output tiles
+        self.grid = np.empty(self.grid_size * self.size, dtype=out_dtype)
+
+    def __iter__(self) -> Iterator[slice]:
+        for start in range(0, self.batch, self.size):
+            yield slice(start, min(start + self.size, self.batch))
+
+    def input_tiles(self, x: np.ndarray, pads: tuple[int, int]) -> np.ndarray:
+        """V of a chunk's samples x: (36, tiles n, C), a view of ``transformed``."""
+        count = x.shape[0]
+        padded = self.padded[: self.padded_size * count]
+        _to_channels_last(np.ascontiguousarray(x), *pads, self.padded_w, padded)
+        _input_transform(
+            self.padded,
+            self.padded_w,
+            self.tiles_h,
+            self.tiles_w,
+            count * self.channels,
+            self.transformed,
+            self.in_plane,
+        )
+        rows = self.tiles * count
+        planes = self.transformed.reshape(36, self.in_plane)[:, : rows * self.channels]
+        return planes.reshape(36, rows, self.channels)
+
+    def output_planes(self, count: int) -> np.ndarray:
+        """The first ``count`` samples' part of ``out_planes``: (36, tiles n, F), a view."""
+        rows = self.tiles * count
+        planes = self.out_planes.reshape(36, self.out_plane)[:, : rows * self.out_channels]
+        return planes.reshape(36, rows, self.out_channels)
+
+
 def correlate_block(
     x: np.ndarray, filters: np.ndarray, pads: tuple[int, int], out: np.ndarray
 ) -> None:
@@ -145,33 +199,21 @@ def correlate_block(
     go through in chunks of ``_CHUNK_BYTES`` (``bytes_per_sample``); the buffers are reused
     from chunk to chunk.
     """
-    batch, channels = x.shape[:2]
-    out_channels, out_h, out_w = out.shape[1:]
-    tiles_h, tiles_w = -(-out_h // 4), -(-out_w // 4)
-    tiles = tiles_h * tiles_w
-    per_sample = bytes_per_sample(channels, out_channels, (out_h, out_w), x.itemsize)
-    chunk = max(1, min(batch, _CHUNK_BYTES // per_sample))
-    padded_w = 4 * tiles_w + 2
-    padded_size = (4 * tiles_h + 2) * padded_w * channels
-    in_plane = tiles * chunk * channels + _PLANE_GAP
-    out_plane = tiles * chunk * out_channels + _PLANE_GAP
-    transformed = np.empty(36 * in_plane, dtype=x.dtype)
-    products = np.empty(36 * out_plane, dtype=out.dtype)
-    outputs = np.empty(16 * tiles * chunk * out_channels, dtype=out.dtype)
-    padded = np.empty(padded_size * chunk, dtype=x.dtype)
-    for start in range(0, batch, chunk):
-        count = min(chunk, batch - start)
-        rows = tiles * count
-        sample = np.ascontiguousarray(x[start : start + count])
-        _to_channels_last(sample, *pads, padded_w, padded[: padded_size * count])
-        _input_transform(
-            padded, padded_w, tiles_h, tiles_w, count * channels, transformed, in_plane
+    out_channels = out.shape[1]
+    chunks = _Chunks(x, out_channels, out.shape[2:], out.dtype)
+    for chunk in chunks:
+        count = chunk.stop - chunk.start
+        v = chunks.input_tiles(x[chunk], pads)
+        np.matmul(v, filters, out=chunks.output_planes(count))  # (36, tiles n, F)
+        _output_transform(
+            chunks.out_planes,
+            chunks.out_plane,
+            chunks.tiles_h,
+            chunks.tiles_w,
+            count * out_channels,
+            chunks.grid,
         )
-        v = transformed.reshape(36, in_plane)[:, : rows * channels].reshape(36, rows, channels)
-        m = products.reshape(36, out_plane)[:, : rows * out_channels]
-        np.matmul(v, filters, out=m.reshape(36, rows, out_channels))  # (36, tiles n, F)
-        _output_transform(products, out_plane, tiles_h, tiles_w, count * out_channels, outputs)
-        _to_channels_first(outputs, 4 * tiles_w, out[start : start + count])
+        _to_channels_first(chunks.grid, 4 * chunks.tiles_w, out[chunk])
 
 
 def tile_weight_gradient(x: np.ndarray, delta: np.ndarray, pads: tuple[int, int]) -> np.ndarray:
@@ -185,39 +227,26 @@ def tile_weight_gradient(x: np.ndarray, delta: np.ndarray, pads: tuple[int, int]
     of the samples, 2.25 multiply-adds per output position and channel pair instead of 9.
     ``weight_from_tile_gradient`` takes it back to the kernels.
     """
-    batch, channels = x.shape[:2]
-    out_channels, out_h, out_w = delta.shape[1:]
-    tiles_h, tiles_w = -(-out_h // 4), -(-out_w // 4)
-    tiles = tiles_h * tiles_w
-    per_sample = bytes_per_sample(channels, out_channels, (out_h, out_w), x.itemsize)
-    chunk = max(1, min(batch, _CHUNK_BYTES // per_sample))
-    padded_w = 4 * tiles_w + 2
-    padded_size = (4 * tiles_h + 2) * padded_w * channels
-    grid_size = 16 * tiles * out_channels
-    in_plane = tiles * chunk * channels + _PLANE_GAP
-    out_plane = tiles * chunk * out_channels + _PLANE_GAP
-    transformed = np.empty(36 * in_plane, dtype=x.dtype)
-    gradients = np.empty(36 * out_plane, dtype=delta.dtype)
-    padded = np.empty(padded_size * chunk, dtype=x.dtype)
-    grid = np.empty(grid_size * chunk, dtype=delta.dtype)
-    total = np.zeros((36, channels, out_channels), dtype=np.result_type(x, delta))
-    for start in range(0, batch, chunk):
-        count = min(chunk, batch - start)
-        rows = tiles * count
-        sample = np.ascontiguousarray(x[start : start + count])
-        _to_channels_last(sample, *pads, padded_w, padded[: padded_size * count])
-        _input_transform(
-            padded, padded_w, tiles_h, tiles_w, count * channels, transformed, in_plane
-        )
-        sample_delta = np.ascontiguousarray(delta[start : start + count])
-        _to_channels_last(sample_delta, 0, 0, 4 * tiles_w, grid[: grid_size * count])
+    out_channels = delta.shape[1]
+    chunks = _Chunks(x, out_channels, delta.shape[2:], delta.dtype)
+    grid_w = 4 * chunks.tiles_w
+    total = np.zeros((36, x.shape[1], out_channels), dtype=np.result_type(x, delta))
+    for chunk in chunks:
+        count = chunk.stop - chunk.start
+        v = chunks.input_tiles(x[chunk], pads)
+        grid = chunks.grid[: chunks.grid_size * count]
+        _to_channels_last(np.ascontiguousarray(delta[chunk]), 0, 0, grid_w, grid)
         _output_gradient_transform(
-            grid, 4 * tiles_w, tiles_h, tiles_w, count * out_channels, gradients, out_plane
+            chunks.grid,
+            grid_w,
+            chunks.tiles_h,
+            chunks.tiles_w,
+            count * out_channels,
+            chunks.out_planes,
+            chunks.out_plane,
         )
-        v = transformed.reshape(36, in_plane)[:, : rows * channels].reshape(36, rows, channels)
-        dm = gradients.reshape(36, out_plane)[:, : rows * out_channels]
         # (36, C, tiles n) @ (36, tiles n, F), added up over the chunks.
-        total += np.matmul(v.transpose(0, 2, 1), dm.reshape(36, rows, out_channels))
+        total += np.matmul(v.transpose(0, 2, 1), chunks.output_planes(count))
     return total
 
 
