@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import warnings
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -123,6 +124,18 @@ def test_conv_edge_cases_match_torch(x_shape, w_shape, kwargs) -> None:
     compare_with_torch(
         name, normal(rng, x_shape), normal(rng, w_shape), normal(rng, (w_shape[0],)), **kwargs
     )
+
+
+@pytest.mark.parametrize("spatial", [1, 2])
+@given(data=st.data())
+def test_adjoint_input_gradient_matches_torch(spatial: int, data: st.DataObject) -> None:
+    """dL/dx in its adjoint form (w^T delta, then the compiled scatter) on every
+    configuration, including the stride-1 ones that normally take the full correlation."""
+    config = data.draw(conv_configs(spatial))
+    rng = np.random.default_rng(config["seed"])
+    x, w = normal(rng, config["x_shape"]), normal(rng, config["w_shape"])
+    with mock.patch.object(conv, "_padded_delta", lambda *args: None):
+        compare_with_torch(SPATIAL_NAMES[spatial][0], x, w, None, **config["kwargs"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -521,24 +534,24 @@ def test_non_contiguous_arrays_match_torch(name: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("x_shape", "kernel", "stride", "dilation", "pads"),
-    [
-        ((2, 3, 5, 7), (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),  # the ResNet 3x3 layer
-        ((1, 2, 6, 4), (2, 4), (1, 1), (1, 1), ((0, 1), (1, 2))),  # 'same' with even kernels
-        ((2, 1, 4, 5), (3, 3), (1, 1), (2, 2), ((2, 2), (2, 2))),  # dilated, reads past borders
-        ((1, 2, 3, 2), (5, 5), (1, 1), (1, 1), ((2, 2), (2, 2))),  # kernel wider than the image
-        ((1, 1, 2, 3), (3, 3), (1, 1), (3, 1), ((1, 5), (1, 1))),  # more padding below
-        ((1, 2, 4, 3), (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),  # 1x1
-        ((2, 2, 7, 8), (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),  # the strided 3x3 layers
-        ((1, 2, 8, 9), (1, 1), (2, 3), (1, 1), ((0, 0), (0, 0))),  # 1x1 projections
-        ((1, 1, 5, 6), (2, 3), (3, 2), (2, 1), ((3, 0), (0, 4))),  # stride > kernel, lopsided
-        ((2, 3, 9, 8), (5, 5), (1, 1), (1, 1), ((0, 0), (0, 0))),  # LeNet-5's valid conv2
-        ((1, 2, 9, 10), (3, 2), (2, 1), (2, 3), ((1, 0), (2, 2))),  # strided, dilated, padded
-        ((2, 3, 9), (5,), (1,), (1,), ((0, 0),)),  # TDNN Conv1d
-        ((1, 2, 10), (3,), (2,), (3,), ((4, 1),)),  # 1-D strided, dilated, padded
-    ],
-)
+COLUMN_CASES = [
+    ((2, 3, 5, 7), (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1))),  # the ResNet 3x3 layer
+    ((1, 2, 6, 4), (2, 4), (1, 1), (1, 1), ((0, 1), (1, 2))),  # 'same' with even kernels
+    ((2, 1, 4, 5), (3, 3), (1, 1), (2, 2), ((2, 2), (2, 2))),  # dilated, reads past borders
+    ((1, 2, 3, 2), (5, 5), (1, 1), (1, 1), ((2, 2), (2, 2))),  # kernel wider than the image
+    ((1, 1, 2, 3), (3, 3), (1, 1), (3, 1), ((1, 5), (1, 1))),  # more padding below
+    ((1, 2, 4, 3), (1, 1), (1, 1), (1, 1), ((0, 0), (0, 0))),  # 1x1
+    ((2, 2, 7, 8), (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1))),  # the strided 3x3 layers
+    ((1, 2, 8, 9), (1, 1), (2, 3), (1, 1), ((0, 0), (0, 0))),  # 1x1 projections
+    ((1, 1, 5, 6), (2, 3), (3, 2), (2, 1), ((3, 0), (0, 4))),  # stride > kernel, lopsided
+    ((2, 3, 9, 8), (5, 5), (1, 1), (1, 1), ((0, 0), (0, 0))),  # LeNet-5's valid conv2
+    ((1, 2, 9, 10), (3, 2), (2, 1), (2, 3), ((1, 0), (2, 2))),  # strided, dilated, padded
+    ((2, 3, 9), (5,), (1,), (1,), ((0, 0),)),  # TDNN Conv1d
+    ((1, 2, 10), (3,), (2,), (3,), ((4, 1),)),  # 1-D strided, dilated, padded
+]
+
+
+@pytest.mark.parametrize(("x_shape", "kernel", "stride", "dilation", "pads"), COLUMN_CASES)
 def test_columns_equal_padded_windows(x_shape, kernel, stride, dilation, pads) -> None:
     """Every im2col path (the input itself, the row-wrapped flat image, the compiled 2-D
     gather, NumPy's copy of the window view in 1-D) equals the windows of the zero-padded
@@ -562,6 +575,38 @@ def test_columns_equal_padded_windows(x_shape, kernel, stride, dilation, pads) -
     expected = windows.transpose(taps_first).reshape(x_shape[0], 1, -1, np.prod(out_size))
     ours = conv._columns(x, kernel, stride, dilation, pads, out_size, groups=1)
     np.testing.assert_array_equal(ours, expected)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "kernel", "stride", "dilation", "pads"),
+    [case for case in COLUMN_CASES if len(case[1]) == 2],
+)
+def test_scatter_is_the_adjoint_of_the_gather(x_shape, kernel, stride, dilation, pads) -> None:
+    """<columns(x), v> = <x, scatter(v)> for every x and v: ``_scatter_windows_2d`` is the
+    adjoint of im2col with its padding (entries read from the padding are dropped). Checked
+    on the basis: scattering v equals adding each entry of v onto the sample it was read
+    from, one ``np.add.at`` per tap."""
+    batch, channels = x_shape[:2]
+    padded_shape = tuple(x_shape[2 + i] + sum(pads[i]) for i in range(2))
+    out_size = tuple(
+        (padded_shape[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(2)
+    )
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((batch, channels, *kernel, *out_size))
+    expected = np.zeros((batch, channels, *padded_shape))
+    rows, cols = np.ogrid[: out_size[0], : out_size[1]]
+    for p in range(kernel[0]):
+        for q in range(kernel[1]):
+            target = (rows * stride[0] + p * dilation[0], cols * stride[1] + q * dilation[1])
+            np.add.at(expected, (..., *target), values[:, :, p, q])
+    (top, bottom), (left, right) = pads
+    expected = expected[..., top : padded_shape[0] - bottom, left : padded_shape[1] - right]
+    ours = np.full(x_shape, np.nan)  # every entry must be written
+    conv._scatter_windows_2d(values, *stride, *dilation, top, left, ours)
+    np.testing.assert_allclose(ours, expected, rtol=1e-14, atol=1e-14)
+    x = rng.standard_normal(x_shape)
+    columns = conv._columns(x, kernel, stride, dilation, pads, out_size, groups=1)
+    assert np.isclose(np.vdot(columns, values), np.vdot(x, ours), rtol=1e-12)
 
 
 @pytest.mark.parametrize("size", [(5,), (3, 4)])
