@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
 
 import numpy as np
+import pytest
 
+import convprop as cp
+import convprop.nn.functional as F
 from convprop.ops import activation
 from convprop.ops._compiled import compiled
 
@@ -73,3 +77,22 @@ def test_relu_gradient_passes_nan_and_blocks_the_rest_as_pytorch() -> None:
     (result,) = activation.relu_backward(grad, out, (True,))
     np.testing.assert_array_equal(result, [1.0, 0.0, 0.0, 4.0, 5.0])
     assert result.dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("conv2d", lambda x: F.conv2d(x, cp.tensor(np.ones((2, 3, 3, 3), x.dtype)), stride=2)),
+        ("batch_norm", lambda x: F.batch_norm(x, None, None, training=True)),
+        ("relu", F.relu),
+        ("max_pool2d", lambda x: F.max_pool2d(x, 2)),
+    ],
+)
+def test_ops_with_compiled_loops_refuse_other_float_dtypes_clearly(name, call, dtype) -> None:
+    """The compiled loops are built for float32 and float64; a float16 or long double input
+    gets the ops' own TypeError, not an error from inside numba."""
+    x = cp.tensor(np.ones((2, 3, 6, 6), dtype))
+    message = f"{name}: input must have a floating-point dtype (float32 or float64), got"
+    with pytest.raises(TypeError, match=re.escape(message)):
+        call(x)

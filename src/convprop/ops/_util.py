@@ -38,8 +38,9 @@ def check_non_negative(values: tuple[int, ...], func: str, name: str) -> None:
 
 
 def check_float(array: np.ndarray, func: str, name: str) -> None:
-    """Floating-point inputs only: integer, bool and object arrays are refused."""
-    if not np.issubdtype(array.dtype, np.floating):
+    """float32 or float64 inputs only: integer, bool and object arrays are refused, and so are
+    float16 and long double, which the compiled loops (``_compiled``) are not built for."""
+    if array.dtype not in (np.float32, np.float64):
         raise TypeError(
             f"{func}: {name} must have a floating-point dtype (float32 or float64), "
             f"got {array.dtype}"
