@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import convprop as cp
 import convprop.nn.functional as F
 from convprop.autograd import gradcheck
-from convprop.ops import conv
+from convprop.ops import conv, windows
 from tests.reference import assert_close, grad_of, pair
 
 SPATIAL_NAMES = {1: ("conv1d", "conv_transpose1d"), 2: ("conv2d", "conv_transpose2d")}
@@ -582,7 +582,7 @@ def test_columns_equal_padded_windows(x_shape, kernel, stride, dilation, pads) -
     [case for case in COLUMN_CASES if len(case[1]) == 2],
 )
 def test_scatter_is_the_adjoint_of_the_gather(x_shape, kernel, stride, dilation, pads) -> None:
-    """<columns(x), v> = <x, scatter(v)> for every x and v: ``_scatter_windows_2d`` is the
+    """<columns(x), v> = <x, scatter(v)> for every x and v: ``windows.scatter_windows_2d`` is the
     adjoint of im2col with its padding (entries read from the padding are dropped). Checked
     on the basis: scattering v equals adding each entry of v onto the sample it was read
     from, one ``np.add.at`` per tap."""
@@ -602,7 +602,7 @@ def test_scatter_is_the_adjoint_of_the_gather(x_shape, kernel, stride, dilation,
     (top, bottom), (left, right) = pads
     expected = expected[..., top : padded_shape[0] - bottom, left : padded_shape[1] - right]
     ours = np.full(x_shape, np.nan)  # every entry must be written
-    conv._scatter_windows_2d(values, *stride, *dilation, top, left, ours)
+    windows.scatter_windows_2d(values, *stride, *dilation, top, left, ours)
     np.testing.assert_allclose(ours, expected, rtol=1e-14, atol=1e-14)
     x = rng.standard_normal(x_shape)
     columns = conv._columns(x, kernel, stride, dilation, pads, out_size, groups=1)

@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 
 from convprop.ops import winograd
-from convprop.ops._compiled import compiled
 from convprop.ops._parallel import blas_runs_serially, map_blocks, sum_blocks, worker_count
 from convprop.ops._util import (
     check_float,
@@ -58,8 +57,10 @@ from convprop.ops._util import (
 )
 from convprop.ops.elementwise import Grads, Needs
 from convprop.ops.windows import (
+    gather_windows_2d,
     output_size,
     pad_spatial,
+    scatter_windows_2d,
     window_view,
 )
 
@@ -241,99 +242,11 @@ def _columns(
         columns = np.empty((batch, channels, *kernel_size, *out_size), dtype=x.dtype)
         (stride_h, stride_w), (dilation_h, dilation_w) = stride, dilation
         contiguous = np.ascontiguousarray(padded)
-        _gather_windows_2d(contiguous, stride_h, stride_w, dilation_h, dilation_w, columns)
+        gather_windows_2d(contiguous, stride_h, stride_w, dilation_h, dilation_w, columns)
         return columns.reshape(shape)
     windows = window_view(padded, kernel_size, stride, dilation, out_size)  # N, C, *O, *K
     taps_first = (0, 1, *range(2 + spatial, 2 + 2 * spatial), *range(2, 2 + spatial))
     return np.ascontiguousarray(windows.transpose(taps_first)).reshape(shape)
-
-
-@compiled
-def _gather_windows_2d(
-    padded: np.ndarray,
-    stride_h: int,
-    stride_w: int,
-    dilation_h: int,
-    dilation_w: int,
-    columns: np.ndarray,
-) -> None:
-    """columns[n, c, p, q, i, j] = padded[n, c, i Sh + p Dh, j Sw + q Dw]: im2col of a 2-D
-    layer, one pass over the columns (N, C, Kh, Kw, Ho, Wo) in their memory order.
-
-    Measured against NumPy's copy of the transposed window view (one core): LeNet-5's conv2
-    (32 samples, 6 channels, 5x5 on 14x14) 0.20 -> 0.10 ms, ResNet-20's strided 3x3 layers
-    0.13 -> 0.09 and 0.18 -> 0.12, the 1x1 stride-2 projection 0.055 -> 0.041. (The
-    "same"-width stride-1 layers keep ``_row_wrapped_columns``, whose runs are whole images.)
-    """
-    u = np.uint64
-    batch, channels, height, width = padded.shape
-    kernel_h, kernel_w, out_h, out_w = columns.shape[2:]
-    source = padded.ravel()
-    target = columns.ravel()
-    plane_size = u(height) * u(width)
-    at = u(0)
-    for plane in range(u(batch * channels)):
-        first = plane * plane_size
-        for p in range(u(kernel_h)):
-            for q in range(u(kernel_w)):
-                for i in range(u(out_h)):
-                    row = (
-                        first + (i * u(stride_h) + p * u(dilation_h)) * u(width) + q * u(dilation_w)
-                    )
-                    for j in range(u(out_w)):
-                        target[at + j] = source[row + j * u(stride_w)]
-                    at += u(out_w)
-
-
-@compiled
-def _scatter_windows_2d(
-    contributions: np.ndarray,
-    stride_h: int,
-    stride_w: int,
-    dilation_h: int,
-    dilation_w: int,
-    top: int,
-    left: int,
-    grad_input: np.ndarray,
-) -> None:
-    """grad_input[n, c, y, x] = sum of contributions[n, c, p, q, i, j] over every (p, q, i, j)
-    with i Sh + p Dh - top = y and j Sw + q Dw - left = x: the adjoint of
-    ``_gather_windows_2d`` (col2im), each window entry added back onto the input sample it
-    was read from, entries that were read from the zero padding dropped (the notes' "remove
-    the padding region"). ``contributions`` is (N, C, Kh, Kw, Ho, Wo); every entry of
-    ``grad_input`` (N, C, H, W) is written.
-
-    One plane at a time, zeroed first, stays in the L1 cache while its Kh Kw Ho runs of (at
-    most) Wo values are added. Per tap, the columns j whose target lies inside the image are
-    worked out once (j0 <= j < j1), so the innermost loop has no test and is vectorised.
-    Measured against NumPy's "+=" per tap (one core, 32 samples): LeNet-5's conv2 (6 channels,
-    5x5, 10x10 outputs) 0.27 -> 0.15 ms (against its former row-wrapped runs of Ho Wp values),
-    ResNet-20's strided 3x3 layers 1.3 -> 0.50 and 1.5 -> 0.44 ms. Unsigned indices, as in
-    ``winograd``: with signed ones the loop was not vectorised (0.47 ms on LeNet-5's conv2).
-    """
-    u = np.uint64
-    batch, channels, kernel_h, kernel_w, out_h, out_w = contributions.shape
-    height, width = grad_input.shape[2:]
-    source = contributions.ravel()
-    target = grad_input.ravel()
-    plane_size = height * width
-    at = u(0)
-    for plane in range(batch * channels):
-        first = plane * plane_size
-        for y in range(plane_size):
-            target[first + y] = 0
-        for p in range(kernel_h):
-            for q in range(kernel_w):
-                shift = q * dilation_w - left  # x = j Sw + shift
-                j0 = -(shift // stride_w) if shift < 0 else 0
-                j1 = min(out_w, max(0, (width - 1 - shift) // stride_w + 1))
-                for i in range(out_h):
-                    y = i * stride_h + p * dilation_h - top
-                    if 0 <= y < height and j0 < j1:
-                        row = u(first + y * width + shift)
-                        for j in range(u(j0), u(j1)):
-                            target[row + j * u(stride_w)] += source[at + j]
-                    at += u(out_w)
 
 
 def _column_bytes(x: np.ndarray, kernel_size: Sequence[int], out_size: Sequence[int]) -> int:
@@ -595,7 +508,7 @@ def _backproject(
     the zero-inserted delta would make S^d - 1 of every S^d products multiply a zero, and the
     full correlation's columns would be several times larger than the input, so the same sum
     is computed in its adjoint form: the product w^T delta gives every (position, tap)
-    contribution, C/G prod(K) values per *output* position, and ``_scatter_windows_2d`` (a
+    contribution, C/G prod(K) values per *output* position, and ``scatter_windows_2d`` (a
     compiled col2im; a 1-D layer is a 2-D one with one row) adds ("+=", windows overlap) each
     one onto the input sample o S + k D it came from, dropping those that fall in the padding.
     At stride 1 it is used when it moves at most half as many values as the full correlation
@@ -639,7 +552,7 @@ def _backproject(
         # (G, C/G K, F/G) @ (n, G, F/G, O): every (position, tap) contribution w^T delta.
         contributions = np.matmul(kernels.swapaxes(-1, -2), delta[block])
         samples = contributions.shape[0]
-        _scatter_windows_2d(
+        scatter_windows_2d(
             contributions.reshape(samples, channels, *kernel_size, *out_size),
             stride_h,
             stride_w,

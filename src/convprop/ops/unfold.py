@@ -16,8 +16,8 @@ adjoint, <unfold(x), c> = <x, fold(c)>, so each one's backward is the other:
 * unfold: dL/dx = fold(dL/dcols);
 * fold: dL/dcols = unfold(dL/dy).
 
-Both are built on the zero-copy ``window_view`` and its adjoint ``scatter_windows`` (one
-strided slice ``+=`` per kernel tap, no loop over pixels).
+Both are convolution's own im2col and col2im, ``windows.gather_windows_2d`` and its adjoint
+``windows.scatter_windows_2d``.
 """
 
 from __future__ import annotations
@@ -29,13 +29,8 @@ import numpy as np
 
 from convprop.ops._util import check_float, check_non_negative, check_positive, to_tuple
 from convprop.ops.elementwise import Grads, Needs
+from convprop.ops.windows import gather_windows_2d, pad_spatial, scatter_windows_2d
 from convprop.ops.windows import output_size as window_count
-from convprop.ops.windows import (
-    pad_spatial,
-    scatter_windows,
-    unpad_spatial,
-    window_view,
-)
 
 Pair = tuple[int, int]
 
@@ -77,11 +72,11 @@ def _block_counts(
 def _im2col(
     x: np.ndarray, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair, blocks: Pair
 ) -> np.ndarray:
-    """(N, C, H, W) -> (N, C K_h K_w, L): one copy of the zero-copy window view."""
+    """(N, C, H, W) -> (N, C K_h K_w, L): the windows of the zero-padded input, one copy."""
     batch, channels = x.shape[:2]
-    padded = pad_spatial(x, [(p, p) for p in padding])
-    windows = window_view(padded, kernel, stride, dilation, blocks)  # N, C, Ho, Wo, Kh, Kw
-    columns = np.ascontiguousarray(windows.transpose(0, 1, 4, 5, 2, 3))
+    padded = np.ascontiguousarray(pad_spatial(x, [(p, p) for p in padding]))
+    columns = np.empty((batch, channels, *kernel, *blocks), dtype=x.dtype)
+    gather_windows_2d(padded, *stride, *dilation, columns)
     return columns.reshape(batch, channels * kernel[0] * kernel[1], blocks[0] * blocks[1])
 
 
@@ -94,14 +89,13 @@ def _col2im(
     stride: Pair,
     blocks: Pair,
 ) -> np.ndarray:
-    """(N, C K_h K_w, L) -> (N, C, H, W): "+=" of every window entry, then remove the padding."""
+    """(N, C K_h K_w, L) -> (N, C, H, W): "+=" of every window entry onto the pixel it was
+    read from, entries of the padding region dropped."""
     batch = columns.shape[0]
     channels = columns.shape[1] // (kernel[0] * kernel[1])
-    per_window = columns.reshape(batch, channels, kernel[0], kernel[1], blocks[0], blocks[1])
-    padded_shape = (batch, channels) + tuple(spatial[i] + 2 * padding[i] for i in range(2))
-    image = scatter_windows(per_window.transpose(0, 1, 4, 5, 2, 3), padded_shape, stride, dilation)
-    if any(padding):
-        image = np.ascontiguousarray(unpad_spatial(image, [(p, p) for p in padding]))
+    per_window = np.ascontiguousarray(columns).reshape(batch, channels, *kernel, *blocks)
+    image = np.empty((batch, channels, *spatial), dtype=columns.dtype)
+    scatter_windows_2d(per_window, *stride, *dilation, *padding, image)
     return image
 
 

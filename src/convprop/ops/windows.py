@@ -2,18 +2,23 @@
 
 A layer that scans a K-tap window over its input with stride S and dilation D reads, for
 output position o and tap k, the (padded) input at ``o * S + k * D``. ``window_view`` exposes
-all those reads at once as a zero-copy view; ``scatter_windows`` is its adjoint: it sends a
+all those reads at once as a zero-copy view; ``gather_windows_2d`` copies them into im2col's
+columns (N, C, Kh, Kw, Ho, Wo), and ``scatter_windows_2d`` is its adjoint (col2im): it sends a
 value per (position, tap) back to the input sample it was read from, adding ("+=") where
-windows overlap, which is exactly how the notes route gradients back through a scan.
+windows overlap and dropping what was read from the padding, which is exactly how the notes
+route gradients back through a scan. The two are compiled loops (``_compiled``): their rows
+of 5-16 values made NumPy's copies pay a setup per row. A 1-D scan is a 2-D one with a
+single row.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+from convprop.ops._compiled import compiled
 
 
 def output_size(
@@ -87,31 +92,89 @@ def window_view(
     return as_strided(x, view_shape, view_strides, writeable=False)
 
 
-def scatter_windows(
-    values: np.ndarray,
-    input_shape: Sequence[int],
-    stride: Sequence[int],
-    dilation: Sequence[int],
-) -> np.ndarray:
-    """Adjoint of ``window_view``: sum every window entry back onto the sample it was read from.
+@compiled
+def gather_windows_2d(
+    padded: np.ndarray,
+    stride_h: int,
+    stride_w: int,
+    dilation_h: int,
+    dilation_w: int,
+    columns: np.ndarray,
+) -> None:
+    """columns[n, c, p, q, i, j] = padded[n, c, i Sh + p Dh, j Sw + q Dw]: im2col of a 2-D
+    layer, one pass over the columns (N, C, Kh, Kw, Ho, Wo) in their memory order.
 
-    ``values`` has shape ``lead + out_size + kernel_size``; the result has ``input_shape``
-    (the padded input's shape). One strided slice ``+=`` per kernel tap (no loop over pixels).
+    Measured against NumPy's copy of the transposed window view (one core): LeNet-5's conv2
+    (32 samples, 6 channels, 5x5 on 14x14) 0.20 -> 0.10 ms, ResNet-20's strided 3x3 layers
+    0.13 -> 0.09 and 0.18 -> 0.12, the 1x1 stride-2 projection 0.055 -> 0.041. (The
+    "same"-width stride-1 layers keep ``_row_wrapped_columns``, whose runs are whole images.)
     """
-    spatial = len(stride)
-    lead = values.ndim - 2 * spatial
-    out_size = values.shape[lead : lead + spatial]
-    kernel_size = values.shape[lead + spatial :]
-    result = np.zeros(tuple(input_shape), dtype=values.dtype)
-    head = (slice(None),) * lead
-    for tap in itertools.product(*(range(k) for k in kernel_size)):
-        target = head + tuple(
-            slice(
-                tap[i] * dilation[i],
-                tap[i] * dilation[i] + (out_size[i] - 1) * stride[i] + 1,
-                stride[i],
-            )
-            for i in range(spatial)
-        )
-        result[target] += values[head + (slice(None),) * spatial + tap]
-    return result
+    u = np.uint64
+    batch, channels, height, width = padded.shape
+    kernel_h, kernel_w, out_h, out_w = columns.shape[2:]
+    source = padded.ravel()
+    target = columns.ravel()
+    plane_size = u(height) * u(width)
+    at = u(0)
+    for plane in range(u(batch * channels)):
+        first = plane * plane_size
+        for p in range(u(kernel_h)):
+            for q in range(u(kernel_w)):
+                for i in range(u(out_h)):
+                    row = (
+                        first + (i * u(stride_h) + p * u(dilation_h)) * u(width) + q * u(dilation_w)
+                    )
+                    for j in range(u(out_w)):
+                        target[at + j] = source[row + j * u(stride_w)]
+                    at += u(out_w)
+
+
+@compiled
+def scatter_windows_2d(
+    contributions: np.ndarray,
+    stride_h: int,
+    stride_w: int,
+    dilation_h: int,
+    dilation_w: int,
+    top: int,
+    left: int,
+    grad_input: np.ndarray,
+) -> None:
+    """grad_input[n, c, y, x] = sum of contributions[n, c, p, q, i, j] over every (p, q, i, j)
+    with i Sh + p Dh - top = y and j Sw + q Dw - left = x: the adjoint of
+    ``gather_windows_2d`` (col2im), each window entry added back onto the input sample it
+    was read from, entries that were read from the zero padding dropped (the notes' "remove
+    the padding region"). ``contributions`` is (N, C, Kh, Kw, Ho, Wo); every entry of
+    ``grad_input`` (N, C, H, W) is written.
+
+    One plane at a time, zeroed first, stays in the L1 cache while its Kh Kw Ho runs of (at
+    most) Wo values are added. Per tap, the columns j whose target lies inside the image are
+    worked out once (j0 <= j < j1), so the innermost loop has no test and is vectorised.
+    Measured against NumPy's "+=" per tap (one core, 32 samples): LeNet-5's conv2 (6 channels,
+    5x5, 10x10 outputs) 0.27 -> 0.15 ms (against its former row-wrapped runs of Ho Wp values),
+    ResNet-20's strided 3x3 layers 1.3 -> 0.50 and 1.5 -> 0.44 ms. Unsigned indices, as in
+    ``winograd``: with signed ones the loop was not vectorised (0.47 ms on LeNet-5's conv2).
+    """
+    u = np.uint64
+    batch, channels, kernel_h, kernel_w, out_h, out_w = contributions.shape
+    height, width = grad_input.shape[2:]
+    source = contributions.ravel()
+    target = grad_input.ravel()
+    plane_size = height * width
+    at = u(0)
+    for plane in range(batch * channels):
+        first = plane * plane_size
+        for y in range(plane_size):
+            target[first + y] = 0
+        for p in range(kernel_h):
+            for q in range(kernel_w):
+                shift = q * dilation_w - left  # x = j Sw + shift
+                j0 = -(shift // stride_w) if shift < 0 else 0
+                j1 = min(out_w, max(0, (width - 1 - shift) // stride_w + 1))
+                for i in range(out_h):
+                    y = i * stride_h + p * dilation_h - top
+                    if 0 <= y < height and j0 < j1:
+                        row = u(first + y * width + shift)
+                        for j in range(u(j0), u(j1)):
+                            target[row + j * u(stride_w)] += source[at + j]
+                    at += u(out_w)
