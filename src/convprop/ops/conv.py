@@ -61,7 +61,6 @@ from convprop.ops.windows import (
     output_size,
     pad_spatial,
     scatter_windows_2d,
-    window_view,
 )
 
 IntOrTuple = int | Sequence[int]
@@ -204,6 +203,13 @@ def _row_wrapped_columns(
     return columns
 
 
+def _as_2d(values: Sequence[Any], fill: Any) -> tuple[Any, Any]:
+    """A 1-D layer's sizes, strides or paddings as a 2-D layer's with a single row: ``fill``
+    for the row axis (1 for sizes and strides, (0, 0) for paddings)."""
+    both = (fill,) * (2 - len(values)) + tuple(values)
+    return both[0], both[1]
+
+
 def _columns(
     x: np.ndarray,
     kernel_size: Sequence[int],
@@ -216,15 +222,14 @@ def _columns(
     """The windows of ``x`` zero-padded by ``pads``, laid out for a GEMM:
     (N, G, C/G * prod(K), prod(O)).
 
-    The general case pads this block of samples, takes ``window_view`` (no copy) and makes the
-    one copy of im2col, putting taps next to channels so a single matrix product per sample and
-    group contracts over both; "same-width" stride-1 2-D convolutions (most 3x3 layers, their
-    input gradients) build the same array faster from the flattened image
+    The general case pads this block of samples and makes the one copy of im2col
+    (``windows.gather_windows_2d``), putting taps next to channels so a single matrix product
+    per sample and group contracts over both; "same-width" stride-1 2-D convolutions (most 3x3
+    layers, their input gradients) build the same array faster from the flattened image
     (``_row_wrapped_columns``). Output positions stay last, so the product lands directly in
     NCHW order with no copy of the output. Padding per block keeps it in cache and avoids a
     padded copy of the whole batch.
     """
-    spatial = len(kernel_size)
     batch, channels = x.shape[:2]
     shape = (batch, groups, channels // groups * math.prod(kernel_size), math.prod(out_size))
     pointwise = math.prod(kernel_size) == 1 and all(s == 1 for s in stride)
@@ -235,18 +240,19 @@ def _columns(
         return x.reshape(shape)
     if _row_wrapped(x, kernel_size, stride, dilation, pads, out_size):
         return _row_wrapped_columns(x, kernel_size, dilation, pads, out_size).reshape(shape)
-    padded = pad_spatial(x, pads)
-    if spatial == 2:
-        # Valid and strided 2-D layers: output rows of 5-16 values, where NumPy's copy of the
-        # transposed window view pays its per-row setup (LeNet-5's conv2 2x slower).
-        columns = np.empty((batch, channels, *kernel_size, *out_size), dtype=x.dtype)
-        (stride_h, stride_w), (dilation_h, dilation_w) = stride, dilation
-        contiguous = np.ascontiguousarray(padded)
-        gather_windows_2d(contiguous, stride_h, stride_w, dilation_h, dilation_w, columns)
-        return columns.reshape(shape)
-    windows = window_view(padded, kernel_size, stride, dilation, out_size)  # N, C, *O, *K
-    taps_first = (0, 1, *range(2 + spatial, 2 + 2 * spatial), *range(2, 2 + spatial))
-    return np.ascontiguousarray(windows.transpose(taps_first)).reshape(shape)
+    # Valid and strided layers (and every 1-D one, as a 2-D one with a single row): one
+    # compiled gather. (NumPy's copy of the transposed window view paid a setup per output
+    # row of 5-16 values: LeNet-5's conv2 2x slower.)
+    padded = np.ascontiguousarray(pad_spatial(x, pads))
+    kernel_2d, out_2d = _as_2d(kernel_size, 1), _as_2d(out_size, 1)
+    columns = np.empty((batch, channels, *kernel_2d, *out_2d), dtype=x.dtype)
+    gather_windows_2d(
+        padded.reshape(batch, channels, *_as_2d(padded.shape[2:], 1)),
+        *_as_2d(stride, 1),
+        *_as_2d(dilation, 1),
+        columns,
+    )
+    return columns.reshape(shape)
 
 
 def _column_bytes(x: np.ndarray, kernel_size: Sequence[int], out_size: Sequence[int]) -> int:
@@ -538,15 +544,11 @@ def _backproject(
     positions = math.prod(geometry.output_size)
     delta = grad_out.reshape(batch, groups, out_channels // groups, positions)
     # A 1-D layer is a 2-D one with a single row.
-    kernel_size, out_size, input_size = (
-        (1,) * (2 - spatial) + size
-        for size in (geometry.kernel_size, geometry.output_size, geometry.input_size)
+    kernel_size, out_size = _as_2d(geometry.kernel_size, 1), _as_2d(geometry.output_size, 1)
+    (top, _), (left, _) = _as_2d(geometry.pads, (0, 0))
+    grad_input = np.empty(
+        (batch, channels, *_as_2d(geometry.input_size, 1)), dtype=np.result_type(grad_out, weight)
     )
-    (stride_h, stride_w), (dilation_h, dilation_w) = (
-        (1,) * (2 - spatial) + tuple(pair) for pair in (stride, dilation)
-    )
-    (top, _), (left, _) = ((0, 0),) * (2 - spatial) + geometry.pads
-    grad_input = np.empty((batch, channels, *input_size), dtype=np.result_type(grad_out, weight))
 
     def backproject_block(block: slice) -> None:
         # (G, C/G K, F/G) @ (n, G, F/G, O): every (position, tap) contribution w^T delta.
@@ -554,10 +556,8 @@ def _backproject(
         samples = contributions.shape[0]
         scatter_windows_2d(
             contributions.reshape(samples, channels, *kernel_size, *out_size),
-            stride_h,
-            stride_w,
-            dilation_h,
-            dilation_w,
+            *_as_2d(stride, 1),
+            *_as_2d(dilation, 1),
             top,
             left,
             grad_input[block],
