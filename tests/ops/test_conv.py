@@ -553,9 +553,9 @@ COLUMN_CASES = [
 
 @pytest.mark.parametrize(("x_shape", "kernel", "stride", "dilation", "pads"), COLUMN_CASES)
 def test_columns_equal_padded_windows(x_shape, kernel, stride, dilation, pads) -> None:
-    """Every im2col path (the input itself, the row-wrapped flat image, the compiled 2-D
-    gather, NumPy's copy of the window view in 1-D) equals the windows of the zero-padded
-    input, entry for entry: columns[n, c, k, o] = x_pad[n, c, o S + k D]."""
+    """Every im2col path (the input itself, the row-wrapped flat image, the compiled gather,
+    2-D and 1-D as one row) equals the windows of the zero-padded input, entry for entry:
+    columns[n, c, k, o] = x_pad[n, c, o S + k D]."""
     spatial = len(kernel)
     x = np.arange(1, np.prod(x_shape) + 1, dtype=np.float64).reshape(x_shape)
     padded = np.pad(x, ((0, 0), (0, 0), *pads))
@@ -584,8 +584,8 @@ def test_columns_equal_padded_windows(x_shape, kernel, stride, dilation, pads) -
 def test_scatter_is_the_adjoint_of_the_gather(x_shape, kernel, stride, dilation, pads) -> None:
     """<columns(x), v> = <x, scatter(v)> for every x and v: ``windows.scatter_windows_2d`` is the
     adjoint of im2col with its padding (entries read from the padding are dropped). Checked
-    on the basis: scattering v equals adding each entry of v onto the sample it was read
-    from, one ``np.add.at`` per tap."""
+    directly too: scattering v equals adding each entry of v onto the sample it was read
+    from, one ``np.add.at`` per tap, then removing the padding."""
     batch, channels = x_shape[:2]
     padded_shape = tuple(x_shape[2 + i] + sum(pads[i]) for i in range(2))
     out_size = tuple(
