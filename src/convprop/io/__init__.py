@@ -1,0 +1,1 @@
+"""Files without pickle: safetensors and JSON, written atomically and reproducibly."""
