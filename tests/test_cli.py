@@ -41,7 +41,10 @@ def test_train_evaluate_predict_through_the_cli(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(["evaluate", str(run)]) == 0
     report = capsys.readouterr().out
-    assert report.startswith("accuracy ") and "confusion matrix" in report
+    assert report.startswith(
+        f"weights: {run / 'model.safetensors'} (epoch 3, the latest)\naccuracy "
+    )
+    assert "confusion matrix" in report
     image = tmp_path / "digit.png"
     Image.fromarray(np.full((28, 28), 128, np.uint8)).save(image)
     assert main(["predict", str(run), str(image), "--top-k", "2"]) == 0
@@ -91,7 +94,7 @@ def test_summary_command(capsys) -> None:
         (["train", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
         (["train", "--epochs", "0"], "epochs must be a positive integer, got 0"),
         (["train", "--augment", "flip", "--limit", "100"], "unknown augmentation"),
-        (["train", "--config", "nowhere.toml"], "nowhere.toml: no such config file"),
+        (["train", "--config", "nowhere.toml"], "--config: file nowhere.toml does not exist"),
         (["evaluate", "no-such-run"], "no-such-run: no such run directory"),
         (["summary", "--input-shape", "1,4,4"], "too small"),
         ([], "the following arguments are required"),

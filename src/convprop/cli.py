@@ -1,33 +1,33 @@
-"""The ``convprop`` command: train, evaluate, predict, summary.
+"""The ``convprop`` command: train, evaluate, predict, summary, explain.
 
-A user error (bad flag, bad file, bad run directory) prints one line to stderr and exits with
-status 2, never a traceback; a run stopped by a non-finite loss exits with status 1.
+A user error (bad flag, bad file, bad run directory) and an OS error (a full disk, a
+read-only file system, no permission) print one line to stderr and exit with status 2, never
+a traceback, and leave every file a user saved intact; a run stopped by a non-finite loss
+exits with status 1; Ctrl-C with 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+import convprop
 from convprop.data import AUGMENTATIONS, DataError
-from convprop.io.files import CheckpointError
-from convprop.train import (
-    MODEL_NAMES,
-    OPTIMIZER_NAMES,
-    SCHEDULER_NAMES,
-    RunDirectoryError,
-    TrainConfig,
-    TrainingError,
-)
+from convprop.io.files import CheckpointError, describe_os_error
+from convprop.training.config import ConfigError, TrainConfig, load_config_file, split_augment
+from convprop.training.registry import MODELS, OPTIMIZERS, SCHEDULERS, SEQUENCE_MODELS
+from convprop.training.rundir import RunDirectoryError
 
 USAGE_ERROR = 2
 TRAINING_FAILED = 1
+INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -39,78 +39,77 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _size(text: str) -> list[int]:
-    """``28x28`` or ``28,28`` -> [28, 28]."""
+def _sizes(example: str) -> Any:
+    """An argparse type for ``28x28`` or ``1,28,28`` (``example`` shows the expected form)."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.replace("x", ",").split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected sizes like {example}, got {text!r}"
+            ) from None
+        if min(values) <= 0:
+            raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+        return values
+
+    return parse
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return Path(text)
+
+
+def _positive_int(text: str) -> int:
     try:
-        values = [int(v) for v in text.replace("x", ",").split(",")]
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes like 28x28, got {text!r}") from None
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
-    return values
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="convprop", description="CNNs with hand-derived backpropagation, on NumPy."
     )
+    parser.add_argument("--version", action="version", version=f"convprop {convprop.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_train(commands)
 
-    train = commands.add_parser("train", help="train a model (LeNet-5 on bundled MNIST by default)")
-    defaults = TrainConfig()
-    train.add_argument("--config", type=Path, help="TOML file whose keys are these flags' names")
-    train.add_argument("--model", choices=MODEL_NAMES, help=f"default {defaults.model}")
-    train.add_argument("--data", help="mnist-5k, a .npz, an IDX directory or an image folder")
-    train.add_argument("--test-data", help="separate test data (else split off with the seed)")
-    train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
-    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    train.add_argument("--optimizer", choices=OPTIMIZER_NAMES, help=f"default {defaults.optimizer}")
-    train.add_argument(
-        "--lr", type=float, help="(peak) learning rate (default 0.05 sgd, 0.003 adam/adamw)"
-    )
-    train.add_argument("--momentum", type=float, help=f"SGD momentum, default {defaults.momentum}")
-    train.add_argument("--weight-decay", type=float, help="default 0 (adamw: 0.01)")
-    train.add_argument(
-        "--scheduler",
-        choices=SCHEDULER_NAMES,
-        help=f"learning-rate schedule (default {defaults.scheduler})",
-    )
-    train.add_argument(
-        "--augment",
-        help=f"image augmentations: comma list of "
-        f"{', '.join(AUGMENTATIONS)}, all or none "
-        f"(default {','.join(defaults.augment)})",
-    )
-    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
-    train.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
-    train.add_argument("--test-fraction", type=float, help="share split off for testing (0.2)")
-    train.add_argument("--limit", type=int, help="train on this many samples only (quick runs)")
-    train.add_argument("--resize", type=_size, help="resize images to HxW (image folders)")
-    train.add_argument(
-        "--out", type=Path, help="run directory (default: a new runs/YYYYmmdd-HHMMSS)"
-    )
-    train.add_argument(
-        "--resume",
-        type=Path,
-        metavar="RUN_DIR",
-        help="continue a run (with --epochs, to a new total)",
-    )
-    train.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
-
+    weights_help = "latest: model.safetensors (the last epoch, default); best: best.safetensors"
     evaluate = commands.add_parser("evaluate", help="accuracy, precision/recall, confusion matrix")
-    evaluate.add_argument("run_dir", type=Path)
-    evaluate.add_argument("--data", help="evaluate on this data instead of the run's test split")
+    evaluate.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a training run")
+    evaluate.add_argument(
+        "--data", help="evaluate on this data (matched by class name) instead of the test split"
+    )
+    evaluate.add_argument(
+        "--weights", choices=("latest", "best"), default="latest", help=weights_help
+    )
 
     predict = commands.add_parser("predict", help="top-k classes for image files")
-    predict.add_argument("run_dir", type=Path)
-    predict.add_argument("images", nargs="+", type=Path)
-    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a training run")
+    predict.add_argument(
+        "images", nargs="+", type=_path, metavar="IMAGE", help="image files (PNG, JPEG, ...)"
+    )
+    predict.add_argument(
+        "--top-k", type=_positive_int, default=3, help="how many classes to list (default 3)"
+    )
+    predict.add_argument(
+        "--weights", choices=("latest", "best"), default="latest", help=weights_help
+    )
 
     summary = commands.add_parser("summary", help="layer table of a model")
-    summary.add_argument("--model", choices=MODEL_NAMES, default="lenet5")
-    summary.add_argument("--input-shape", type=_size, help="C,H,W (or C,L for tdnn)")
-    summary.add_argument("--num-classes", type=int, default=10)
+    summary.add_argument("--model", choices=tuple(MODELS), default="lenet5")
+    summary.add_argument(
+        "--input-shape",
+        type=_sizes("1,28,28 (C,H,W) or 40,100 (C,L)"),
+        help="C,H,W (or C,L for tdnn); default 1,28,28 (40,100 for tdnn)",
+    )
+    summary.add_argument("--num-classes", type=_positive_int, default=10)
 
     from convprop.explain.cli import add_parser as add_explain_parser
 
@@ -118,65 +117,160 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _new_run_dir(parent: Path) -> Path:
-    """A run directory that does not exist yet, named by the time (so running the README's
-    ``convprop train`` twice keeps both runs instead of refusing the second)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    candidate, suffix = parent / stamp, 2
-    while candidate.exists():
-        candidate, suffix = parent / f"{stamp}-{suffix}", suffix + 1
-    return candidate
+def _add_train(commands: Any) -> None:
+    train = commands.add_parser("train", help="train a model (LeNet-5 on bundled MNIST by default)")
+    defaults = TrainConfig()
+    train.add_argument("--config", type=_path, help="TOML file whose keys are these flags' names")
+    train.add_argument("--model", choices=tuple(MODELS), help=f"default {defaults.model}")
+    train.add_argument("--data", help="mnist-5k, a .npz, an IDX directory or an image folder")
+    train.add_argument("--test-data", help="separate test data (else split off with the seed)")
+    train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    train.add_argument(
+        "--optimizer", choices=tuple(OPTIMIZERS), help=f"default {defaults.optimizer}"
+    )
+    train.add_argument(
+        "--lr", type=float, help="(peak) learning rate (default 0.05 sgd, 0.003 adam/adamw)"
+    )
+    train.add_argument("--momentum", type=float, help=f"SGD momentum, default {defaults.momentum}")
+    train.add_argument("--weight-decay", type=float, help="default 0 (adamw: 0.01)")
+    train.add_argument(
+        "--scheduler",
+        choices=tuple(SCHEDULERS),
+        help=f"learning-rate schedule (default {defaults.scheduler})",
+    )
+    train.add_argument(
+        "--augment",
+        help=f"image augmentations: comma list of {', '.join(AUGMENTATIONS)}, all or none "
+        f"(default {','.join(defaults.augment)})",
+    )
+    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    train.add_argument("--dtype", choices=("float32", "float64"), help="default float32")
+    train.add_argument("--test-fraction", type=float, help="share split off for testing (0.2)")
+    train.add_argument("--limit", type=int, help="train on this many samples only (quick runs)")
+    train.add_argument(
+        "--resize", type=_sizes("28x28"), help="resize images to HxW (image folders)"
+    )
+    train.add_argument(
+        "--num-classes",
+        type=int,
+        help="the number of classes, when the labels 0..K-1 do not all occur in the data",
+    )
+    train.add_argument(
+        "--out", type=_path, help="run directory (default: a new runs/YYYYmmdd-HHMMSS)"
+    )
+    train.add_argument(
+        "--resume",
+        type=_path,
+        metavar="RUN_DIR",
+        help="continue a run (with --epochs, to a new total)",
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# ----------------------------------------------------------------------------- train
+_SETTINGS = [f.name for f in fields(TrainConfig)]
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _given_settings(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings of the TOML file and of the flags, separately (flags win on merging)."""
+    from_file: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            from_file = load_config_file(args.config)
+        except ConfigError as error:
+            raise UsageError(f"--config: {error.rule}") from None
+    from_flags = {
+        key: getattr(args, key) for key in _SETTINGS if getattr(args, key, None) is not None
+    }
+    if isinstance(from_flags.get("augment"), str):
+        from_flags["augment"] = split_augment(from_flags["augment"])
+    return from_file, from_flags
+
+
+def _config_error(
+    error: ConfigError, args: argparse.Namespace, from_flags: dict[str, Any]
+) -> UsageError:
+    """A configuration error in the words of where the setting came from."""
+    if error.key in from_flags:
+        return UsageError(f"{_flag(error.key)} {error.rule}")
+    if args.config is not None:
+        return UsageError(f"{args.config}: {error.key} {error.rule}")
+    return UsageError(str(error))
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    values: dict[str, Any] = {}
-    if args.config is not None:
-        try:
-            loaded = tomllib.loads(args.config.read_text())
-        except FileNotFoundError:
-            raise UsageError(f"{args.config}: no such config file") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-            raise UsageError(f"{args.config}: not a readable TOML file ({error})") from None
-        values.update({key.replace("-", "_"): value for key, value in loaded.items()})
-    for field in fields(TrainConfig):
-        given = getattr(args, field.name, None)
-        if given is not None:
-            values[field.name] = given
-    if isinstance(values.get("augment"), str):
-        values["augment"] = [
-            v.strip() for v in values["augment"].split(",") if v.strip() and v.strip() != "none"
-        ]
+    from_file, from_flags = _given_settings(args)
     try:
-        return TrainConfig.from_dict(values)
-    except (TypeError, ValueError) as error:
-        raise UsageError(f"{args.config or 'config'}: {error}") from None
+        return TrainConfig.from_dict({**from_file, **from_flags})
+    except ConfigError as error:
+        raise _config_error(error, args, from_flags) from None
 
 
+def _check_resume_flags(args: argparse.Namespace) -> None:
+    """A resumed run keeps its configuration: a flag that asks for another value is refused
+    (``--epochs`` may change the total; ``--out`` may only name the same directory)."""
+    from convprop.training.checkpoint import read_checkpoint
+    from convprop.training.rundir import check_resumable
+
+    if args.out is not None and args.out.resolve() != args.resume.resolve():
+        raise UsageError(
+            f"--out {args.out} conflicts with --resume {args.resume}: a resumed run stays in "
+            "its own directory"
+        )
+    if args.overwrite:
+        raise UsageError("choose either --resume or --overwrite, not both")
+    from_file, from_flags = _given_settings(args)
+    requested = {**from_file, **from_flags}
+    requested.pop("epochs", None)
+    if not requested:
+        return
+    check_resumable(args.resume)
+    saved = read_checkpoint(args.resume).config
+    for key, value in requested.items():
+        key = key.replace("-", "_")
+        if key in _SETTINGS and getattr(saved, key) != value:
+            where = _flag(key) if key in from_flags else f"{args.config}: {key}"
+            raise UsageError(
+                f"{where} {value!r} conflicts with the run's saved {key} {getattr(saved, key)!r}: "
+                "a resumed run keeps its configuration (only --epochs can change)"
+            )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from convprop import training
+    from convprop.ops._malloc import keep_freed_memory
+
+    keep_freed_memory()  # a training loop re-allocates the same buffers every step
+    if args.resume is not None:
+        _check_resume_flags(args)
+        result = training.fit(
+            TrainConfig(), args.resume, resume=True, progress=not args.quiet, epochs=args.epochs
+        )
+    else:
+        config = _train_config(args)
+        result = training.fit(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"final test accuracy {result.test_accuracy:.4f}; run saved in {result.run_dir}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- dispatch
 def _run(args: argparse.Namespace) -> int:
-    from convprop import train as training
+    from convprop import training
 
     if args.command == "train":
-        if args.resume is not None:
-            result = training.fit(
-                TrainConfig(), args.resume, resume=True, progress=not args.quiet, epochs=args.epochs
-            )
-        else:
-            config = _train_config(args)
-            result = training.fit(
-                config,
-                args.out if args.out is not None else _new_run_dir(Path("runs")),
-                overwrite=args.overwrite,
-                progress=not args.quiet,
-            )
-        print(f"final test accuracy {result.test_accuracy:.4f}; run saved in {result.run_dir}")
-        return 0
+        return _train(args)
     if args.command == "evaluate":
-        print(training.evaluate(args.run_dir, args.data).report())
+        print(training.evaluate(args.run_dir, args.data, args.weights).report())
         return 0
     if args.command == "predict":
-        for path, ranking in zip(
-            args.images, training.predict(args.run_dir, args.images, args.top_k), strict=True
-        ):
+        rankings = training.predict(args.run_dir, args.images, args.top_k, args.weights)
+        for path, ranking in zip(args.images, rankings, strict=True):
             print(f"{path}: " + ", ".join(f"{name} {p:.4f}" for name, p in ranking))
         return 0
     if args.command == "explain":
@@ -186,8 +280,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "summary":
         from convprop.summary import summary
 
-        shape = args.input_shape or ([40, 100] if args.model == "tdnn" else [1, 28, 28])
-        model = training.build_model(args.model, shape, args.num_classes)
+        default = [40, 100] if args.model in SEQUENCE_MODELS else [1, 28, 28]
+        shape = args.input_shape or default
+        try:
+            model = training.build_model(args.model, shape, args.num_classes)
+        except ValueError as error:
+            raise UsageError(f"--input-shape: {error}") from None
         print(summary(model, [1, *shape]))
         return 0
     raise UsageError(f"unknown command {args.command!r}")
@@ -195,25 +293,31 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    from convprop.training import TrainingError
+
     try:
         args = build_parser().parse_args(argv)
-        return _run(args)
+        # NumPy's overflow warnings would come before the one-line message that explains them
+        # (a non-finite loss is reported by the training loop itself).
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return _run(args)
     except UsageError as error:
-        print(f"convprop: error: {error}", file=sys.stderr)
-        return USAGE_ERROR
+        return _fail(str(error))
     except (
         DataError,
         CheckpointError,
         RunDirectoryError,
+        ConfigError,
         ValueError,
         TypeError,
-        FileNotFoundError,
-        PermissionError,
-        IsADirectoryError,
-        NotADirectoryError,
     ) as error:
-        print(f"convprop: error: {error}", file=sys.stderr)
+        return _fail(str(error))
+    except BrokenPipeError:  # e.g. `convprop evaluate RUN | head`
+        sys.stderr.close()
         return USAGE_ERROR
+    except OSError as error:
+        return _fail(describe_os_error(error))
     except TrainingError as error:
         print(f"convprop: training stopped: {error}", file=sys.stderr)
         return TRAINING_FAILED
@@ -221,7 +325,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "convprop: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr
         )
-        return 130
+        return INTERRUPTED
+
+
+def _fail(message: str) -> int:
+    print(f"convprop: error: {' '.join(message.split())}", file=sys.stderr)
+    return USAGE_ERROR
 
 
 if __name__ == "__main__":

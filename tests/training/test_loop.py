@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import convprop.train as training
+import convprop.training.loop as loop
+from convprop import training
 from convprop.data import DataError
 from convprop.io.files import CheckpointError, load_arrays
-from convprop.train import RunDirectoryError, TrainConfig, TrainingError, evaluate, fit, predict
+from convprop.training import (
+    RunDirectoryError,
+    TrainConfig,
+    TrainingError,
+    evaluate,
+    fit,
+    predict,
+)
 
 QUICK = dict(limit=300, batch_size=50, seed=3)
 
@@ -123,7 +131,7 @@ def test_resume_ends_bitwise_equal_to_uninterrupted(
         np.testing.assert_array_equal(whole[name], resumed[name], err_msg=name)
 
     def metrics_without_time(run: Path) -> list[list[str]]:
-        return [line.split(",")[:-1] for line in (run / "metrics.csv").read_text().splitlines()]
+        return (run / "metrics.csv").read_bytes()
 
     assert metrics_without_time(tmp_path / "whole") == metrics_without_time(partial)
 
@@ -152,13 +160,16 @@ def test_existing_run_directory_is_refused_unless_resume_or_overwrite(tmp_path: 
         )
     assert (run / "model.safetensors").read_bytes() == before  # a failed overwrite keeps the run
     assert json.loads((run / "checkpoint.json").read_text())["config"]["seed"] == 4
+    with pytest.raises(RunDirectoryError, match="empty: no such run directory"):
+        fit(TrainConfig(), tmp_path / "empty", resume=True, progress=False)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(RunDirectoryError, match="no checkpoint.json to resume from"):
         fit(TrainConfig(), tmp_path / "empty", resume=True, progress=False)
 
 
 def poison_loss_at(monkeypatch, call: int) -> None:
     """Make the ``call``-th training loss NaN (6 batches per epoch in these quick runs)."""
-    real = training.F.cross_entropy
+    real = loop.F.cross_entropy
     calls = {"count": 0}
 
     def poisoned(*args, **kwargs):
@@ -169,7 +180,7 @@ def poison_loss_at(monkeypatch, call: int) -> None:
                 return loss * float("nan")
         return loss
 
-    monkeypatch.setattr(training.F, "cross_entropy", poisoned)
+    monkeypatch.setattr(loop.F, "cross_entropy", poisoned)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, monkeypatch) -> None:
@@ -231,11 +242,11 @@ def test_checkpoint_from_another_architecture_is_refused(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (dict(model="vgg"), "unknown model 'vgg'"),
-        (dict(optimizer="lbfgs"), "unknown optimizer 'lbfgs'"),
+        (dict(model="vgg"), "model must be one of lenet5, .*, got 'vgg'"),
+        (dict(optimizer="lbfgs"), "optimizer must be one of sgd, adam, adamw, got 'lbfgs'"),
         (dict(epochs=0), "epochs must be a positive integer, got 0"),
-        (dict(lr=-1.0), "lr must be positive, got -1.0"),
-        (dict(test_fraction=1.5), r"test_fraction must be in \(0, 1\)"),
+        (dict(lr=-1.0), "lr must be a positive finite number, got -1.0"),
+        (dict(test_fraction=1.5), r"test_fraction must be a number in \(0, 1\)"),
     ],
 )
 def test_bad_configs(tmp_path: Path, overrides: dict, message: str) -> None:

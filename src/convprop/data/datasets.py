@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,12 +35,16 @@ class ArrayDataset:
         labels: int64 (N,) class indices in [0, len(classes)).
         classes: the class names, index i naming label i.
         source: where the data came from (shown in messages and saved with a run).
+        named: whether the source named its classes (folder names, a ``.npz``'s ``classes``,
+            the bundled digits); when it did not, ``classes`` is "0", "1", ... up to the
+            largest label, and the labels are all there is to go by.
     """
 
     inputs: np.ndarray
     labels: np.ndarray
     classes: list[str] = field(default_factory=list)
     source: str = ""
+    named: bool = True
 
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.labels):
@@ -49,6 +54,7 @@ class ArrayDataset:
         if not self.classes:
             count = int(self.labels.max()) + 1 if len(self.labels) else 0
             self.classes = [str(i) for i in range(count)]
+            self.named = False
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -62,8 +68,34 @@ class ArrayDataset:
 
     def subset(self, indices: np.ndarray) -> ArrayDataset:
         return ArrayDataset(
-            self.inputs[indices], self.labels[indices], list(self.classes), self.source
+            self.inputs[indices], self.labels[indices], list(self.classes), self.source, self.named
         )
+
+    def relabelled(self, classes: Sequence[str]) -> ArrayDataset:
+        """The same samples with labels indexing ``classes`` instead of ``self.classes``:
+        a named class is found by its name (folders ``3/`` and ``7/`` become labels 3 and 7 of
+        the ten digits), unnamed labels must already lie in ``range(len(classes))``.
+
+        Raises:
+            DataError: a class name that ``classes`` lacks, or a label outside it.
+        """
+        if not self.named:
+            if len(self.labels) and int(self.labels.max()) >= len(classes):
+                raise DataError(
+                    f"{self.source}: label {int(self.labels.max())} is outside the "
+                    f"{len(classes)} classes (0..{len(classes) - 1})"
+                )
+            return ArrayDataset(self.inputs, self.labels, list(classes), self.source)
+        index = {name: i for i, name in enumerate(classes)}
+        unknown = [name for name in self.classes if name not in index]
+        if unknown:
+            raise DataError(
+                f"{self.source}: class(es) {', '.join(map(repr, unknown[:5]))} are not among "
+                f"the {len(classes)} classes ({', '.join(classes[:12])}"
+                f"{', ...' if len(classes) > 12 else ''})"
+            )
+        mapping = np.array([index[name] for name in self.classes], dtype=np.int64)
+        return ArrayDataset(self.inputs, mapping[self.labels], list(classes), self.source)
 
 
 def stratified_split(
@@ -130,10 +162,21 @@ def load_npz(path: str | Path) -> ArrayDataset:
     """A ``.npz`` with ``labels`` (N,) and either ``images`` ((N, H, W) or (N, C, H, W)) or
     ``signals`` / ``sequences`` ((N, C, L), for the TDNN).
 
-    Integer inputs are scaled from 0..255 to [0, 1]; float inputs are kept as they are. An
-    optional ``classes`` array of strings names the classes.
+    Integer inputs are scaled from 0..255 to [0, 1]; float inputs are kept as they are and
+    must be finite. An optional ``classes`` array of strings names the classes.
     """
     path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+    if magic != b"PK\x03\x04":
+        kind = "a single .npy array" if magic.startswith(b"\x93NUM") else "not a zip archive"
+        raise DataError(
+            f"{path}: not a .npz file ({kind}; a .npz is a zip of .npy arrays, as "
+            "numpy.savez writes)"
+        )
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)
@@ -147,13 +190,22 @@ def load_npz(path: str | Path) -> ArrayDataset:
             classes = [str(c) for c in archive["classes"]] if "classes" in keys else []
     except DataError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+    except ValueError as error:
+        if "pickle" in str(error):  # an object array: NumPy will not load it without pickle
+            raise DataError(
+                f"{path}: holds Python objects (pickled), which convprop never loads; save "
+                "numeric arrays"
+            ) from None
+        raise DataError(f"{path}: not a readable .npz file ({error})") from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as error:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise DataError(
             f"{path}: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}"
         )
-    if len(labels) and labels.min() < 0:
+    if len(labels) == 0:
+        raise DataError(f"{path}: holds no samples ({input_key} {inputs.shape}, labels (0,))")
+    if labels.min() < 0:
         raise DataError(f"{path}: labels must be non-negative, found {int(labels.min())}")
     if input_key == "images":
         if inputs.ndim == 3:
@@ -166,8 +218,26 @@ def load_npz(path: str | Path) -> ArrayDataset:
         raise DataError(f"{path}: {input_key} must be (N, C, L), got shape {inputs.shape}")
     if inputs.dtype.kind not in "iuf":
         raise DataError(f"{path}: {input_key} must be numeric, got {inputs.dtype}")
+    if 0 in inputs.shape[1:]:
+        raise DataError(f"{path}: {input_key} have an empty dimension, shape {inputs.shape}")
+    if classes and len(labels) and int(labels.max()) >= len(classes):
+        raise DataError(
+            f"{path}: label {int(labels.max())} has no name among its {len(classes)} classes"
+        )
     data = _scale_images(inputs) if inputs.dtype.kind in "iu" else inputs.astype(np.float32)
+    _check_finite(data, f"{path}: {input_key}")
     return ArrayDataset(data, labels.astype(np.int64), classes, str(path))
+
+
+def _check_finite(inputs: np.ndarray, what: str) -> None:
+    """Refuse NaN and infinite inputs (they would only show up later as a non-finite loss)."""
+    finite = np.isfinite(inputs)
+    if not finite.all():
+        bad = np.flatnonzero(~finite.reshape(len(inputs), -1).all(axis=1))
+        raise DataError(
+            f"{what} hold {int((~finite).sum())} NaN or infinite values (in {len(bad)} "
+            f"sample(s), the first at index {int(bad[0])})"
+        )
 
 
 # ----------------------------------------------------------------------------- IDX
@@ -243,11 +313,14 @@ def load_idx_directory(directory: str | Path) -> tuple[ArrayDataset, ArrayDatase
                 f"{labels_path.name} "
                 f"holds {len(labels)} labels"
             )
+        if len(images) == 0:
+            raise DataError(f"{images_path}: holds no images")
         data = (
             _scale_images(images[:, None])
             if images.dtype.kind in "iu"
             else images[:, None].astype(np.float32)
         )
+        _check_finite(data, f"{images_path}: images")
         sets.append(ArrayDataset(data, labels.astype(np.int64), [], str(images_path)))
     train, test = sets
     # The train pair is never None: a missing one raised above.

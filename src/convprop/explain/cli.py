@@ -58,10 +58,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=_seed,
         default=0,
         help="seed of the random numbers of the verification (default 0)",
     )
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
 
 
 def add_parser(subcommands: Any) -> None:
@@ -197,8 +207,13 @@ def build(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Print the explanation (and write its figure); returns the exit status."""
-    if args.figure is not None and args.figure.suffix.lower() != ".png":
-        raise ValueError(f"explain: --figure must name a .png file, got {str(args.figure)!r}")
+    if args.figure is not None:
+        if args.figure.suffix.lower() != ".png":
+            raise ValueError(f"explain: --figure must name a .png file, got {str(args.figure)!r}")
+        if not args.figure.parent.is_dir():
+            raise ValueError(
+                f"explain: --figure {args.figure}: no such directory {str(args.figure.parent)!r}"
+            )
     explanation = build(args)
     sys.stdout.write(explanation.render(args.format))
     if args.figure is not None:

@@ -8,6 +8,7 @@ max-pooling's selected entries highlighted. Text is matplotlib's mathtext (LaTeX
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from convprop.explain import notation, render
+from convprop.io.files import atomic_write_bytes
 
 _SPLIT = re.compile(r" (?=[+-] )")
 GREY = "#e6e6e6"
@@ -226,9 +228,10 @@ def _save(rows: list[list[Panel]], path: Path, title: str) -> Path:
             _draw(fig, panel, x, y, fig_w, fig_h)
             x += sum(cw) + left + gap
         y += row_height + gap
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
     plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -1,0 +1,128 @@
+"""The data of a run: loaded, labelled, split, limited and shaped as its configuration asks.
+
+The classes are decided here, once: the names the data gives (class folders, a ``.npz``'s
+``classes``, the bundled digits), else ``--num-classes`` when the user says it, else the
+labels found, which must then be exactly 0..K-1 (a stray label 99 would otherwise make a
+100-class model). A separate test set is relabelled by class name, never by position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from convprop.data import ArrayDataset, DataError, channel_statistics, load, stratified_split
+from convprop.training.config import TrainConfig
+from convprop.training.registry import SEQUENCE_MODELS
+
+
+@dataclass
+class PreparedData:
+    train: ArrayDataset
+    test: ArrayDataset
+    input_shape: tuple[int, ...]
+    classes: list[str]
+    mean: list[float]
+    std: list[float]
+    as_sequence: bool
+    image_shape: tuple[int, ...] | None  # (C, H, W) of images read as sequences by a TDNN
+
+    def fingerprint(self) -> str:
+        """A digest of every input, label and class name, train and test: resuming a run
+        on data that changed since it started is refused by comparing these."""
+        digest = hashlib.sha256()
+        for part in (self.train, self.test):
+            digest.update(str((part.inputs.shape, part.inputs.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(part.inputs).data)
+            digest.update(np.ascontiguousarray(part.labels, dtype="<i8").data)
+        digest.update("\0".join(self.classes).encode())
+        return "sha256:" + digest.hexdigest()
+
+
+def resolve_classes(
+    train: ArrayDataset, test: ArrayDataset | None, num_classes: int | None
+) -> list[str]:
+    """The class names of a run (see the module docstring), or a DataError saying why the
+    labels do not define them."""
+    if train.named:
+        if num_classes is not None and num_classes != len(train.classes):
+            raise DataError(
+                f"{train.source}: names {len(train.classes)} classes but --num-classes is "
+                f"{num_classes}"
+            )
+        return list(train.classes)
+    if num_classes is not None:
+        for part in (train, test):
+            if part is not None and int(part.labels.max()) >= num_classes:
+                raise DataError(
+                    f"{part.source}: label {int(part.labels.max())} is outside --num-classes "
+                    f"{num_classes} (labels 0..{num_classes - 1})"
+                )
+        return [str(i) for i in range(num_classes)]
+    found = np.unique(train.labels)
+    if test is not None and not test.named:
+        found = np.union1d(found, test.labels)
+    if not np.array_equal(found, np.arange(len(found))):
+        shown = ", ".join(str(int(v)) for v in found[:8]) + (", ..." if len(found) > 8 else "")
+        raise DataError(
+            f"{train.source}: labels must be 0..K-1 for the K = {len(found)} classes found, got "
+            f"{shown}; relabel them, or pass --num-classes to say how many classes there are"
+        )
+    return [str(i) for i in range(len(found))]
+
+
+def prepare_data(config: TrainConfig) -> PreparedData:
+    """Load, label, split, limit and shape the data the way ``config`` asks."""
+    resize = (config.resize[0], config.resize[1]) if config.resize else None
+    data, given_test = load(config.data, resize)
+    if config.test_data is not None:
+        given_test, _ = load(config.test_data, resize)
+    classes = resolve_classes(data, given_test, config.num_classes)
+    data = data.relabelled(classes)
+    if given_test is None:
+        train_index, test_index = stratified_split(data.labels, config.test_fraction, config.seed)
+        train, test = data.subset(train_index), data.subset(test_index)
+        if len(test) == 0 or len(train) == 0:
+            raise DataError(
+                f"{config.data}: {len(data)} samples are too few to split: a test fraction of "
+                f"{config.test_fraction} leaves {len(train)} for training and {len(test)} for "
+                "testing; use more data, another --test-fraction, or --test-data"
+            )
+    else:
+        train, test = data, given_test.relabelled(classes)
+    if train.inputs.shape[1:] != test.inputs.shape[1:]:
+        raise DataError(
+            f"{config.test_data or config.data}: test inputs have shape {test.inputs.shape[1:]} "
+            f"but training inputs have {train.inputs.shape[1:]}"
+        )
+    if len(classes) < 2:
+        raise DataError(f"{config.data}: need at least two classes, found {len(classes)}")
+    if config.limit is not None:
+        rng = np.random.default_rng([config.seed, 7])
+        train = train.subset(np.sort(rng.permutation(len(train))[: config.limit]))
+        test_count = max(10, int(round(config.limit * config.test_fraction)))
+        test = test.subset(np.sort(rng.permutation(len(test))[:test_count]))
+    sequence_model = config.model in SEQUENCE_MODELS
+    as_sequence = sequence_model and not train.is_sequence
+    image_shape = tuple(train.inputs.shape[1:]) if not train.is_sequence else None
+    if as_sequence:
+        # A TDNN reads an image as a sequence over its columns, each column's pixels (of every
+        # channel) being one frame's features.
+        train, test = image_as_sequence(train), image_as_sequence(test)
+    elif not sequence_model and train.is_sequence:
+        raise DataError(
+            f"{config.data}: holds 1-D sequences (N, C, L); only --model tdnn accepts them"
+        )
+    mean, std = channel_statistics(train.inputs)
+    return PreparedData(
+        train, test, tuple(train.inputs.shape[1:]), classes, mean, std, as_sequence, image_shape
+    )
+
+
+def image_as_sequence(data: ArrayDataset) -> ArrayDataset:
+    """(N, C, H, W) images as (N, C*H, W) sequences: one frame per column."""
+    count, channels, height, width = data.inputs.shape
+    inputs = np.ascontiguousarray(data.inputs.reshape(count, channels * height, width))
+    return ArrayDataset(inputs, data.labels, data.classes, data.source, data.named)

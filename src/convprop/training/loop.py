@@ -1,0 +1,368 @@
+"""``fit``: set a run up (or pick it up again), then train, evaluate and commit each epoch.
+
+A run killed at any moment leaves its last committed epoch loadable (``checkpoint``), and
+``resume`` continues from it to bitwise the weights an uninterrupted run with the same seed
+reaches: the model, optimizer, scheduler and every random generator are restored, and the data
+must be the same (its fingerprint is compared).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import convprop as cp
+from convprop import nn, optim
+from convprop.data import DataError, DataLoader, Normalize, build_augmentation
+from convprop.nn import functional as F
+from convprop.training import rundir
+from convprop.training.checkpoint import (
+    Checkpoint,
+    EpochMetrics,
+    commit_epoch,
+    read_checkpoint,
+    restore_training_state,
+)
+from convprop.training.config import TrainConfig
+from convprop.training.data import PreparedData, prepare_data
+from convprop.training.evaluate import confusion_matrix, evaluate_arrays, format_number
+from convprop.training.registry import (
+    PER_BATCH_SCHEDULERS,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+)
+from convprop.training.rundir import RunDirectoryError
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became non-finite); the last checkpoint is kept."""
+
+
+@dataclass
+class RunResult:
+    """What ``fit`` returns: the trained model, the metrics per epoch and where they are."""
+
+    model: nn.Module
+    history: list[EpochMetrics]
+    run_dir: Path
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.history[-1].test_accuracy if self.history else float("nan")
+
+
+def fit(
+    config: TrainConfig,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    epochs: int | None = None,
+) -> RunResult:
+    """Train ``config.model`` on ``config.data``, checkpointing into ``run_dir`` every epoch.
+
+    ``run_dir`` None makes a new ``runs/<date>-<time>`` directory. With ``resume`` the
+    configuration comes from the run's checkpoint (``config`` is ignored) and training
+    continues after its last committed epoch, up to ``epochs`` if given. With ``overwrite`` an
+    existing run in ``run_dir`` is replaced (and kept if the new run fails before its first
+    epoch is committed).
+    """
+    if resume and overwrite:
+        raise RunDirectoryError("choose either --resume or --overwrite, not both")
+    if resume and run_dir is None:
+        raise RunDirectoryError("resume needs the run directory to continue")
+    with contextlib.ExitStack() as stack:
+        target = Path(run_dir) if run_dir is not None else None
+        checkpoint: Checkpoint | None = None
+        if target is not None and target.exists():
+            if not target.is_dir():
+                raise RunDirectoryError(f"{target}: exists and is not a directory")
+            stack.enter_context(rundir.locked(target))
+            rundir.recover(target)
+        if resume:
+            assert target is not None
+            rundir.check_resumable(target)
+            checkpoint = read_checkpoint(target)
+            config = resumed_config(checkpoint, epochs, log)
+        else:
+            config.validate()
+            if target is not None:
+                rundir.check_new_run(target, overwrite)
+        data = prepare_data(config)
+        if checkpoint is not None and checkpoint.fingerprint not in (None, data.fingerprint()):
+            raise DataError(
+                f"{config.data}: the training data changed since {target} started (its "
+                "fingerprint differs); resume needs the same data"
+            )
+        created = target is None or not target.exists()
+        if target is None:
+            target = rundir.new_run_dir()
+        elif created:
+            target.mkdir(parents=True)
+        if created:
+            stack.enter_context(rundir.locked(target))
+        set_aside = rundir.set_aside(target) if overwrite else None
+        run = _Run(config, data, target, checkpoint, progress, log)
+        try:
+            run.train(on_first_commit=lambda: _drop(set_aside))
+        except BaseException:
+            if not run.committed:
+                if set_aside is not None:
+                    rundir.put_back(target, set_aside)
+                elif created:
+                    _remove_new_run(target)
+            raise
+        return RunResult(run.model, run.history, target)
+
+
+def resumed_config(
+    checkpoint: Checkpoint, epochs: int | None, log: Callable[[str], None]
+) -> TrainConfig:
+    """The saved configuration, with the total number of epochs changed to ``epochs``."""
+    config = checkpoint.config
+    done = checkpoint.epoch
+    run_dir = checkpoint.path.parent
+    if epochs is not None and epochs != config.epochs:
+        if epochs < done:
+            raise RunDirectoryError(
+                f"{run_dir}: {done} epochs are done already; --epochs {epochs} would end "
+                "before them"
+            )
+        if config.scheduler in PER_BATCH_SCHEDULERS:
+            raise RunDirectoryError(
+                f"{run_dir}: its {config.scheduler} schedule was built for {config.epochs} "
+                "epochs and cannot be stretched; resume without --epochs"
+            )
+        log(f"{run_dir}: training on to {epochs} epochs (was {config.epochs})")
+        config.epochs = epochs
+    return config
+
+
+def _drop(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_new_run(run_dir: Path) -> None:
+    """Remove a directory this run created and never committed an epoch into."""
+    for name in rundir.existing_run_files(run_dir):
+        target = run_dir / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
+
+
+class _Run:
+    """One run's model, optimizer, data and state, from setup to its last epoch's commit."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: PreparedData,
+        run_dir: Path,
+        checkpoint: Checkpoint | None,
+        progress: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        self.config, self.data, self.run_dir = config, data, run_dir
+        self.progress, self.log = progress, log
+        self.dtype = np.dtype(config.dtype)
+        self.normalize = Normalize(data.mean, data.std)
+        cp.manual_seed(config.seed)
+        self.model = build_model(config.model, data.input_shape, len(data.classes)).to(self.dtype)
+        self.optimizer = build_optimizer(config, list(self.model.parameters()))
+        steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+        self.scheduler = build_scheduler(config, self.optimizer, steps_per_epoch)
+        self.generators = {
+            "shuffle": np.random.default_rng([config.seed, 1]),
+            "augment": np.random.default_rng([config.seed, 2]),
+        }
+        self.history: list[EpochMetrics] = []
+        self.best = (-1.0, 0)  # (test accuracy, epoch)
+        self.committed = checkpoint is not None
+        if checkpoint is not None:
+            self.generators = restore_training_state(
+                checkpoint, self.model, self.optimizer, self.scheduler
+            )
+            self.history = list(checkpoint.history)
+            self.best = (checkpoint.best_test_accuracy, checkpoint.best_epoch or 0)
+
+    def train(self, on_first_commit: Callable[[], None]) -> None:
+        config = self.config
+        augmentation = augmentation_for(self.data, config.augment, self.generators["augment"])
+        loader = DataLoader(
+            self.data.train, config.batch_size, shuffle=True, generator=self.generators["shuffle"]
+        )
+        done = len(self.history)
+        if done >= config.epochs:
+            self.log(
+                f"{self.run_dir}: all {done} of {config.epochs} epochs are done; nothing to resume"
+                + (
+                    ""
+                    if config.scheduler in PER_BATCH_SCHEDULERS
+                    else " (pass --epochs N to go on)"
+                )
+            )
+        predictions: np.ndarray | None = None
+        for epoch in range(done + 1, config.epochs + 1):
+            started = time.perf_counter()
+            train_loss, train_accuracy = self.train_epoch(epoch, loader, augmentation)
+            lr_used = self.optimizer.param_groups[0]["lr"]
+            test_loss, predictions = evaluate_arrays(
+                self.model, self.data.test.inputs, self.data.test.labels, self.normalize, self.dtype
+            )
+            test_accuracy = float((predictions == self.data.test.labels).mean())
+            self.step_epoch_scheduler(test_loss)
+            metrics = EpochMetrics(
+                epoch, train_loss, train_accuracy, test_loss, test_accuracy, lr_used
+            )
+            self.history.append(metrics)
+            improved = test_accuracy > self.best[0]
+            if improved:
+                self.best = (test_accuracy, epoch)
+            commit_epoch(
+                self.run_dir,
+                config,
+                self.data,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                self.history,
+                self.best,
+                improved,
+                self.generators,
+            )
+            if not self.committed:
+                self.committed = True
+                on_first_commit()
+            self.log(
+                f"epoch {epoch:>3}/{config.epochs}  train loss {format_number(train_loss)} acc "
+                f"{train_accuracy:.4f}  test loss {format_number(test_loss)} acc "
+                f"{test_accuracy:.4f}  lr {lr_used:.3g}  {time.perf_counter() - started:.1f}s"
+            )
+        if predictions is None:  # resumed with every epoch already done
+            _, predictions = evaluate_arrays(
+                self.model, self.data.test.inputs, self.data.test.labels, self.normalize, self.dtype
+            )
+        write_plots(self.run_dir, self.model, self.data, self.history, predictions, self.normalize)
+
+    def train_epoch(
+        self,
+        epoch: int,
+        loader: DataLoader,
+        augmentation: Callable[[np.ndarray], np.ndarray] | None,
+    ) -> tuple[float, float]:
+        """One pass over the training data; the mean loss and accuracy."""
+        self.model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        started = time.perf_counter()
+        bar = _progress_bar(self.progress, len(loader), f"epoch {epoch}/{self.config.epochs}")
+        with bar:
+            for batch_index, (inputs, labels) in enumerate(loader, start=1):
+                if augmentation is not None:
+                    inputs = augmentation(inputs)
+                logits = self.model(_to_tensor(self.normalize(inputs), self.dtype))
+                loss = F.cross_entropy(logits, cp.from_numpy(labels))
+                value = float(loss.item())
+                if not math.isfinite(value):
+                    raise TrainingError(self._non_finite(value, epoch, batch_index))
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                if self.config.scheduler in PER_BATCH_SCHEDULERS:
+                    self.scheduler.step()
+                loss_sum += value * len(labels)
+                correct += int((np.argmax(logits.numpy(), axis=1) == labels).sum())
+                seen += len(labels)
+                rate = seen / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix_str(f"loss {format_number(loss_sum / seen)}  {rate:.0f} img/s")
+                bar.update(1)
+        return loss_sum / seen, correct / seen
+
+    def step_epoch_scheduler(self, test_loss: float) -> None:
+        scheduler = self.scheduler
+        if scheduler is None or self.config.scheduler in PER_BATCH_SCHEDULERS:
+            return
+        if isinstance(scheduler, optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(test_loss)
+        else:
+            scheduler.step()
+
+    def _non_finite(self, value: float, epoch: int, batch: int) -> str:
+        kept = (
+            f"The last good checkpoint (epoch {self.history[-1].epoch}) is kept in {self.run_dir}"
+            if self.history
+            else "No epoch had completed, so there is no checkpoint"
+        )
+        return f"loss became {value} at epoch {epoch}, batch {batch}; try a smaller --lr. {kept}"
+
+
+def _to_tensor(batch: np.ndarray, dtype: np.dtype) -> cp.Tensor:
+    return cp.from_numpy(np.ascontiguousarray(batch, dtype=dtype))
+
+
+def augmentation_for(
+    data: PreparedData, names: Sequence[str], generator: np.random.Generator
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The image augmentation; images a TDNN reads as sequences are augmented as images.
+    Genuine 1-D sequences have no spatial augmentation, so none is applied to them."""
+    augmentation = build_augmentation(names, generator)
+    if augmentation is None or data.image_shape is None:
+        return None
+    if not data.as_sequence:
+        return augmentation
+    image_shape = data.image_shape
+
+    def augment_as_image(batch: np.ndarray) -> np.ndarray:
+        images = batch.reshape(len(batch), *image_shape)
+        return augmentation(images).reshape(batch.shape)
+
+    return augment_as_image
+
+
+def _progress_bar(enabled: bool, total: int, description: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=description,
+        unit="batch",
+        leave=False,
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+
+def write_plots(
+    run_dir: Path,
+    model: nn.Module,
+    data: PreparedData,
+    history: list[EpochMetrics],
+    predictions: np.ndarray,
+    normalize: Normalize,
+) -> None:
+    from convprop import plots
+
+    dtype = next(iter(model.parameters())).dtype
+    plots.save_curves(run_dir / "curves.png", history)
+    plots.save_confusion(
+        run_dir / "confusion.png",
+        confusion_matrix(data.test.labels, predictions, len(data.classes)),
+        data.classes,
+    )
+    plots.save_filters(run_dir / "filters.png", model)
+    plots.save_feature_maps(
+        run_dir / "feature_maps.png", model, normalize(data.test.inputs[:1]).astype(dtype)
+    )
