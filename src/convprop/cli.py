@@ -249,9 +249,12 @@ def _train(args: argparse.Namespace) -> int:
     keep_freed_memory()  # a training loop re-allocates the same buffers every step
     if args.resume is not None:
         _check_resume_flags(args)
-        result = training.fit(
-            TrainConfig(), args.resume, resume=True, progress=not args.quiet, epochs=args.epochs
-        )
+        try:
+            result = training.fit(
+                TrainConfig(), args.resume, resume=True, progress=not args.quiet, epochs=args.epochs
+            )
+        except ConfigError as error:
+            raise _config_error(error, args, {"epochs": args.epochs}) from None
     else:
         config = _train_config(args)
         result = training.fit(config, args.out, overwrite=args.overwrite, progress=not args.quiet)

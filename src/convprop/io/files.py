@@ -16,6 +16,7 @@ then by name, as safetensors itself orders them so that every array is aligned.)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import json
@@ -74,24 +75,102 @@ def _create_temporary(path: Path) -> tuple[int, Path]:
     raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path))
 
 
+class StagedWrites:
+    """Files written as one: each goes to a temporary file beside its target and is flushed
+    to disk; only when every one is written do they replace their targets, in the order they
+    were written. A failure while writing (a full disk) removes every temporary file and leaves
+    every target as it was; leaving the ``with`` block by an exception does the same.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with StagedWrites() as files:
+    ...     files.write(folder / "weights.bin", b"...")
+    ...     files.write(folder / "index.json", b"{}")  # the commit point goes last
+    >>> sorted(p.name for p in folder.iterdir())
+    ['index.json', 'weights.bin']
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+
+    def write(self, path: str | Path, data: bytes) -> None:
+        path = Path(path)
+        temporary: Path | None = None
+        try:
+            handle, temporary = _create_temporary(path)
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:
+            if temporary is not None:
+                temporary.unlink(missing_ok=True)
+            self.discard()
+            raise FileWriteError(path, error) from None
+        self._staged.append((temporary, path))
+
+    def discard(self) -> None:
+        for temporary, _ in self._staged:
+            temporary.unlink(missing_ok=True)
+        self._staged = []
+
+    def publish(self) -> None:
+        """Rename every temporary file over its target. Should a rename fail (the file system
+        turned read-only), the targets already replaced get their old versions back (kept as
+        hard links until the end), so the files still change all together or not at all."""
+        staged, self._staged = self._staged, []
+        replaced: list[tuple[Path, Path | None]] = []  # (target, hard link to its old version)
+        try:
+            for temporary, path in staged:
+                old = _keep_old_version(path)
+                try:
+                    os.replace(temporary, path)
+                except OSError as error:
+                    if old is not None:
+                        old.unlink(missing_ok=True)
+                    raise FileWriteError(path, error) from None
+                replaced.append((path, old))
+        except BaseException:
+            for temporary, _ in staged:
+                temporary.unlink(missing_ok=True)
+            for path, old in reversed(replaced):
+                with contextlib.suppress(OSError):
+                    if old is not None:
+                        os.replace(old, path)
+                    else:
+                        path.unlink(missing_ok=True)
+            raise
+        for _, old in replaced:
+            if old is not None:
+                old.unlink(missing_ok=True)
+        for directory in {path.parent for _, path in staged}:
+            _fsync_directory(directory)
+
+    def __enter__(self) -> StagedWrites:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None:
+            self.publish()
+        else:
+            self.discard()
+
+
+def _keep_old_version(path: Path) -> Path | None:
+    """A hard link to ``path``'s current file (None if there is none, or the file system has
+    no hard links: then a failed publish cannot restore it)."""
+    old = path.with_name(f".{path.name}.{os.getpid()}.{next(_temporary_names)}.old")
+    try:
+        os.link(path, old)
+    except OSError:  # no such file yet, or no hard links here
+        return None
+    return old
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    temporary: Path | None = None
-    try:
-        handle, temporary = _create_temporary(path)
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-        temporary = None
-    except OSError as error:
-        raise FileWriteError(path, error) from None
-    finally:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
-    _fsync_directory(path.parent)
+    with StagedWrites() as files:
+        files.write(path, data)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -108,10 +187,14 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+def json_bytes(value: Any) -> bytes:
+    """``value`` as indented JSON, keys in the order given."""
+    return (json.dumps(value, indent=2, sort_keys=False, allow_nan=True) + "\n").encode()
+
+
 def save_json(path: str | Path, value: Any) -> None:
     """``value`` as indented JSON (keys in the order given), atomically."""
-    text = json.dumps(value, indent=2, sort_keys=False, allow_nan=True) + "\n"
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, json_bytes(value))
 
 
 def load_json(path: str | Path) -> Any:
@@ -201,7 +284,12 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise CheckpointError(f"{path}: not a valid safetensors file ({error})") from None
 
 
-def save_state_dict(path: str | Path, state: Mapping[str, np.ndarray]) -> None:
+def state_dict_bytes(state: Mapping[str, np.ndarray]) -> bytes:
     """A model's ``state_dict`` as safetensors, keys as PyTorch's, so PyTorch reads it with
     safetensors' own ``load_file`` (its torch flavour) and ``Module.load_state_dict``."""
-    save_arrays(path, state, {"format": "pt", "producer": "convprop"})
+    return safetensors_bytes(state, {"format": "pt", "producer": "convprop"})
+
+
+def save_state_dict(path: str | Path, state: Mapping[str, np.ndarray]) -> None:
+    """Write :func:`state_dict_bytes` of ``state`` to ``path`` (atomically)."""
+    atomic_write_bytes(path, state_dict_bytes(state))

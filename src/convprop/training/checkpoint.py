@@ -32,12 +32,12 @@ from convprop import nn, optim
 from convprop import random as cp_random
 from convprop.io.files import (
     CheckpointError,
-    atomic_write_bytes,
+    StagedWrites,
+    json_bytes,
     load_arrays,
     load_json,
-    save_arrays,
-    save_json,
-    save_state_dict,
+    safetensors_bytes,
+    state_dict_bytes,
 )
 from convprop.training.config import ConfigError, TrainConfig
 from convprop.training.data import PreparedData
@@ -98,65 +98,63 @@ def commit_epoch(
     improved: bool,
     generators: dict[str, np.random.Generator],
 ) -> None:
-    """Write the epoch's files, then ``checkpoint.json`` (the commit point), then clean up."""
+    """Write the epoch's files as one (``checkpoint.json``, the commit point, last), then
+    delete the previous epoch's arrays. Until every file is written none replaces its old
+    version, so a failure leaves the run exactly at its previous epoch."""
     epoch = history[-1].epoch
     state = model.state_dict()
     model_file = f"state/epoch-{epoch:04d}.model.safetensors"
     optimizer_file = f"state/epoch-{epoch:04d}.optimizer.safetensors"
     optimizer_json, optimizer_arrays = _split_optimizer_state(optimizer.state_dict())
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "convprop_version": cp.__version__,
+        "config": config.to_dict(),
+        "epoch": epoch,
+        "best_test_accuracy": best[0],
+        "best_epoch": best[1],
+        "model_file": model_file,
+        "optimizer_file": optimizer_file,
+        "optimizer": optimizer_json,
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+        "rng": {
+            **{name: dict(g.bit_generator.state) for name, g in generators.items()},
+            "convprop": cp_random.get_state(),
+        },
+        "data": {
+            "input_shape": list(data.input_shape),
+            "classes": data.classes,
+            "mean": data.mean,
+            "std": data.std,
+            "as_sequence": data.as_sequence,
+            "image_shape": None if data.image_shape is None else list(data.image_shape),
+            "fingerprint": data.fingerprint(),
+        },
+        "history": [asdict(m) for m in history],
+    }
+    weights = state_dict_bytes(state)
     (run_dir / "state").mkdir(exist_ok=True)
-    try:
-        save_state_dict(run_dir / model_file, state)
-        save_arrays(run_dir / optimizer_file, optimizer_arrays)
-        save_state_dict(run_dir / "model.safetensors", state)
+    with StagedWrites() as files:
+        files.write(run_dir / model_file, weights)
+        files.write(run_dir / optimizer_file, safetensors_bytes(optimizer_arrays))
+        files.write(run_dir / "model.safetensors", weights)
         if improved:
-            save_state_dict(run_dir / "best.safetensors", state)
-        write_metrics(run_dir / "metrics.csv", history)
-        checkpoint = {
-            "format": CHECKPOINT_FORMAT,
-            "convprop_version": cp.__version__,
-            "config": config.to_dict(),
-            "epoch": epoch,
-            "best_test_accuracy": best[0],
-            "best_epoch": best[1],
-            "model_file": model_file,
-            "optimizer_file": optimizer_file,
-            "optimizer": optimizer_json,
-            "scheduler": None if scheduler is None else scheduler.state_dict(),
-            "rng": {
-                **{name: dict(g.bit_generator.state) for name, g in generators.items()},
-                "convprop": cp_random.get_state(),
-            },
-            "data": {
-                "input_shape": list(data.input_shape),
-                "classes": data.classes,
-                "mean": data.mean,
-                "std": data.std,
-                "as_sequence": data.as_sequence,
-                "image_shape": None if data.image_shape is None else list(data.image_shape),
-                "fingerprint": data.fingerprint(),
-            },
-            "history": [asdict(m) for m in history],
-        }
-        save_json(run_dir / "checkpoint.json", checkpoint)
-    except BaseException:
-        # The epoch did not commit: its arrays are garbage (checkpoint.json still names the
-        # previous epoch's, which are untouched).
-        for name in (model_file, optimizer_file):
-            (run_dir / name).unlink(missing_ok=True)
-        raise
+            files.write(run_dir / "best.safetensors", weights)
+        files.write(run_dir / "metrics.csv", metrics_bytes(history))
+        files.write(run_dir / "checkpoint.json", json_bytes(checkpoint))
     for stale in (run_dir / "state").iterdir():
         if not stale.name.startswith(f"epoch-{epoch:04d}."):
             stale.unlink(missing_ok=True)
 
 
-def write_metrics(path: Path, history: list[EpochMetrics]) -> None:
+def metrics_bytes(history: list[EpochMetrics]) -> bytes:
+    """``metrics.csv``: a header and one row per epoch."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([f.name for f in fields(EpochMetrics)])
     for row in history:
         writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in asdict(row).values()])
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    return buffer.getvalue().encode()
 
 
 def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -245,7 +243,8 @@ class _Fields:
         return self.path.parent / value
 
     def child(self, key: str) -> _Fields:
-        return _Fields(self.path, self.get(key, dict, "must be a JSON object"), key)
+        where = f"{self.where}.{key}" if self.where else key
+        return _Fields(self.path, self.get(key, dict, "must be a JSON object"), where)
 
 
 def read_checkpoint(run_dir: str | Path) -> Checkpoint:
@@ -389,6 +388,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def weights_file(run_dir: Path, weights: str) -> Path:
+    """``model.safetensors`` for the ``latest`` weights, ``best.safetensors`` for the best."""
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     return run_dir / WEIGHTS[weights]

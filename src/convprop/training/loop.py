@@ -32,7 +32,7 @@ from convprop.training.checkpoint import (
     read_checkpoint,
     restore_training_state,
 )
-from convprop.training.config import TrainConfig
+from convprop.training.config import ConfigError, TrainConfig
 from convprop.training.data import PreparedData, prepare_data
 from convprop.training.evaluate import confusion_matrix, evaluate_arrays, format_number
 from convprop.training.registry import (
@@ -134,6 +134,8 @@ def resumed_config(
     done = checkpoint.epoch
     run_dir = checkpoint.path.parent
     if epochs is not None and epochs != config.epochs:
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ConfigError("epochs", f"must be a positive integer, got {epochs!r}")
         if epochs < done:
             raise RunDirectoryError(
                 f"{run_dir}: {done} epochs are done already; --epochs {epochs} would end "

@@ -52,7 +52,8 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int) -> nn.M
     try:
         return MODELS[name](input_shape, num_classes)
     except ValueError as error:
-        raise ValueError(f"{name}: {error}") from None
+        message = str(error)  # the models name themselves; the shape checks above do not
+        raise ValueError(message if message.startswith(name) else f"{name}: {message}") from None
 
 
 def _sgd(config: TrainConfig, parameters: Sequence[nn.Parameter]) -> optim.Optimizer:
