@@ -178,3 +178,57 @@ def test_sigkill_then_resume_is_bitwise_equal_to_an_uninterrupted_run(
     )
     for name in expected:
         np.testing.assert_array_equal(expected[name], actual[name], err_msg=name)
+
+
+def test_version_and_help_for_every_argument() -> None:
+    from convprop import __version__
+
+    version = run_cli("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"convprop {__version__}"
+    for command, positionals in (("evaluate", ["RUN_DIR"]), ("predict", ["RUN_DIR", "IMAGE"])):
+        lines = [line.split() for line in run_cli(command, "--help").stdout.splitlines()]
+        for name in positionals:
+            described = [words for words in lines if words and words[0] == name]
+            assert described and len(described[0]) > 1, (command, name)
+    text = run_cli("predict", "--help").stdout
+    assert "--top-k TOP_K         how many classes to list (default 3)" in text
+
+
+def test_a_diverging_run_prints_only_its_message(tmp_path: Path) -> None:
+    result = run_cli(
+        "train",
+        "--lr",
+        "1e8",
+        "--optimizer",
+        "sgd",
+        "--scheduler",
+        "none",
+        "--limit",
+        "100",
+        "--batch-size",
+        "20",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("convprop: training stopped: loss became nan at epoch 1")
+    assert result.stderr.count("\n") == 1 and "Warning" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (2.30258, "2.3026"),
+        (0.0, "0.0000"),
+        (1.8e31, "1.8e+31"),
+        (3e-7, "3e-07"),
+        (-12.5, "-12.5000"),
+    ],
+)
+def test_numbers_are_printed_for_people(value: float, text: str) -> None:
+    from convprop.training.evaluate import format_number
+
+    assert format_number(value) == text

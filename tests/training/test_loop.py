@@ -253,3 +253,31 @@ def test_bad_configs(tmp_path: Path, overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         fit(TrainConfig(**overrides), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def _every_file(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_identical_runs_write_identical_bytes_in_every_file(tmp_path: Path) -> None:
+    settings = dict(augment=["shift", "rotate"], scheduler="cosine")
+    quick_fit(tmp_path / "a", **settings)
+    quick_fit(tmp_path / "b", **settings)
+    first, second = _every_file(tmp_path / "a"), _every_file(tmp_path / "b")
+    assert first.keys() == second.keys() and len(first) == 10
+    for name in first:
+        assert first[name] == second[name], name
+
+
+def test_run_files_honour_the_umask(tmp_path: Path) -> None:
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        quick_fit(tmp_path / "run", epochs=1)
+    finally:
+        os.umask(previous)
+    run = tmp_path / "run"
+    for path in [run, *run.rglob("*")]:
+        expected = 0o755 if path.is_dir() else 0o644
+        assert path.stat().st_mode & 0o777 == expected, path
