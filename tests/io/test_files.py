@@ -185,3 +185,44 @@ def test_damaged_files_name_the_file(tmp_path: Path) -> None:
         load_arrays(tmp_path / "missing.safetensors")
     with pytest.raises(CheckpointError, match="is a directory"):
         load_arrays(tmp_path)
+
+
+def test_staged_writes_change_all_files_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convprop.io.files import StagedWrites
+
+    names = ["a.bin", "b.bin", "c.json"]
+    for name in names[:2]:
+        (tmp_path / name).write_bytes(b"old " + name.encode())
+    real_replace = os.replace
+
+    def replace_failing_on_the_last(source: object, target: object) -> None:
+        if str(target).endswith("c.json"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace_failing_on_the_last)
+    with pytest.raises(FileWriteError, match=r"c.json: cannot write \(Input/output error\)"):
+        with StagedWrites() as files:
+            for name in names:
+                files.write(tmp_path / name, b"new " + name.encode())
+    monkeypatch.undo()
+    # a.bin and b.bin had been replaced: they have their old bytes back; c.json never existed.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin"]
+    for name in names[:2]:
+        assert (tmp_path / name).read_bytes() == b"old " + name.encode()
+    with StagedWrites() as files:
+        for name in names:
+            files.write(tmp_path / name, b"new " + name.encode())
+    assert [(tmp_path / n).read_bytes() for n in names] == [b"new " + n.encode() for n in names]
+
+
+def test_leaving_staged_writes_by_an_exception_writes_nothing(tmp_path: Path) -> None:
+    from convprop.io.files import StagedWrites
+
+    with pytest.raises(KeyboardInterrupt):
+        with StagedWrites() as files:
+            files.write(tmp_path / "a", b"x")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
