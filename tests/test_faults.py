@@ -155,77 +155,78 @@ def test_out_naming_a_file(tmp_path: Path, where: str) -> None:
     assert existing.read_text() == "mine"
 
 
-def _namespace_shell(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run ``script`` with sh as root of a private user and mount namespace."""
+def _on_a_tmpfs(size: str, fault: str, commands: str, tmp_path: Path) -> Path:
+    """In a private user and mount namespace: mount a tmpfs of ``size``, train one epoch on
+    it, hash the run's files into ``report/before``, run ``fault`` (a shell command that breaks
+    the disk) and then ``commands`` (``$CONVPROP`` runs the CLI, ``$RUN`` is the run, ``$DISK``
+    the tmpfs, ``$REPORT`` a folder outside it), and hash the files again into
+    ``report/after``. Returns the report folder."""
     if shutil.which("unshare") is None:
         pytest.skip("needs util-linux's unshare to mount a private tmpfs")
+    disk, report = tmp_path / "disk", tmp_path / "report"
+    disk.mkdir()
+    report.mkdir()
     probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {tmp_path}"],
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {disk}"],
         capture_output=True,
     )
     if probe.returncode != 0:
         pytest.skip(f"this machine lets no unshare mount a tmpfs: {probe.stderr.decode().strip()}")
-    return subprocess.run(
+    hashes = "(cd $RUN && find . -type f | sort | xargs sha256sum)"
+    script = f"""
+        set -u
+        DISK={disk}; RUN={disk}/run; REPORT={report}; CONVPROP="{sys.executable} -m convprop"
+        mount -t tmpfs -o size={size} tmpfs $DISK || exit 90
+        $CONVPROP train --epochs 1 --scheduler cosine {" ".join(QUICK)} --out $RUN \
+            > /dev/null || exit 91
+        {hashes} > $REPORT/before
+        {fault}
+        {commands}
+        {hashes} > $REPORT/after
+    """
+    result = subprocess.run(
         ["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300
     )
+    assert result.returncode == 0, result.stderr
+    return report
+
+
+def _assert_reported(stderr: str, cause: str) -> None:
+    assert stderr.startswith("convprop: error: ") and stderr.count("\n") == 1, stderr
+    assert cause in stderr and "Traceback" not in stderr
 
 
 def test_a_real_full_disk(tmp_path: Path) -> None:
     """A 3 MB tmpfs: epoch 1 fits, then a file fills the disk and epoch 2 cannot be written."""
-    disk, report = tmp_path / "disk", tmp_path / "report"
-    disk.mkdir()
-    report.mkdir()
-    run = disk / "run"
-    python = sys.executable
-    script = f"""
-        set -u
-        mount -t tmpfs -o size=3m tmpfs {disk} || exit 90
-        {python} -m convprop train --epochs 1 --scheduler cosine {" ".join(QUICK)} \\
-            --out {run} > /dev/null || exit 91
-        (cd {run} && find . -type f | sort | xargs sha256sum) > {report}/before
-        dd if=/dev/zero of={disk}/filler bs=4k 2> /dev/null
-        {python} -m convprop train --resume {run} --epochs 2 --quiet 2> {report}/stderr
-        echo $? > {report}/status
-        (cd {run} && find . -type f | sort | xargs sha256sum) > {report}/after
-    """
-    result = _namespace_shell(script, disk)
-    assert result.returncode == 0, result.stderr
-    stderr = (report / "stderr").read_text()
-    assert (report / "status").read_text().strip() == "2", stderr
-    assert stderr.startswith("convprop: error: ") and stderr.count("\n") == 1, stderr
-    assert "No space left on device" in stderr and "Traceback" not in stderr
+    report = _on_a_tmpfs(
+        "3m",
+        "dd if=/dev/zero of=$DISK/filler bs=4k 2> /dev/null",
+        "$CONVPROP train --resume $RUN --epochs 2 --quiet 2> $REPORT/resume\n"
+        "echo $? > $REPORT/status",
+        tmp_path,
+    )
+    assert (report / "status").read_text().split() == ["2"]
+    _assert_reported((report / "resume").read_text(), "No space left on device")
     assert (report / "after").read_text() == (report / "before").read_text()
 
 
 def test_a_real_read_only_file_system(tmp_path: Path) -> None:
-    disk, report = tmp_path / "disk", tmp_path / "report"
-    disk.mkdir()
-    report.mkdir()
-    run = disk / "run"
-    python = sys.executable
-    script = f"""
-        set -u
-        mount -t tmpfs -o size=8m tmpfs {disk} || exit 90
-        {python} -m convprop train --epochs 1 --scheduler cosine {" ".join(QUICK)} \\
-            --out {run} > /dev/null || exit 91
-        (cd {run} && find . -type f | sort | xargs sha256sum) > {report}/before
-        mount -o remount,ro {disk} || exit 92
-        {python} -m convprop train --resume {run} --epochs 2 --quiet 2> {report}/resume
-        echo $? >> {report}/status
-        {python} -m convprop train --epochs 1 {" ".join(QUICK)} --out {disk}/new \\
-            2> {report}/new
-        echo $? >> {report}/status
-        {python} -m convprop evaluate {run} > /dev/null 2> {report}/evaluate
-        echo $? >> {report}/status
-        (cd {run} && find . -type f | sort | xargs sha256sum) > {report}/after
-    """
-    result = _namespace_shell(script, disk)
-    assert result.returncode == 0, result.stderr
+    report = _on_a_tmpfs(
+        "8m",
+        "mount -o remount,ro $DISK || exit 92",
+        """
+        $CONVPROP train --resume $RUN --epochs 2 --quiet 2> $REPORT/resume
+        echo $? >> $REPORT/status
+        $CONVPROP train --epochs 1 --quiet --out $DISK/new 2> $REPORT/new
+        echo $? >> $REPORT/status
+        $CONVPROP evaluate $RUN > /dev/null 2> $REPORT/evaluate
+        echo $? >> $REPORT/status
+        """,
+        tmp_path,
+    )
     assert (report / "status").read_text().split() == ["2", "2", "0"]
     for name in ("resume", "new"):
-        stderr = (report / name).read_text()
-        assert stderr.startswith("convprop: error: ") and stderr.count("\n") == 1, stderr
-        assert "Read-only file system" in stderr and "Traceback" not in stderr
+        _assert_reported((report / name).read_text(), "Read-only file system")
     assert (report / "after").read_text() == (report / "before").read_text()
 
 
