@@ -105,6 +105,9 @@ def fit(
                 f"{config.data}: the training data changed since {target} started (its "
                 "fingerprint differs); resume needs the same data"
             )
+        # Built before the directory is touched: a model that does not fit the data is refused
+        # with nothing created or set aside.
+        run = _Run(config, data, checkpoint, progress, log)
         created = target is None or not target.exists()
         if target is None:
             target = rundir.new_run_dir()
@@ -113,9 +116,8 @@ def fit(
         if created:
             stack.enter_context(rundir.locked(target))
         set_aside = rundir.set_aside(target) if overwrite else None
-        run = _Run(config, data, target, checkpoint, progress, log)
         try:
-            run.train(on_first_commit=lambda: _drop(set_aside))
+            run.train(target, on_first_commit=lambda: _drop(set_aside))
         except BaseException:
             if not run.committed:
                 if set_aside is not None:
@@ -172,12 +174,12 @@ class _Run:
         self,
         config: TrainConfig,
         data: PreparedData,
-        run_dir: Path,
         checkpoint: Checkpoint | None,
         progress: bool,
         log: Callable[[str], None],
     ) -> None:
-        self.config, self.data, self.run_dir = config, data, run_dir
+        self.config, self.data = config, data
+        self.run_dir = checkpoint.path.parent if checkpoint is not None else Path()
         self.progress, self.log = progress, log
         self.dtype = np.dtype(config.dtype)
         self.normalize = Normalize(data.mean, data.std)
@@ -200,7 +202,10 @@ class _Run:
             self.history = list(checkpoint.history)
             self.best = (checkpoint.best_test_accuracy, checkpoint.best_epoch or 0)
 
-    def train(self, on_first_commit: Callable[[], None]) -> None:
+    def train(self, run_dir: Path, on_first_commit: Callable[[], None]) -> None:
+        """Train the remaining epochs into ``run_dir``, committing each, then draw the plots;
+        ``on_first_commit`` is called when the run commits its very first epoch."""
+        self.run_dir = run_dir
         config = self.config
         augmentation = augmentation_for(self.data, config.augment, self.generators["augment"])
         loader = DataLoader(
