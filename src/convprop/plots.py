@@ -1,12 +1,14 @@
 """PNG figures of a run (matplotlib, no display needed): curves, filters, confusion matrix,
-feature maps. Each figure is rendered to memory and written atomically."""
+feature maps. Each figure is built by a ``*_figure`` function (matplotlib's object API: no pyplot
+state), rendered to memory and written atomically by the matching ``save_*``; the PNG carries no
+metadata, so the same inputs give the same bytes."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,28 +16,34 @@ from convprop.autograd import Tensor, no_grad
 from convprop.io.files import atomic_write_bytes
 from convprop.nn import Conv1d, Conv2d, Module
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+DPI = 110
 
 
-def _save(figure: Any, path: Path) -> None:
+def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI)
+
+
+def _save(figure: Figure | None, path: Path) -> Figure | None:
+    """Write ``figure`` (if any) to ``path`` as a PNG and return it."""
+    if figure is None:
+        return None
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(figure)
+    # No "Software" entry (matplotlib's version): the bytes depend only on the figure.
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     atomic_write_bytes(path, buffer.getvalue())
+    return figure
 
 
-def save_curves(path: Path, history: Sequence[Any]) -> None:
+def curves_figure(history: Sequence[Any]) -> Figure:
     """Loss and accuracy per epoch, train and test."""
-    plt = _pyplot()
     epochs = [m.epoch for m in history]
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    figure = _new_figure(10, 4)
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
     loss_axis.plot(epochs, [m.train_loss for m in history], "o-", label="train")
     loss_axis.plot(epochs, [m.test_loss for m in history], "s-", label="test")
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
@@ -46,14 +54,19 @@ def save_curves(path: Path, history: Sequence[Any]) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
         axis.xaxis.get_major_locator().set_params(integer=True)
-    _save(figure, path)
+    return figure
 
 
-def save_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> None:
+def save_curves(path: Path, history: Sequence[Any]) -> Figure | None:
+    """Loss and accuracy per epoch, train and test; returns the figure written."""
+    return _save(curves_figure(history), path)
+
+
+def confusion_figure(matrix: np.ndarray, classes: Sequence[str]) -> Figure:
     """The confusion matrix with counts written in each cell."""
-    plt = _pyplot()
     size = max(4.0, 0.5 * len(classes) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
+    figure = _new_figure(size, size)
+    axis = figure.subplots()
     axis.imshow(matrix, cmap="Blues")
     axis.set(
         xticks=range(len(classes)),
@@ -75,21 +88,25 @@ def save_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> No
             fontsize=8,
             color="white" if count > threshold else "black",
         )
-    _save(figure, path)
+    return figure
+
+
+def save_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> Figure | None:
+    """The confusion matrix with counts written in each cell; returns the figure."""
+    return _save(confusion_figure(matrix, classes), path)
 
 
 def _first_conv(model: Module) -> Module | None:
     return next((m for m in model.modules() if isinstance(m, (Conv1d, Conv2d))), None)
 
 
-def save_filters(path: Path, model: Module) -> None:
+def filters_figure(model: Module) -> Figure | None:
     """The first convolution's kernels on one colour scale (red positive, blue negative): one
     tile per output channel when it reads one input channel, else one row per output channel
     and one column per input channel (at most 8 shown)."""
-    plt = _pyplot()
     conv = _first_conv(model)
     if conv is None:
-        return
+        return None
     weights = conv.weight.numpy()
     if weights.ndim == 3:  # Conv1d: show each kernel as a one-row image
         weights = weights[:, :, None, :]
@@ -101,21 +118,25 @@ def save_filters(path: Path, model: Module) -> None:
     else:
         rows, cols = weights.shape[0], min(weights.shape[1], 8)
         tiles = [(f"{f},{c}", weights[f, c]) for f in range(rows) for c in range(cols)]
-    figure, axes = plt.subplots(
-        rows, cols, figsize=(1.3 * cols + 0.5, 1.4 * rows + 0.6), squeeze=False
-    )
+    figure = _new_figure(1.3 * cols + 0.5, 1.4 * rows + 0.6)
+    axes = figure.subplots(rows, cols, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, (label, kernel) in zip(axes.flat, tiles, strict=False):
         axis.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit)
         axis.set_title(label, fontsize=8)
     figure.suptitle(f"First-layer filters, weight shape {tuple(conv.weight.shape)}")
-    _save(figure, path)
+    return figure
 
 
-def save_feature_maps(path: Path, model: Module, image: np.ndarray, per_layer: int = 8) -> None:
+def save_filters(path: Path, model: Module) -> Figure | None:
+    """The first convolution's kernels (see ``filters_figure``); returns the figure, or
+    ``None`` and writes nothing when the model has no convolution."""
+    return _save(filters_figure(model), path)
+
+
+def feature_maps_figure(model: Module, image: np.ndarray, per_layer: int = 8) -> Figure | None:
     """For one input, the first ``per_layer`` output maps of every convolution layer."""
-    plt = _pyplot()
     captured: list[tuple[str, np.ndarray]] = []
 
     def capture(name: str) -> Callable[[Module, Any, Tensor], None]:
@@ -139,12 +160,11 @@ def save_feature_maps(path: Path, model: Module, image: np.ndarray, per_layer: i
             handle.remove()
         model.train(was_training)
     if not captured:
-        return
+        return None
     shown = captured[:12]
     cols = per_layer + 1
-    figure, axes = plt.subplots(
-        len(shown), cols, figsize=(1.2 * cols, 1.3 * len(shown) + 0.4), squeeze=False
-    )
+    figure = _new_figure(1.2 * cols, 1.3 * len(shown) + 0.4)
+    axes = figure.subplots(len(shown), cols, squeeze=False)
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
@@ -163,4 +183,12 @@ def save_feature_maps(path: Path, model: Module, image: np.ndarray, per_layer: i
             axis.imshow(tile if tile.ndim == 2 else tile[None], cmap="viridis", aspect="auto")
         axes[row, 1].set_title(f"{name} ({maps.shape[0]} maps)", fontsize=8, loc="left")
     figure.suptitle("Feature maps of each convolution layer for one test input", y=1.06)
-    _save(figure, path)
+    return figure
+
+
+def save_feature_maps(
+    path: Path, model: Module, image: np.ndarray, per_layer: int = 8
+) -> Figure | None:
+    """For one input, the first ``per_layer`` output maps of every convolution layer; returns
+    the figure, or ``None`` and writes nothing when the model has no convolution."""
+    return _save(feature_maps_figure(model, image, per_layer), path)
