@@ -6,6 +6,7 @@ metadata, so the same inputs give the same bytes."""
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,15 +18,33 @@ from convprop.io.files import atomic_write_bytes
 from convprop.nn import Conv1d, Conv2d, Module
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-DPI = 110
+DPI = 100
+MAX_PIXELS = 1600
+"""The longest side of any figure, in pixels."""
+MAX_FILTERS = 64
+"""First-layer filters shown at most (the first ones)."""
+MAX_FILTER_INPUTS = 8
+"""Input-channel kernels shown side by side in one 2-D filter's tile."""
+MAX_CHANNELS = 64
+"""Channels shown at most for a 1-D layer (rows of its channels x time image)."""
+
+_MAX_INCHES = MAX_PIXELS / DPI
+_TITLE_SIZE = 11
+_SMALL_SIZE = 8
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def _new_figure(width: float, height: float, constrained: bool = True) -> Figure:
+    """A figure of at most ``MAX_PIXELS`` a side; matplotlib's constrained layout keeps its
+    titles, labels and colorbars apart (with a little more room at the edges than by default)."""
     from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-    return Figure(figsize=(width, height), dpi=DPI)
+    size = (min(max(width, 1.0), _MAX_INCHES), min(max(height, 1.0), _MAX_INCHES))
+    layout = ConstrainedLayoutEngine(h_pad=0.08, w_pad=0.08) if constrained else None
+    return Figure(figsize=size, dpi=DPI, layout=layout)
 
 
 def _save(figure: Figure | None, path: Path) -> Figure | None:
@@ -34,7 +53,7 @@ def _save(figure: Figure | None, path: Path) -> Figure | None:
         return None
     buffer = io.BytesIO()
     # No "Software" entry (matplotlib's version): the bytes depend only on the figure.
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     atomic_write_bytes(path, buffer.getvalue())
     return figure
 
@@ -96,45 +115,152 @@ def save_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> Fi
     return _save(confusion_figure(matrix, classes), path)
 
 
-def _first_conv(model: Module) -> Module | None:
-    return next((m for m in model.modules() if isinstance(m, (Conv1d, Conv2d))), None)
+def _hide_axes(axis: Axes) -> None:
+    """No frame, ticks or tick labels around an image. Emptying the tick lists as well spares
+    the layout computing ticks nobody sees (most of a many-row figure's drawing time)."""
+    axis.set_axis_off()
+    axis.set_xticks([])
+    axis.set_yticks([])
 
 
-def filters_figure(model: Module) -> Figure | None:
-    """The first convolution's kernels on one colour scale (red positive, blue negative): one
-    tile per output channel when it reads one input channel, else one row per output channel
-    and one column per input channel (at most 8 shown)."""
-    conv = _first_conv(model)
-    if conv is None:
+# ----------------------------------------------------------------------------- mosaics
+def _mosaic(tiles: np.ndarray, cols: int, gap_x: int, gap_y: int = 0) -> np.ndarray:
+    """The (n, h, w) ``tiles`` in rows of ``cols`` on one NaN canvas (drawn blank), ``gap_x``
+    columns between tiles and ``gap_y`` rows above each row of tiles (room for labels)."""
+    count, height, width = tiles.shape
+    rows = -(-count // cols)
+    canvas = np.full(
+        (rows * (height + gap_y), cols * (width + gap_x) - gap_x), np.nan, dtype=np.float64
+    )
+    for index, tile in enumerate(tiles):
+        top, left = _tile_origin(index, cols, height, width, gap_x, gap_y)
+        canvas[top : top + height, left : left + width] = tile
+    return canvas
+
+
+def _tile_origin(
+    index: int, cols: int, height: int, width: int, gap_x: int, gap_y: int
+) -> tuple[int, int]:
+    row, col = divmod(index, cols)
+    return row * (height + gap_y) + gap_y, col * (width + gap_x)
+
+
+# ----------------------------------------------------------------------------- filters
+def first_conv(model: Module) -> tuple[str, Module] | None:
+    """The first Conv1d or Conv2d of ``model`` and its name, if it has one."""
+    return next(
+        ((name, m) for name, m in model.named_modules() if isinstance(m, (Conv1d, Conv2d))),
+        None,
+    )
+
+
+def filter_tiles(weight: np.ndarray, max_filters: int = MAX_FILTERS) -> tuple[np.ndarray, str]:
+    """One 2-D tile per output filter (the first ``max_filters``) of a convolution's weight,
+    shape (shown, h, w), and what a tile shows.
+
+    A Conv1d filter (in_channels, kernel) is one image, input channels down and taps across (at
+    most ``MAX_CHANNELS`` channels); a Conv2d filter of one input channel is its kernel; one of
+    several input channels shows their kernels side by side (at most ``MAX_FILTER_INPUTS``),
+    one blank column apart.
+    """
+    filters = np.asarray(weight, dtype=np.float64)[:max_filters]
+    if filters.ndim == 3:
+        inputs = min(filters.shape[1], MAX_CHANNELS)
+        kept = "" if inputs == filters.shape[1] else f" (first {inputs} of {filters.shape[1]})"
+        return (
+            filters[:, :inputs],
+            f"{inputs} input channels{kept} down x {filters.shape[2]} taps across",
+        )
+    if filters.ndim != 4:
+        raise ValueError(f"filter_tiles: weight must be 3-D or 4-D, got shape {weight.shape}")
+    count, in_channels, height, width = filters.shape
+    if in_channels == 1:
+        return filters[:, 0], f"its {height}x{width} kernel"
+    inputs = min(in_channels, MAX_FILTER_INPUTS)
+    padded = np.pad(filters[:, :inputs], ((0, 0), (0, 0), (0, 0), (0, 1)), constant_values=np.nan)
+    tiles = padded.transpose(0, 2, 1, 3).reshape(count, height, inputs * (width + 1))[:, :, :-1]
+    kept = "" if inputs == in_channels else f" (first {inputs} of {in_channels})"
+    return tiles, f"its {height}x{width} kernels for {inputs} input channels{kept}, side by side"
+
+
+def filter_grid(
+    count: int, height: int, width: int, bound: float = MAX_PIXELS - 300
+) -> tuple[int, int, float, int, int]:
+    """How to lay out ``count`` tiles of ``height`` x ``width`` cells within ``bound`` pixels a
+    side: (tiles shown, columns, cell size in pixels, gap between tiles and gap above each row
+    for its labels, both in cells)."""
+    cell = min(24.0, max(5.0, 160 / max(height, width)))
+    cell = min(cell, bound / (height + 1), bound / (width + 1))  # a huge kernel still fits
+    gap_x = max(1, math.ceil(6 / cell))
+    gap_y = max(1, math.ceil(15 / cell))
+    box_w, box_h = (width + gap_x) * cell, (height + gap_y) * cell
+    widest = max(1, min(count, 16, int(bound // box_w)))
+    ideal = min(widest, math.sqrt(count * box_h / box_w * 1.6))  # a landscape grid
+    # Near the ideal width, the one that leaves the fewest empty places in the last row.
+    nearby = [c for c in range(1, widest + 1) if ideal / 1.6 <= c <= ideal * 1.6] or [widest]
+    cols = min(nearby, key=lambda c: (-count % c, abs(c - ideal)))
+    max_rows = max(1, int(bound // box_h))
+    shown = min(count, cols * max_rows)
+    return shown, cols, cell, gap_x, gap_y
+
+
+def filters_figure(model: Module, max_filters: int = MAX_FILTERS) -> Figure | None:
+    """The first convolution's filters (the first ``max_filters``), one tile each, on one
+    colour scale (red positive, blue negative); ``None`` when the model has no convolution."""
+    found = first_conv(model)
+    if found is None:
         return None
-    weights = conv.weight.numpy()
-    if weights.ndim == 3:  # Conv1d: show each kernel as a one-row image
-        weights = weights[:, :, None, :]
-    limit = float(np.abs(weights).max()) or 1.0
-    if weights.shape[1] == 1:
-        tiles = [(f"{f}", weights[f, 0]) for f in range(weights.shape[0])]
-        cols = min(8, len(tiles))
-        rows = -(-len(tiles) // cols)
-    else:
-        rows, cols = weights.shape[0], min(weights.shape[1], 8)
-        tiles = [(f"{f},{c}", weights[f, c]) for f in range(rows) for c in range(cols)]
-    figure = _new_figure(1.3 * cols + 0.5, 1.4 * rows + 0.6)
-    axes = figure.subplots(rows, cols, squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, (label, kernel) in zip(axes.flat, tiles, strict=False):
-        axis.imshow(kernel, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axis.set_title(label, fontsize=8)
-    figure.suptitle(f"First-layer filters, weight shape {tuple(conv.weight.shape)}")
+    from matplotlib import colormaps
+
+    name, conv = found
+    weight = conv.weight.numpy()
+    tiles, tile_shows = filter_tiles(weight, max_filters)
+    shown, cols, cell, gap_x, gap_y = filter_grid(*tiles.shape)
+    tiles = tiles[:shown]
+    canvas = _mosaic(tiles, cols, gap_x, gap_y)
+    limit = float(np.nanmax(np.abs(tiles))) if np.isfinite(tiles).any() else 1.0
+    figure = _new_figure(
+        max(6.0, canvas.shape[1] * cell / DPI + 1.4), canvas.shape[0] * cell / DPI + 1.0
+    )
+    axis = figure.subplots()
+    image = axis.imshow(
+        canvas,
+        cmap=colormaps["RdBu_r"].with_extremes(bad="white"),  # NaN: the gaps between tiles
+        vmin=-limit,
+        vmax=limit,
+        interpolation="nearest",
+        aspect="equal",
+    )
+    _hide_axes(axis)
+    figure.colorbar(image, ax=axis, shrink=min(0.8, max(0.3, 3.0 / figure.get_figheight())))
+    height, width = tiles.shape[1:]
+    for index in range(shown):
+        top, left = _tile_origin(index, cols, height, width, gap_x, gap_y)
+        axis.text(
+            left + (width - 1) / 2,
+            top - 0.6,
+            str(index),
+            ha="center",
+            va="bottom",
+            fontsize=_SMALL_SIZE,
+        ).set_in_layout(False)
+    total = weight.shape[0]
+    which = f"all {total} filters" if shown == total else f"filters 0-{shown - 1} of {total}"
+    figure.suptitle(
+        f"First convolution {name}, weight {tuple(weight.shape)}: {which}\n"
+        f"each tile: one output filter, {tile_shows}",
+        fontsize=_TITLE_SIZE,
+    )
     return figure
 
 
-def save_filters(path: Path, model: Module) -> Figure | None:
-    """The first convolution's kernels (see ``filters_figure``); returns the figure, or
-    ``None`` and writes nothing when the model has no convolution."""
-    return _save(filters_figure(model), path)
+def save_filters(path: Path, model: Module, max_filters: int = MAX_FILTERS) -> Figure | None:
+    """The first convolution's filters on one colour scale (see ``filters_figure``); returns
+    the figure, or ``None`` and writes nothing when the model has no convolution."""
+    return _save(filters_figure(model, max_filters), path)
 
 
+# ----------------------------------------------------------------------------- feature maps
 def feature_maps_figure(model: Module, image: np.ndarray, per_layer: int = 8) -> Figure | None:
     """For one input, the first ``per_layer`` output maps of every convolution layer."""
     captured: list[tuple[str, np.ndarray]] = []
@@ -182,7 +308,7 @@ def feature_maps_figure(model: Module, image: np.ndarray, per_layer: int = 8) ->
             tile = maps[col - 1]
             axis.imshow(tile if tile.ndim == 2 else tile[None], cmap="viridis", aspect="auto")
         axes[row, 1].set_title(f"{name} ({maps.shape[0]} maps)", fontsize=8, loc="left")
-    figure.suptitle("Feature maps of each convolution layer for one test input", y=1.06)
+    figure.suptitle("Feature maps of each convolution layer for one test input")
     return figure
 
 
