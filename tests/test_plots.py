@@ -1,4 +1,4 @@
-"""The run's PNG figures: bounded for every zoo model, what they show, same bytes."""
+"""The run's PNG figures: bounded and legible for every zoo model, what they show, same bytes."""
 
 from __future__ import annotations
 
@@ -48,7 +48,26 @@ def assert_bounded_png(path: Path) -> None:
     assert MIN_PIXELS <= height <= plots.MAX_PIXELS, (path.name, height)
 
 
+def row_labels(figure) -> list[str]:
+    """The feature-map figure's texts but its title: one label per row."""
+    return [t.get_text() for t in figure.texts if t.get_text() != figure.get_suptitle()]
+
+
+def conv_count(model: nn.Module) -> int:
+    return sum(isinstance(m, (nn.Conv1d, nn.Conv2d)) for m in model.modules())
+
+
 # ----------------------------------------------------------------------------- selections
+def test_spread_keeps_first_and_last_and_is_even() -> None:
+    assert plots.spread(5, 12) == [0, 1, 2, 3, 4]
+    chosen = plots.spread(57, 12)
+    assert len(chosen) == 12 and chosen[0] == 0 and chosen[-1] == 56
+    assert sorted(set(chosen)) == chosen
+    steps = np.diff(chosen)
+    assert steps.max() - steps.min() <= 1
+    assert plots.spread(9, 1) == [0]
+
+
 def test_filter_tiles_one_per_output_filter() -> None:
     tiles, shows = plots.filter_tiles(np.ones((64, 28, 5)))
     assert tiles.shape == (64, 28, 5) and "28 input channels" in shows
@@ -92,11 +111,57 @@ def test_filters_bounded_and_state_what_they_show(
     assert f"all {total} filters" in title or f"of {total}" in title
 
 
+@pytest.mark.parametrize(("name", "shape"), ZOO, ids=ZOO_IDS)
+def test_feature_maps_bounded_one_labelled_row_per_shown_layer(
+    tmp_path: Path, name: str, shape: tuple[int, ...]
+) -> None:
+    model = zoo_model(name, shape)
+    image = one_input(shape)
+    figure = plots.save_feature_maps(tmp_path / "maps.png", model, image)
+    assert_bounded_png(tmp_path / "maps.png")
+    assert figure is not None
+    layers = conv_count(model)
+    rows = min(layers, plots.MAX_LAYERS)
+    labels = row_labels(figure)
+    assert len(labels) == 1 + rows and labels[0].startswith("input")
+    title = figure.get_suptitle()
+    if layers > plots.MAX_LAYERS:
+        assert f"{rows} of {layers} convolution layers, evenly spread" in title
+    else:
+        assert f"all {layers} convolution layers" in title
+    if len(shape) == 2:  # each 1-D layer is one channels x time image
+        assert all("channels x" in label for label in labels)
+
+
+def test_feature_maps_show_the_first_and_last_layers() -> None:
+    model = zoo_model("resnet56", (1, 28, 28))
+    figure = plots.feature_maps_figure(model, one_input((1, 28, 28)))
+    assert figure is not None
+    names = [label.split(":")[0] for label in row_labels(figure)]
+    assert names[1] == "conv1" and names[-1] == "layer3.8.conv2"
+
+
+def test_feature_map_rows_of_the_same_width_line_up() -> None:
+    model = zoo_model("lenet5", (1, 28, 28))
+    figure = plots.feature_maps_figure(model, one_input((1, 28, 28)), per_layer=4)
+    assert figure is not None
+    labels = row_labels(figure)
+    assert labels[1] == "features.0: 6 maps 28x28, first 4"
+
+
 def test_huge_first_layers_stay_bounded(tmp_path: Path) -> None:
     convprop.manual_seed(0)
     wide_1d = nn.Sequential(nn.Conv1d(300, 256, 9), nn.ReLU(), nn.Conv1d(256, 200, 3))
     filters = plots.save_filters(tmp_path / "f1.png", wide_1d)
-    assert_bounded_png(tmp_path / "f1.png")
+    plots.save_feature_maps(tmp_path / "m1.png", wide_1d, one_input((300, 50)))
+    deep_2d = nn.Sequential(*[nn.Conv2d(3 if i == 0 else 4, 4, 3, padding=1) for i in range(24)])
+    deep_2d.add_module("wide", nn.Conv2d(4, 256, 11))
+    figure = plots.save_feature_maps(
+        tmp_path / "m2.png", deep_2d, one_input((3, 24, 40)), max_layers=40
+    )
+    assert figure is not None and len(row_labels(figure)) == 26  # shrunk to fit, not dropped
+    for name in ("f1.png", "m1.png", "m2.png"):
+        assert_bounded_png(tmp_path / name)
     assert filters is not None and "filters 0-" in filters.get_suptitle()
     assert "of 256" in filters.get_suptitle()
 

@@ -28,11 +28,14 @@ MAX_FILTERS = 64
 """First-layer filters shown at most (the first ones)."""
 MAX_FILTER_INPUTS = 8
 """Input-channel kernels shown side by side in one 2-D filter's tile."""
+MAX_LAYERS = 12
+"""Convolution layers whose feature maps are shown at most (evenly spread from first to last)."""
 MAX_CHANNELS = 64
 """Channels shown at most for a 1-D layer (rows of its channels x time image)."""
 
 _MAX_INCHES = MAX_PIXELS / DPI
 _TITLE_SIZE = 11
+_LABEL_SIZE = 9
 _SMALL_SIZE = 8
 
 
@@ -56,6 +59,16 @@ def _save(figure: Figure | None, path: Path) -> Figure | None:
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     atomic_write_bytes(path, buffer.getvalue())
     return figure
+
+
+def spread(count: int, limit: int) -> list[int]:
+    """``limit`` indices of ``range(count)`` evenly spread from the first to the last (all of
+    them when ``count <= limit``)."""
+    if count <= limit:
+        return list(range(count))
+    if limit == 1:
+        return [0]
+    return [round(i * (count - 1) / (limit - 1)) for i in range(limit)]
 
 
 def curves_figure(history: Sequence[Any]) -> Figure:
@@ -261,8 +274,9 @@ def save_filters(path: Path, model: Module, max_filters: int = MAX_FILTERS) -> F
 
 
 # ----------------------------------------------------------------------------- feature maps
-def feature_maps_figure(model: Module, image: np.ndarray, per_layer: int = 8) -> Figure | None:
-    """For one input, the first ``per_layer`` output maps of every convolution layer."""
+def conv_outputs(model: Module, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The output of every Conv1d and Conv2d of ``model`` (in evaluation mode) for the first
+    sample of ``image``, in the order they run, with the layers' names."""
     captured: list[tuple[str, np.ndarray]] = []
 
     def capture(name: str) -> Callable[[Module, Any, Tensor], None]:
@@ -280,41 +294,162 @@ def feature_maps_figure(model: Module, image: np.ndarray, per_layer: int = 8) ->
     model.eval()
     try:
         with no_grad():
-            model(Tensor(image))
+            model(Tensor(image[:1]))
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    if not captured:
+    return captured
+
+
+def _scaled(maps: np.ndarray) -> np.ndarray:
+    """Each map (leading axis) min-max scaled to [0, 1] on its own; a constant map is 0.5."""
+    maps = np.asarray(maps, dtype=np.float64)
+    axes = tuple(range(1, maps.ndim))
+    low = maps.min(axis=axes, keepdims=True)
+    span = maps.max(axis=axes, keepdims=True) - low
+    return np.divide(maps - low, span, out=np.full_like(maps, 0.5), where=span > 0)
+
+
+# The feature-map figure is laid out in pixels and drawn as one image (``figimage``, no
+# resampling), with the labels in bands above the rows: exact, and a fraction of the time that
+# one matplotlib Axes per row takes to lay out and draw.
+_TILE = 96  # pixels of a 2-D map's longer side
+_GAP = 8  # pixels between two maps, and between a row and the next row's label
+_LABEL_BAND = 20  # pixels above each row for its label (9 pt)
+_TITLE_BAND = 52  # pixels above everything for the two-line title (11 pt)
+_MARGIN = 10  # pixels left and right
+_CHANNEL_PIXELS = 3  # pixels of one channel of a 1-D layer's channels x time image
+
+
+def _resized(values: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resampling of a 2-D (or 2-D x colour) array to height x width."""
+    rows = np.arange(height) * values.shape[0] // height
+    cols = np.arange(width) * values.shape[1] // width
+    return values[rows[:, None], cols[None, :]]
+
+
+def _fitted(height: int, width: int, tile: int) -> tuple[int, int]:
+    """A map's size in pixels: its aspect kept, the longer side ``tile``."""
+    scale = tile / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _colour(values: np.ndarray, cmap: str) -> np.ndarray:
+    """RGBA of ``values`` in [0, 1] (RGB arrays pass through with an opaque alpha)."""
+    if values.ndim == 3:
+        return np.concatenate([values, np.ones((*values.shape[:2], 1))], axis=-1)
+    from matplotlib import colormaps
+
+    return np.asarray(colormaps[cmap](values))
+
+
+def _row_height(maps: np.ndarray, tile: int) -> int:
+    """Pixels of one layer's row (without its label) when 2-D maps are ``tile`` pixels."""
+    if maps.ndim == 2:
+        return max(_TILE, min(len(maps), MAX_CHANNELS) * _CHANNEL_PIXELS) * tile // _TILE
+    return _fitted(maps.shape[1], maps.shape[2], tile)[0]
+
+
+def _tile_size(layers: Sequence[np.ndarray]) -> int:
+    """The largest map size (at most ``_TILE`` pixels) whose rows fit under ``MAX_PIXELS``."""
+    fixed = _TITLE_BAND + len(layers) * (_LABEL_BAND + _GAP)
+    tile = _TILE
+    while tile > 8 and fixed + sum(_row_height(maps, tile) for maps in layers) > MAX_PIXELS:
+        tile -= 1
+    return tile
+
+
+def _map_row(
+    maps: np.ndarray, cmap: str, per_layer: int, tile: int, width: int
+) -> tuple[np.ndarray, str]:
+    """One row of the figure, RGBA pixels (height, ``width``), and what it shows: the first
+    ``per_layer`` 2-D maps side by side, or a 1-D output as one channels x time image."""
+    height = _row_height(maps, tile)
+    if maps.ndim == 2:
+        channels = min(len(maps), MAX_CHANNELS)
+        pixels = _colour(_resized(_scaled(maps[:channels]), height, width), cmap)
+        kept = "" if channels == len(maps) else f" (first {channels})"
+        return pixels, f"{len(maps)} channels{kept} x {maps.shape[1]} frames"
+    count, map_height, map_width = maps.shape[:3]
+    across = _fitted(map_height, map_width, tile)[1]
+    row = np.ones((height, width, 4))
+    for index, values in enumerate(_scaled(maps[:per_layer])):
+        left = index * (tile + _GAP)
+        row[:, left : left + across] = _colour(_resized(values, height, across), cmap)
+    kept = "" if count <= per_layer else f", first {per_layer}"
+    return row, f"{count} maps {map_height}x{map_width}{kept}"
+
+
+def _input_maps(source: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """The input as maps to draw (RGB as one colour image) and its label (``None``: the one
+    a layer's output of that shape gets)."""
+    if source.ndim == 2:
+        return source, None
+    channels, height, width = source.shape
+    if channels == 3:
+        rgb = _scaled(np.moveaxis(source, 0, -1)[None])[0]
+        return rgb[None], f"input: RGB {height}x{width}"
+    label = f"input: {height}x{width}" + (f" (channel 0 of {channels})" if channels > 1 else "")
+    return source[:1], label
+
+
+def _shortened(text: str, limit: int = 110) -> str:
+    """``text``, cut to ``limit`` characters (a very long layer name stays in the figure)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def feature_maps_figure(
+    model: Module, image: np.ndarray, per_layer: int = 8, max_layers: int = MAX_LAYERS
+) -> Figure | None:
+    """For one input (the first sample of ``image``), a row with the input, then one row per
+    convolution layer (at most ``max_layers``, evenly spread): the first ``per_layer`` maps of
+    a 2-D layer side by side, a 1-D layer's output as one channels x time image, each map (each
+    channel) on its own colour scale. ``None`` when the model has no convolution."""
+    outputs = conv_outputs(model, image)
+    if not outputs:
         return None
-    shown = captured[:12]
-    cols = per_layer + 1
-    figure = _new_figure(1.2 * cols, 1.3 * len(shown) + 0.4)
-    axes = figure.subplots(len(shown), cols, squeeze=False)
-    for axis in axes.flat:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    source = image[0]
-    axes[0, 0].imshow(source[0] if source.ndim == 3 else source, cmap="gray", aspect="auto")
-    axes[0, 0].set_title("input", fontsize=8)
-    for row in range(1, len(shown)):
-        axes[row, 0].axis("off")
-    for row, (name, maps) in enumerate(shown):
-        for col in range(1, cols):
-            axis = axes[row, col]
-            if col - 1 >= maps.shape[0]:
-                axis.axis("off")
-                continue
-            tile = maps[col - 1]
-            axis.imshow(tile if tile.ndim == 2 else tile[None], cmap="viridis", aspect="auto")
-        axes[row, 1].set_title(f"{name} ({maps.shape[0]} maps)", fontsize=8, loc="left")
-    figure.suptitle("Feature maps of each convolution layer for one test input")
+    shown = spread(len(outputs), max_layers)
+    input_maps, input_label = _input_maps(np.asarray(image[0]))
+    layers = [("input", input_maps, "gray", input_label)]
+    layers += [(name, maps, "viridis", None) for name, maps in (outputs[i] for i in shown)]
+    width = per_layer * (_TILE + _GAP) - _GAP
+    tile = _tile_size([maps for _, maps, _, _ in layers])
+    rows = [_map_row(maps, cmap, per_layer, tile, width) for _, maps, cmap, _ in layers]
+    height = _TITLE_BAND + sum(len(pixels) + _LABEL_BAND + _GAP for pixels, _ in rows)
+    canvas = np.ones((height, width + 2 * _MARGIN, 4))
+    figure = _new_figure(canvas.shape[1] / DPI, height / DPI, constrained=False)
+    top = _TITLE_BAND
+    for (name, _, _, label), (pixels, shows) in zip(layers, rows, strict=True):
+        figure.text(
+            _MARGIN / canvas.shape[1],
+            1 - (top + _LABEL_BAND - 5) / height,
+            _shortened(label or f"{name}: {shows}"),
+            fontsize=_LABEL_SIZE,
+            va="baseline",
+        )
+        top += _LABEL_BAND
+        canvas[top : top + len(pixels), _MARGIN : _MARGIN + width] = pixels
+        top += len(pixels) + _GAP
+    figure.figimage((canvas * 255).round().astype(np.uint8), origin="upper")
+    which = (
+        f"all {len(outputs)} convolution layers"
+        if len(shown) == len(outputs)
+        else f"{len(shown)} of {len(outputs)} convolution layers, evenly spread"
+    )
+    figure.suptitle(
+        f"Feature maps for one test input: {which}\n"
+        "each map (each channel of a 1-D layer) on its own colour scale, dark low, bright high",
+        fontsize=_TITLE_SIZE,
+        y=1 - 6 / height,
+        va="top",
+    )
     return figure
 
 
 def save_feature_maps(
-    path: Path, model: Module, image: np.ndarray, per_layer: int = 8
+    path: Path, model: Module, image: np.ndarray, per_layer: int = 8, max_layers: int = MAX_LAYERS
 ) -> Figure | None:
-    """For one input, the first ``per_layer`` output maps of every convolution layer; returns
-    the figure, or ``None`` and writes nothing when the model has no convolution."""
-    return _save(feature_maps_figure(model, image, per_layer), path)
+    """For one input, the maps of the convolution layers (see ``feature_maps_figure``);
+    returns the figure, or ``None`` and writes nothing when the model has no convolution."""
+    return _save(feature_maps_figure(model, image, per_layer, max_layers), path)
