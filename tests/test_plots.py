@@ -149,6 +149,24 @@ def test_feature_map_rows_of_the_same_width_line_up() -> None:
     assert labels[1] == "features.0: 6 maps 28x28, first 4"
 
 
+@pytest.mark.parametrize(
+    ("save", "name", "shape"),
+    [
+        (lambda path, model, image: plots.save_filters(path, model), "tdnn", (28, 28)),
+        (plots.save_feature_maps, "tdnn", (40, 100)),
+        (plots.save_feature_maps, "resnet20", (3, 32, 32)),
+    ],
+    ids=["filters-tdnn", "maps-tdnn", "maps-resnet20-rgb"],
+)
+def test_same_inputs_give_the_same_bytes(tmp_path: Path, save, name, shape) -> None:
+    model = zoo_model(name, shape)
+    image = one_input(shape)
+    save(tmp_path / "a.png", model, image)
+    save(tmp_path / "b.png", model, image)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
+# ----------------------------------------------------------------------------- other layers
 def test_huge_first_layers_stay_bounded(tmp_path: Path) -> None:
     convprop.manual_seed(0)
     wide_1d = nn.Sequential(nn.Conv1d(300, 256, 9), nn.ReLU(), nn.Conv1d(256, 200, 3))
@@ -166,6 +184,14 @@ def test_huge_first_layers_stay_bounded(tmp_path: Path) -> None:
     assert "of 256" in filters.get_suptitle()
 
 
+def test_a_model_without_convolutions_writes_no_conv_figures(tmp_path: Path) -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    assert plots.save_filters(tmp_path / "f.png", model) is None
+    assert plots.save_feature_maps(tmp_path / "m.png", model, np.zeros((1, 4), np.float32)) is None
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "m.png").exists()
+
+
+# ----------------------------------------------------------------------------- curves, confusion
 def history(epochs: int) -> list[EpochMetrics]:
     return [
         EpochMetrics(e, 2.3 - 0.1 * e, 0.1 + 0.04 * e, 2.3 - 0.09 * e, 0.1 + 0.03 * e, 1e-3, 1.0)
@@ -173,25 +199,49 @@ def history(epochs: int) -> list[EpochMetrics]:
     ]
 
 
-def test_same_inputs_give_the_same_bytes_and_no_version_stamp(tmp_path: Path) -> None:
-    convprop.manual_seed(0)
-    model = build_model("lenet5", (1, 28, 28), 10)
-    image = np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)
-    matrix = np.diag(np.arange(10, 20))
+@pytest.mark.parametrize("epochs", [1, 3, 60])
+def test_curves_bounded_with_whole_epoch_ticks(tmp_path: Path, epochs: int) -> None:
+    figure = plots.save_curves(tmp_path / "curves.png", history(epochs))
+    assert_bounded_png(tmp_path / "curves.png")
+    assert figure is not None
+    assert len(figure.axes) == 2
+    for axis in figure.axes:
+        ticks = [t for t in axis.get_xticks() if axis.get_xlim()[0] <= t <= axis.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    if epochs == 1:
+        assert [float(t) for t in ticks] == [1.0]
+
+
+def confusion(classes: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    off_diagonal = (rng.random((classes, classes)) < 0.15) * rng.integers(1, 20, (classes,) * 2)
+    return np.diag(rng.integers(50, 300, classes)) + off_diagonal
+
+
+@pytest.mark.parametrize("classes", [2, 10, 30, 100])
+def test_confusion_bounded_counts_where_they_fit(tmp_path: Path, classes: int) -> None:
+    matrix = confusion(classes)
+    names = [f"class{i}" for i in range(classes)]
+    figure = plots.save_confusion(tmp_path / "confusion.png", matrix, names)
+    assert_bounded_png(tmp_path / "confusion.png")
+    assert figure is not None
+    axis = figure.axes[0]
+    written = sorted(int(text.get_text()) for text in axis.texts)
+    nonzero = int((matrix != 0).sum())
+    if nonzero <= plots.MAX_COUNTS:
+        assert written == sorted(matrix[matrix != 0].tolist())
+    else:
+        assert written == []
+    assert f"{int(matrix.sum())} test samples" in axis.get_title()
+    labels = [label.get_text() for label in axis.get_xticklabels()]
+    assert labels[0] == "class0" and len(labels) <= 60  # thinned out, never overlapping
+
+
+def test_curves_and_confusion_same_bytes(tmp_path: Path) -> None:
+    names = [str(i) for i in range(10)]
     for run in ("a", "b"):
-        (tmp_path / run).mkdir()
-        plots.save_curves(tmp_path / run / "curves.png", history(3))
-        plots.save_confusion(tmp_path / run / "confusion.png", matrix, [str(i) for i in range(10)])
-        plots.save_filters(tmp_path / run / "filters.png", model)
-        plots.save_feature_maps(tmp_path / run / "maps.png", model, image)
-    for name in ("curves.png", "confusion.png", "filters.png", "maps.png"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-        with Image.open(tmp_path / "a" / name) as png:
-            assert "Software" not in png.info
-
-
-def test_a_model_without_convolutions_writes_no_conv_figures(tmp_path: Path) -> None:
-    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
-    assert plots.save_filters(tmp_path / "f.png", model) is None
-    assert plots.save_feature_maps(tmp_path / "m.png", model, np.zeros((1, 4), np.float32)) is None
-    assert not (tmp_path / "f.png").exists() and not (tmp_path / "m.png").exists()
+        plots.save_curves(tmp_path / f"curves-{run}.png", history(3))
+        plots.save_confusion(tmp_path / f"confusion-{run}.png", confusion(10), names)
+    for name in ("curves", "confusion"):
+        first, second = (tmp_path / f"{name}-{run}.png" for run in ("a", "b"))
+        assert first.read_bytes() == second.read_bytes()

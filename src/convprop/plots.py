@@ -1,7 +1,12 @@
-"""PNG figures of a run (matplotlib, no display needed): curves, filters, confusion matrix,
-feature maps. Each figure is built by a ``*_figure`` function (matplotlib's object API: no pyplot
-state), rendered to memory and written atomically by the matching ``save_*``; the PNG carries no
-metadata, so the same inputs give the same bytes."""
+"""PNG figures of a run: the learning curves, the confusion matrix, the first convolution's
+filters and the feature maps of one input.
+
+Each figure is built by a ``*_figure`` function (matplotlib's object API: no display, no pyplot
+state) and written by the matching ``save_*``, rendered to memory and written atomically. Every
+figure is legible at its natural size and bounded whatever the model: at most ``MAX_PIXELS``
+pixels a side, large layers showing a selection the title states. The PNG carries no metadata,
+so the same inputs give the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ MAX_LAYERS = 12
 """Convolution layers whose feature maps are shown at most (evenly spread from first to last)."""
 MAX_CHANNELS = 64
 """Channels shown at most for a 1-D layer (rows of its channels x time image)."""
+MAX_COUNTS = 256
+"""Cells of a confusion matrix written as numbers at most (drawing text is the slow part)."""
 
 _MAX_INCHES = MAX_PIXELS / DPI
 _TITLE_SIZE = 11
@@ -71,21 +78,26 @@ def spread(count: int, limit: int) -> list[int]:
     return [round(i * (count - 1) / (limit - 1)) for i in range(limit)]
 
 
+# ----------------------------------------------------------------------------- curves
 def curves_figure(history: Sequence[Any]) -> Figure:
     """Loss and accuracy per epoch, train and test."""
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [m.epoch for m in history]
+    train_style, test_style = ("o-", "s-") if len(epochs) <= 30 else ("-", "-")
     figure = _new_figure(10, 4)
     loss_axis, accuracy_axis = figure.subplots(1, 2)
-    loss_axis.plot(epochs, [m.train_loss for m in history], "o-", label="train")
-    loss_axis.plot(epochs, [m.test_loss for m in history], "s-", label="test")
+    loss_axis.plot(epochs, [m.train_loss for m in history], train_style, label="train")
+    loss_axis.plot(epochs, [m.test_loss for m in history], test_style, label="test")
     loss_axis.set(xlabel="epoch", ylabel="cross-entropy", title="Loss")
-    accuracy_axis.plot(epochs, [m.train_accuracy for m in history], "o-", label="train")
-    accuracy_axis.plot(epochs, [m.test_accuracy for m in history], "s-", label="test")
+    accuracy_axis.plot(epochs, [m.train_accuracy for m in history], train_style, label="train")
+    accuracy_axis.plot(epochs, [m.test_accuracy for m in history], test_style, label="test")
     accuracy_axis.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     for axis in (loss_axis, accuracy_axis):
         axis.grid(alpha=0.3)
         axis.legend()
-        axis.xaxis.get_major_locator().set_params(integer=True)
+        # min_n_ticks=1: a one-epoch run gets the tick "1", not 0.96, 0.98, ...
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     return figure
 
 
@@ -94,37 +106,55 @@ def save_curves(path: Path, history: Sequence[Any]) -> Figure | None:
     return _save(curves_figure(history), path)
 
 
+# ----------------------------------------------------------------------------- confusion
 def confusion_figure(matrix: np.ndarray, classes: Sequence[str]) -> Figure:
-    """The confusion matrix with counts written in each cell."""
-    size = max(4.0, 0.5 * len(classes) + 2)
-    figure = _new_figure(size, size)
-    axis = figure.subplots()
-    axis.imshow(matrix, cmap="Blues")
-    axis.set(
-        xticks=range(len(classes)),
-        yticks=range(len(classes)),
-        xticklabels=classes,
-        yticklabels=classes,
-        xlabel="predicted",
-        ylabel="true",
-        title="Confusion matrix",
+    """The confusion matrix, one colour scale of counts; the non-zero counts are written in
+    their cells while there are at most ``MAX_COUNTS`` of them and the cells are large enough
+    to hold them."""
+    matrix = np.asarray(matrix)
+    count = len(classes)
+    cell = min(0.55, 9.0 / max(count, 1))  # inches
+    longest = max((len(str(name)) for name in classes), default=1)
+    rotate = count > 3 and longest > 2
+    label_inches = 0.09 * min(longest, 24)  # room for the tick labels, at 9 pt
+    side = cell * count
+    figure = _new_figure(
+        max(4.5, side + label_inches + 2.0), max(4.0, side + (label_inches if rotate else 0) + 1.2)
     )
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (row, col), count in np.ndenumerate(matrix):
-        axis.text(
-            col,
-            row,
-            str(count),
-            ha="center",
-            va="center",
-            fontsize=8,
-            color="white" if count > threshold else "black",
-        )
+    axis = figure.subplots()
+    image = axis.imshow(matrix, cmap="Blues", vmin=0, interpolation="nearest")
+    figure.colorbar(image, ax=axis, shrink=0.8, label="samples")
+    ticks = list(range(0, count, math.ceil(0.17 / cell)))  # 9 pt labels 0.17 in apart
+    axis.set_xticks(ticks, [str(classes[i]) for i in ticks], rotation=90 if rotate else 0)
+    axis.set_yticks(ticks, [str(classes[i]) for i in ticks])
+    axis.tick_params(labelsize=_LABEL_SIZE)
+    axis.set(xlabel="predicted", ylabel="true")
+    total = int(matrix.sum())
+    correct = int(np.trace(matrix)) if matrix.size else 0
+    title = f"Confusion matrix\n{total} test samples, {correct / max(total, 1):.1%} correct"
+    nonzero = np.argwhere(matrix != 0)
+    font_size = min(9.0, cell * 72 * 0.33)
+    if 0 < len(nonzero) <= MAX_COUNTS and font_size >= 6:
+        threshold = matrix.max() / 2
+        integer = np.issubdtype(matrix.dtype, np.integer)
+        for row, col in nonzero:
+            value = matrix[row, col]
+            axis.text(
+                col,
+                row,
+                f"{value:d}" if integer else f"{value:.2g}",
+                ha="center",
+                va="center",
+                fontsize=font_size,
+                color="white" if value > threshold else "black",
+            ).set_in_layout(False)
+        title += "; blank cells: 0"
+    axis.set_title(title, fontsize=_TITLE_SIZE)
     return figure
 
 
 def save_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> Figure | None:
-    """The confusion matrix with counts written in each cell; returns the figure."""
+    """The confusion matrix, with the counts written in its cells; returns the figure."""
     return _save(confusion_figure(matrix, classes), path)
 
 
