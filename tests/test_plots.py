@@ -81,9 +81,11 @@ def test_filter_tiles_one_per_output_filter() -> None:
 
 
 @pytest.mark.parametrize("shape", [(64, 3, 3), (64, 28, 5), (6, 5, 5), (64, 300, 9), (3, 1, 200)])
-def test_filter_grid_fits_the_bound(shape: tuple[int, int, int]) -> None:
+@pytest.mark.parametrize("min_gap", [1, 2])
+def test_filter_grid_fits_the_bound(shape: tuple[int, int, int], min_gap: int) -> None:
     count, height, width = shape
-    shown, cols, cell, gap_x, gap_y = plots.filter_grid(count, height, width)
+    shown, cols, cell, gap_x, gap_y = plots.filter_grid(count, height, width, min_gap=min_gap)
+    assert gap_x >= min_gap
     rows = -(-shown // cols)
     assert 1 <= shown <= count and 1 <= cols <= shown
     assert cols * (width + gap_x) * cell <= plots.MAX_PIXELS

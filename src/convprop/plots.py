@@ -227,14 +227,15 @@ def filter_tiles(weight: np.ndarray, max_filters: int = MAX_FILTERS) -> tuple[np
 
 
 def filter_grid(
-    count: int, height: int, width: int, bound: float = MAX_PIXELS - 300
+    count: int, height: int, width: int, bound: float = MAX_PIXELS - 300, min_gap: int = 1
 ) -> tuple[int, int, float, int, int]:
     """How to lay out ``count`` tiles of ``height`` x ``width`` cells within ``bound`` pixels a
     side: (tiles shown, columns, cell size in pixels, gap between tiles and gap above each row
-    for its labels, both in cells)."""
+    for its labels, both in cells). Tiles are at least ``min_gap`` cells apart (2 keeps tiles
+    with blank columns of their own apart)."""
     cell = min(24.0, max(5.0, 160 / max(height, width)))
-    cell = min(cell, bound / (height + 1), bound / (width + 1))  # a huge kernel still fits
-    gap_x = max(1, math.ceil(6 / cell))
+    cell = min(cell, bound / (height + min_gap), bound / (width + min_gap))  # huge kernels fit
+    gap_x = max(min_gap, math.ceil(6 / cell))
     gap_y = max(1, math.ceil(15 / cell))
     box_w, box_h = (width + gap_x) * cell, (height + gap_y) * cell
     widest = max(1, min(count, 16, int(bound // box_w)))
@@ -258,7 +259,11 @@ def filters_figure(model: Module, max_filters: int = MAX_FILTERS) -> Figure | No
     name, conv = found
     weight = conv.weight.numpy()
     tiles, tile_shows = filter_tiles(weight, max_filters)
-    shown, cols, cell, gap_x, gap_y = filter_grid(*tiles.shape)
+    separated = bool(np.isnan(tiles).any())  # kernels side by side, one blank column apart
+    count, height, width = tiles.shape
+    shown, cols, cell, gap_x, gap_y = filter_grid(
+        count, height, width, min_gap=2 if separated else 1
+    )
     tiles = tiles[:shown]
     canvas = _mosaic(tiles, cols, gap_x, gap_y)
     limit = float(np.nanmax(np.abs(tiles))) if np.isfinite(tiles).any() else 1.0
@@ -276,7 +281,6 @@ def filters_figure(model: Module, max_filters: int = MAX_FILTERS) -> Figure | No
     )
     _hide_axes(axis)
     figure.colorbar(image, ax=axis, shrink=min(0.8, max(0.3, 3.0 / figure.get_figheight())))
-    height, width = tiles.shape[1:]
     for index in range(shown):
         top, left = _tile_origin(index, cols, height, width, gap_x, gap_y)
         axis.text(
