@@ -185,9 +185,20 @@ class _Run:
         self.normalize = Normalize(data.mean, data.std)
         cp.manual_seed(config.seed)
         self.model = build_model(config.model, data.input_shape, len(data.classes)).to(self.dtype)
-        self.optimizer = build_optimizer(config, list(self.model.parameters()))
-        steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-        self.scheduler = build_scheduler(config, self.optimizer, steps_per_epoch)
+        self.optimizer = build_optimizer(
+            config.optimizer,
+            list(self.model.parameters()),
+            lr=config.learning_rate,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+        self.scheduler = build_scheduler(
+            config.scheduler,
+            self.optimizer,
+            epochs=config.epochs,
+            steps_per_epoch=math.ceil(len(data.train) / config.batch_size),
+            lr=config.learning_rate,
+        )
         self.generators = {
             "shuffle": np.random.default_rng([config.seed, 1]),
             "augment": np.random.default_rng([config.seed, 2]),

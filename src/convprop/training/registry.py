@@ -7,12 +7,9 @@ configuration's validation and ``convprop summary`` all read these tables.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from convprop import models, nn, optim
-
-if TYPE_CHECKING:
-    from convprop.training.config import TrainConfig
 
 
 def _image_model(build: Callable[[int, int, tuple[int, int]], nn.Module]) -> Any:
@@ -56,53 +53,62 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int) -> nn.M
         raise ValueError(message if message.startswith(name) else f"{name}: {message}") from None
 
 
-def _sgd(config: TrainConfig, parameters: Sequence[nn.Parameter]) -> optim.Optimizer:
+def _sgd(
+    parameters: Sequence[nn.Parameter], lr: float, momentum: float, weight_decay: float
+) -> optim.Optimizer:
     return optim.SGD(
-        parameters,
-        lr=config.learning_rate,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.momentum > 0,
+        parameters, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0
     )
 
 
-def _adam(config: TrainConfig, parameters: Sequence[nn.Parameter]) -> optim.Optimizer:
-    return optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+def _adam(
+    parameters: Sequence[nn.Parameter], lr: float, momentum: float, weight_decay: float
+) -> optim.Optimizer:
+    return optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
 
 
-def _adamw(config: TrainConfig, parameters: Sequence[nn.Parameter]) -> optim.Optimizer:
+def _adamw(
+    parameters: Sequence[nn.Parameter], lr: float, momentum: float, weight_decay: float
+) -> optim.Optimizer:
     # AdamW's decoupled decay defaults to PyTorch's 0.01 when none is asked for.
-    return optim.AdamW(
-        parameters, lr=config.learning_rate, weight_decay=config.weight_decay or 1e-2
-    )
+    return optim.AdamW(parameters, lr=lr, weight_decay=weight_decay or 1e-2)
 
 
-OPTIMIZERS: dict[str, Callable[[TrainConfig, Sequence[nn.Parameter]], optim.Optimizer]] = {
+# Each builder takes (parameters, lr, momentum, weight_decay); Adam ignores the momentum.
+OPTIMIZERS: dict[str, Callable[[Sequence[nn.Parameter], float, float, float], optim.Optimizer]] = {
     "sgd": _sgd,
     "adam": _adam,
     "adamw": _adamw,
 }
 
 
-def build_optimizer(config: TrainConfig, parameters: Sequence[nn.Parameter]) -> optim.Optimizer:
-    return OPTIMIZERS[config.optimizer](config, parameters)
+def build_optimizer(
+    name: str,
+    parameters: Sequence[nn.Parameter],
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> optim.Optimizer:
+    """The optimizer ``name`` over ``parameters`` (Nesterov momentum for SGD with momentum)."""
+    return OPTIMIZERS[name](parameters, lr, momentum, weight_decay)
 
 
-# Each scheduler builder takes (config, optimizer, steps per epoch); None means a constant rate.
 Scheduler = Any
-SCHEDULERS: dict[str, Callable[[TrainConfig, optim.Optimizer, int], Scheduler]] = {
-    "none": lambda config, optimizer, steps: None,
-    "step": lambda config, optimizer, steps: optim.lr_scheduler.StepLR(
-        optimizer, step_size=max(1, config.epochs // 3), gamma=0.1
+# Each builder takes (optimizer, epochs, steps per epoch, peak rate); None is a constant rate.
+SCHEDULERS: dict[str, Callable[[optim.Optimizer, int, int, float], Scheduler]] = {
+    "none": lambda optimizer, epochs, steps, lr: None,
+    "step": lambda optimizer, epochs, steps, lr: optim.lr_scheduler.StepLR(
+        optimizer, step_size=max(1, epochs // 3), gamma=0.1
     ),
-    "cosine": lambda config, optimizer, steps: optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.epochs
+    "cosine": lambda optimizer, epochs, steps, lr: optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=epochs
     ),
-    "plateau": lambda config, optimizer, steps: optim.lr_scheduler.ReduceLROnPlateau(
+    "plateau": lambda optimizer, epochs, steps, lr: optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=0.5, patience=1
     ),
-    "onecycle": lambda config, optimizer, steps: optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, epochs=config.epochs, steps_per_epoch=steps
+    "onecycle": lambda optimizer, epochs, steps, lr: optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=steps
     ),
 }
 # Schedulers that step after every batch rather than after every epoch.
@@ -110,7 +116,7 @@ PER_BATCH_SCHEDULERS = ("onecycle",)
 
 
 def build_scheduler(
-    config: TrainConfig, optimizer: optim.Optimizer, steps_per_epoch: int
+    name: str, optimizer: optim.Optimizer, *, epochs: int, steps_per_epoch: int, lr: float
 ) -> Scheduler:
-    """The learning-rate scheduler ``config.scheduler`` names, or None for a constant rate."""
-    return SCHEDULERS[config.scheduler](config, optimizer, steps_per_epoch)
+    """The learning-rate scheduler ``name`` (``lr`` is one-cycle's peak), or None."""
+    return SCHEDULERS[name](optimizer, epochs, steps_per_epoch, lr)
