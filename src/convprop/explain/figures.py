@@ -253,7 +253,7 @@ def _conv_rows(e: Any) -> tuple[list[list[Panel]], str]:
     several = cfg.batch > 1 or cfg.in_channels > 1 or cfg.out_channels > 1
     which = " (sample 1, channel 1, filter 1)" if several else ""
     d = r"\delta" if st.grad == "delta" else "dy"
-    pad_mask = _as2d(e._padding_mask())
+    pad_mask = _as2d(e.padding_mask())
     padded_input = _as2d(e.padded_input[0, 0])
     forward = [
         Panel(
