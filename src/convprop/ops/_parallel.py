@@ -25,12 +25,12 @@ rules make it so:
   cores, and which thread runs which block does not change the bits (each block writes its
   own slice of the output; partial sums are added in block order, ``sum_blocks``);
 * every BLAS product runs on one BLAS thread: OpenBLAS splits a product between its threads
-  (as many as the cores by default) and the split changes the last bits (a float32 product of
-  128x400 by 400x120 by ~3e-5 between 1 and 2 threads). Products that OpenBLAS keeps on one
-  thread by its own rules (``blas_runs_serially``) are called as they are; every other one
-  inside ``_OneBlasThread``, even a product that is a single block: OpenBLAS's own threads,
-  once used, also spin on a core for ~0.1 s before sleeping, under whatever the pool runs
-  next (see ``map_blocks``);
+  (as many as the cores by default) and the split changes the last bits (a float32 256x256
+  product of standard normals moved by up to 5e-5 between 1 and 2 threads, its values ~16).
+  Products that OpenBLAS keeps on one thread by its own rules (``blas_runs_serially``) are
+  called as they are; every other one inside ``_OneBlasThread``, even a product that is a
+  single block: OpenBLAS's own threads, once used, also spin on a core for ~0.1 s before
+  sleeping, under whatever the pool runs next (see ``map_blocks``);
 * the compiled loops (``_compiled``) run the same machine code whatever the thread.
 """
 
@@ -94,10 +94,11 @@ def worker_count() -> int:
         return os.cpu_count() or 1
 
 
-# Large passes and products are split into a multiple of this many blocks, so that the cores
-# of the usual machines (1, 2, 4 or 8 of them) finish together, and the split, hence the bits
-# of every sum over blocks, is the same on any machine. (A multiple of the core count was as
-# fast on 2 cores; BENCHMARKS.md, session 7.)
+# Large passes and products are split into a multiple of this many blocks, so that 1, 2 or 4
+# cores finish together, and the split, hence the bits of every sum over blocks, is the same
+# on any machine. On 2 cores, training steps with a multiple of 4 took as long as with 2 (the
+# old split there: one block per core for batch norm, a multiple of the core count for
+# convolutions), within 1-3%; with 8, 0-2% longer (BENCHMARKS.md, session 7).
 BLOCK_MULTIPLE = 4
 
 
