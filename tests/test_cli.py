@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -232,3 +233,43 @@ def test_numbers_are_printed_for_people(value: float, text: str) -> None:
     from convprop.training.evaluate import format_number
 
     assert format_number(value) == text
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
+@pytest.mark.parametrize(
+    "flags",
+    [
+        # Batch 128: LeNet-5's first layer splits into blocks (50 samples fit in one).
+        ["--limit", "300", "--batch-size", "128"],
+        ["--model", "resnet20", "--limit", "100", "--batch-size", "50"],
+    ],
+    ids=["lenet5", "resnet20"],
+)
+def test_one_seed_gives_the_same_weights_on_one_core_and_on_all(
+    tmp_path: Path, flags: list[str]
+) -> None:
+    """The weights a run saves are bitwise the same when the process may use one core (as
+    under ``taskset -c 0``: one pool thread, one OpenBLAS thread) or every core. Read back
+    with the safetensors package, not convprop's reader."""
+    from safetensors.numpy import load_file
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("a single core: nothing to compare one core with")
+    weights = {}
+    for name, allowed in (("one core", cores[:1]), ("all cores", cores)):
+        out = tmp_path / name.replace(" ", "-")
+        result = subprocess.run(
+            [sys.executable, "-m", "convprop", "train", "--epochs", "1", *flags, "--quiet"]
+            + ["--seed", "5", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=lambda allowed=allowed: os.sched_setaffinity(0, allowed),
+        )
+        assert result.returncode == 0, result.stderr
+        weights[name] = load_file(out / "model.safetensors")
+    one, every = weights["one core"], weights["all cores"]
+    assert one.keys() == every.keys() and len(one) > 4
+    for key in one:
+        np.testing.assert_array_equal(one[key], every[key], err_msg=key)

@@ -19,7 +19,7 @@ tensor([[ 4.,  6.],
 import numpy as np
 
 from convprop import autograd
-from convprop.autograd import Tensor, enable_grad, is_grad_enabled, no_grad
+from convprop.autograd import Tensor, checked_tensor, enable_grad, is_grad_enabled, no_grad
 from convprop.autograd.tensor import (
     arange,
     cat,
@@ -44,22 +44,22 @@ int64 = np.dtype(np.int64)
 
 def exp(input: Tensor) -> Tensor:
     """Elementwise e^x (``input.exp()``)."""
-    return input.exp()
+    return checked_tensor("exp", "input", input).exp()
 
 
 def log(input: Tensor) -> Tensor:
     """Elementwise natural logarithm (``input.log()``)."""
-    return input.log()
+    return checked_tensor("log", "input", input).log()
 
 
 def sqrt(input: Tensor) -> Tensor:
     """Elementwise square root (``input.sqrt()``)."""
-    return input.sqrt()
+    return checked_tensor("sqrt", "input", input).sqrt()
 
 
 def abs(input: Tensor) -> Tensor:  # noqa: A001 - PyTorch's name
     """Elementwise absolute value (``input.abs()``)."""
-    return input.abs()
+    return checked_tensor("abs", "input", input).abs()
 
 
 def clamp(input: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
@@ -69,7 +69,7 @@ def clamp(input: Tensor, min: float | None = None, max: float | None = None) -> 
     >>> cp.clamp(cp.tensor([-2.0, 0.5, 3.0]), min=0.0, max=1.0)
     tensor([0. , 0.5, 1. ])
     """
-    return input.clamp(min, max)
+    return checked_tensor("clamp", "input", input).clamp(min, max)
 
 
 def matmul(input: Tensor, other: Tensor) -> Tensor:
@@ -79,7 +79,7 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
     >>> cp.matmul(cp.ones(2, 3), cp.ones(3, 4)).shape
     (2, 4)
     """
-    return input @ other
+    return checked_tensor("matmul", "input", input) @ other
 
 
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
@@ -89,7 +89,7 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     >>> cp.flatten(cp.zeros(2, 3, 4, 5), start_dim=1).shape
     (2, 60)
     """
-    return input.flatten(start_dim, end_dim)
+    return checked_tensor("flatten", "input", input).flatten(start_dim, end_dim)
 
 
 from convprop import nn, optim  # noqa: E402  (after the tensor API they build on)

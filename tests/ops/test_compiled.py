@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +26,81 @@ def test_importing_convprop_does_not_import_numba() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def _source_copy(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of convprop's source without any cache, and an environment that imports it."""
+    source = tmp_path / "src"
+    shutil.copytree(
+        Path(cp.__file__).parent, source / "convprop", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    env = {**os.environ, "PYTHONPATH": str(source), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("NUMBA_CACHE_DIR", None)
+    return source, env
+
+
+def test_with_nowhere_to_cache_the_cli_compiles_without_a_cache(tmp_path: Path) -> None:
+    """A user whose HOME and site-packages are read-only: numba finds no directory to cache
+    in ("cannot cache function ...: no locator available"). Made so for any user, root
+    included (whom permissions do not stop): a regular file stands where each directory
+    numba tries would be (``__pycache__`` beside the source, NUMBA_CACHE_DIR, the user's
+    cache directory), so none can be created."""
+    source, env = _source_copy(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for package in [source / "convprop", *(source / "convprop").rglob("*")]:
+        if package.is_dir():
+            (package / "__pycache__").write_text("")
+    env.update(
+        NUMBA_CACHE_DIR=str(blocker / "numba"),
+        HOME=str(blocker / "home"),
+        XDG_CACHE_HOME=str(blocker / "cache"),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "convprop", "summary", "--model", "resnet20"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Total params: 272,186" in result.stdout
+    assert not list(tmp_path.rglob("*.nbi"))  # nothing cached anywhere
+
+
+_STRIDED_CONV = (
+    "import convprop as cp, convprop.nn.functional as F; "
+    "print(F.conv2d(cp.ones(1, 1, 5, 5), cp.ones(1, 1, 3, 3), stride=2).sum().item())"
+)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "unreadable"])
+def test_a_cache_numba_cannot_read_gives_no_error(tmp_path: Path, damage: str) -> None:
+    """A cache written by an earlier process, then made corrupt (garbage in its index files:
+    pickle's errors) or unreadable (a directory in their place: an OSError, as from a
+    directory that turned read-only): the loops compile again without the cache and run."""
+    _, env = _source_copy(tmp_path)
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
+
+    def run() -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", _STRIDED_CONV]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+    first = run()
+    assert first.returncode == 0 and first.stdout.strip() == "36.0", first.stderr
+    indexes = list((tmp_path / "cache").rglob("*.nbi"))
+    assert indexes  # the first process cached its loops there
+    for index in indexes:
+        if damage == "corrupt":
+            index.write_bytes(b"not a pickle")
+        else:
+            index.unlink()
+            index.mkdir()
+    second = run()
+    assert second.returncode == 0, second.stderr
+    assert "Traceback" not in second.stderr and second.stdout.strip() == "36.0"
 
 
 @compiled

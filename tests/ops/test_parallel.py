@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
+import convprop as cp
 import convprop.nn.functional as F
 from convprop import tensor
 from convprop.ops import _malloc, _parallel
@@ -60,29 +63,106 @@ def test_malloc_tuning_respects_the_users_choice(monkeypatch, variable: str) -> 
     assert _malloc.keep_freed_memory() is False
 
 
-def test_matmul_split_over_rows_equals_one_product(monkeypatch) -> None:
-    """Linear layers' products, split into row blocks on the pool, equal NumPy's product."""
-    monkeypatch.setattr(_parallel, "_SHARE_MACS", 1)  # split even these small products
-    monkeypatch.setattr(_parallel, "_SERIAL_BLAS_MACS", 0)
-    monkeypatch.setattr(_parallel, "worker_count", lambda: 3)
+def test_matmul_split_over_rows_equals_one_product() -> None:
+    """Linear layers' products, split into row blocks on the pool when they are large, equal
+    NumPy's product; small ones, row vectors and empty ones too."""
     rng = np.random.default_rng(4)
-    a, b, c = rng.standard_normal((7, 5)), rng.standard_normal((5, 4)), rng.standard_normal((7, 4))
-    assert len(_parallel._row_blocks(7, 7 * 5 * 4)) == 3
-    np.testing.assert_allclose(_parallel.matmul(a, b), a @ b, rtol=1e-14)
-    np.testing.assert_allclose(_parallel.matmul_over_rows(a, c), a.T @ c, rtol=1e-13)
-    calls: list[slice] = []
-    monkeypatch.setattr(
-        _parallel,
-        "map_blocks",
-        lambda work, blocks, **_: calls.extend(blocks) or [work(b) for b in blocks],
-    )
-    _parallel.matmul(a, b)
-    assert len(calls) == 3  # the product above really went through the row blocks
-    monkeypatch.setattr(_parallel, "_SERIAL_BLAS_MACS", 1 << 18)
-    np.testing.assert_allclose(_parallel.matmul(a, b), a @ b, rtol=1e-14)  # small: one product
+    a, b = rng.standard_normal((520, 256)), rng.standard_normal((256, 128))
+    c = rng.standard_normal((520, 128))
+    assert len(_parallel._row_blocks(520, 520 * 256 * 128)) == _parallel.BLOCK_MULTIPLE
+    np.testing.assert_allclose(_parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(_parallel.matmul_over_rows(a, c), a.T @ c, rtol=1e-13, atol=1e-11)
+    for rows, inner, columns in [(7, 5, 4), (1, 300, 40), (40, 300, 1), (1, 50, 1)]:
+        small_a, small_b = rng.standard_normal((rows, inner)), rng.standard_normal((inner, columns))
+        np.testing.assert_allclose(_parallel.matmul(small_a, small_b), small_a @ small_b, 1e-14)
     empty = np.zeros((0, 5))
-    assert _parallel.matmul(empty, b).shape == (0, 4)
+    assert _parallel.matmul(empty, b[:5]).shape == (0, 128)
     np.testing.assert_array_equal(_parallel.matmul_over_rows(empty, np.zeros((0, 4))), 0)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 7, 8, 9, 64, 100, 128])
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 8, 43])
+def test_split_evenly_covers_the_range_in_order(length: int, count: int) -> None:
+    blocks = _parallel.split_evenly(length, count)
+    assert [i for block in blocks for i in range(block.start, block.stop)] == list(range(length))
+    sizes = [block.stop - block.start for block in blocks]
+    assert len(blocks) <= count and len(set(sizes[:-1])) <= 1 and 0 < sizes[-1] <= sizes[0]
+
+
+def _partitions() -> dict[str, list[slice]]:
+    """The splits into blocks of ops that sum over blocks, at shapes where they split."""
+    from convprop.ops import conv, pooling
+
+    return {
+        "batch norm, ResNet-20 stage 1 b128": _parallel.batch_blocks(128, 16 * 32 * 32 * 4),
+        "batch norm, 7 samples": _parallel.batch_blocks(7, 1 << 20),
+        "linear 4096 -> 4096 b256": _parallel._row_blocks(256, 256 * 4096 * 4096),
+        "im2col, ResNet-20 stage 1 b128": conv._sample_blocks(128, 16 * 9 * 32 * 32 * 4),
+        "im2col, LeNet-5 conv1 b128": conv._sample_blocks(128, 25 * 28 * 28 * 4),
+        "im2col, TDNN layer 1 b64": conv._sample_blocks(64, 40 * 5 * 196 * 4),
+        "winograd, ResNet-20 stage 2 b128": conv._winograd_blocks(
+            np.empty((128, 32, 16, 16), np.float32), 32, (16, 16)
+        ),
+        "max pooling maps": pooling._map_blocks(64 * 16, 34 * 34),
+    }
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
+def test_block_partitions_depend_on_the_shapes_alone() -> None:
+    """Which samples or rows go into which partial sum is the same on one core as on all of
+    them (this thread pinned to one core with sched_setaffinity, as ``taskset -c 0``), so one
+    seed gives the same bits on any core count."""
+    cores = os.sched_getaffinity(0)
+    if len(cores) < 2:
+        pytest.skip("a single core: nothing to compare one core with")
+    spread = _partitions()
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        assert _parallel.worker_count() == 1
+        pinned = _partitions()
+    finally:
+        os.sched_setaffinity(0, cores)
+    assert pinned == spread
+    assert all(len(blocks) > 1 for blocks in spread.values())  # each case really splits
+
+
+def test_the_blas_thread_count_does_not_change_the_bits() -> None:
+    """Every product of the ops runs with one BLAS thread, or is one that OpenBLAS keeps on
+    one thread by itself: with BLAS allowed 1 or 4 threads (OpenBLAS's default is one per
+    core), values and gradients of products that OpenBLAS would split have the same bits. (A
+    float32 256x256 product differs in its last bits between 1 and 2 OpenBLAS threads.)"""
+    from threadpoolctl import threadpool_limits
+
+    if not _parallel._blas_libraries:
+        pytest.skip("threadpoolctl finds no BLAS library")
+    rng = np.random.default_rng(7)
+    arrays = {
+        "matrix": rng.standard_normal((256, 256)).astype(np.float32),
+        "batched": rng.standard_normal((3, 64, 300)).astype(np.float32),
+        "row": rng.standard_normal((1, 2000)).astype(np.float32),
+        "weight": rng.standard_normal((100, 2000)).astype(np.float32),
+        "maps": rng.standard_normal((4, 16, 32, 32)).astype(np.float32),
+        "depthwise": rng.standard_normal((16, 1, 3, 3)).astype(np.float32),
+    }
+
+    def run() -> list[np.ndarray]:
+        t = {name: cp.tensor(value, requires_grad=True) for name, value in arrays.items()}
+        outputs = [
+            t["matrix"] @ t["matrix"],  # a square product of one array: NumPy's syrk
+            t["matrix"] @ t["matrix"].T,
+            t["batched"] @ t["batched"].permute(0, 2, 1),
+            F.linear(t["row"], t["weight"]),  # a matrix-vector product
+            F.conv2d(t["maps"], t["depthwise"], padding=1, groups=16),
+        ]
+        sum(((out * out).sum() for out in outputs), cp.tensor(0.0)).backward()
+        return [out.numpy() for out in outputs] + [t[name].grad.numpy() for name in t]
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = run()
+    with threadpool_limits(limits=4, user_api="blas"):
+        four = run()
+    for a, b in zip(one, four, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_max_pool_blocks_on_the_pool_equal_serial_blocks(monkeypatch) -> None:

@@ -1,7 +1,17 @@
 """Define-by-run automatic differentiation over the ops of ``convprop.ops``."""
 
 from convprop.autograd.gradcheck import GradcheckError, gradcheck
-from convprop.autograd.graph import Node, apply, enable_grad, is_grad_enabled, no_grad, record
+from convprop.autograd.graph import (
+    Node,
+    apply,
+    array_of,
+    checked_tensor,
+    enable_grad,
+    is_grad_enabled,
+    no_grad,
+    not_a_tensor,
+    record,
+)
 from convprop.autograd.tensor import Tensor
 
 __all__ = [
@@ -9,9 +19,12 @@ __all__ = [
     "Node",
     "Tensor",
     "apply",
+    "array_of",
+    "checked_tensor",
     "enable_grad",
     "gradcheck",
     "is_grad_enabled",
     "no_grad",
+    "not_a_tensor",
     "record",
 ]

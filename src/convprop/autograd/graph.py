@@ -10,6 +10,8 @@ summed, which is the chain rule over a DAG.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -92,16 +94,70 @@ def record(
     return Tensor._from_op(output, None)
 
 
+def not_a_tensor(func: str, name: str, value: object, *, optional: bool = False) -> TypeError:
+    """The TypeError for an argument of op ``func`` that should have been a Tensor."""
+    accepted = "a Tensor or None" if optional else "a Tensor"
+    hint = " (convprop.from_numpy(array) makes one)" if isinstance(value, np.ndarray) else ""
+    return TypeError(f"{func}: {name} must be {accepted}, got {type(value).__name__}{hint}")
+
+
+def checked_tensor(func: str, name: str, value: Any) -> Tensor:
+    """``value``, which must be a Tensor, for an argument of op ``func`` outside ``apply``."""
+    from convprop.autograd.tensor import Tensor
+
+    if not isinstance(value, Tensor):
+        raise not_a_tensor(func, name, value)
+    return value
+
+
+def array_of(func: str, name: str, value: Any) -> np.ndarray | None:
+    """The array of ``value``, a Tensor or None, for an optional argument of op ``func`` that
+    is no input of its graph node (batch norm's running statistics)."""
+    from convprop.autograd.tensor import Tensor
+
+    if value is None or isinstance(value, Tensor):
+        return None if value is None else value.data
+    raise not_a_tensor(func, name, value, optional=True)
+
+
+@functools.cache
+def _input_names(forward: Callable[..., Any], count: int) -> list[tuple[str, bool]]:
+    """(name, optional) of the first ``count`` parameters of an op's forward, under PyTorch's
+    names (the ops call PyTorch's ``input`` x)."""
+    parameters = list(inspect.signature(forward).parameters.values())[:count]
+    return [
+        (
+            "input" if parameter.name == "x" else parameter.name,
+            parameter.default is None or "None" in str(parameter.annotation),
+        )
+        for parameter in parameters
+    ]
+
+
 def apply(
     forward: Callable[..., tuple[np.ndarray, Any]],
     backward: Callable[[np.ndarray, Any, tuple[bool, ...]], Sequence[np.ndarray | None]],
     inputs: Sequence[Tensor | None],
     *params: Any,
 ) -> Tensor:
-    """Run an op of ``convprop.ops`` on the arrays of ``inputs`` and record its backward."""
-    arrays = [None if t is None else t.data for t in inputs]
-    output, saved = forward(*arrays, *params)
+    """Run an op of ``convprop.ops`` on the arrays of ``inputs`` and record its backward.
+
+    Each input is a Tensor or None (an optional input not given); anything else is a
+    TypeError naming the op, the argument and what it takes.
+    """
+    from convprop.autograd.tensor import Tensor
+
     name = forward.__name__.removesuffix("_forward")
+    arrays: list[np.ndarray | None] = []
+    for tensor in inputs:
+        if isinstance(tensor, Tensor):
+            arrays.append(tensor.data)
+            continue
+        argument, optional = _input_names(forward, len(inputs))[len(arrays)]
+        if tensor is not None or not optional:
+            raise not_a_tensor(name, argument, tensor, optional=optional)
+        arrays.append(None)
+    output, saved = forward(*arrays, *params)
     return record(name, output, inputs, lambda grad, needs: backward(grad, saved, needs))
 
 

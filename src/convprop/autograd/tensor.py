@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from convprop.autograd.graph import Node, apply, record, run_backward
+from convprop.autograd.graph import Node, apply, checked_tensor, record, run_backward
 from convprop.ops import activation, reduction
 from convprop.ops import elementwise as ew
 from convprop.ops import shape as shape_ops
@@ -551,7 +551,7 @@ def arange(
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate along an existing axis; each input's gradient is its slice of the output's."""
-    items = list(tensors)
+    items = [checked_tensor("cat", f"tensors[{i}]", t) for i, t in enumerate(tensors)]
     output, saved = shape_ops.cat_forward([t.data for t in items], dim)
     return record(
         "cat", output, items, lambda grad, needs: shape_ops.cat_backward(grad, saved, needs)
@@ -560,7 +560,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Stack along a new axis; each input's gradient is its slice of the output's."""
-    items = list(tensors)
+    items = [checked_tensor("stack", f"tensors[{i}]", t) for i, t in enumerate(tensors)]
     output, saved = shape_ops.stack_forward([t.data for t in items], dim)
     return record(
         "stack", output, items, lambda grad, needs: shape_ops.stack_backward(grad, saved, needs)

@@ -12,16 +12,26 @@ So the ops split their work into independent blocks of samples (the cache blocks
 anyway) and hand the blocks to a pool of Python threads, one per core, each running its
 products with one BLAS thread. NumPy releases the GIL in its copies and in BLAS, so the blocks
 really run in parallel; a thread that loses its core delays only the block it holds while the
-other threads take the remaining blocks (no barrier until the op's end). The work of each
-block is the same as a serial loop would do, so for a given split into blocks the results do
-not depend on which thread ran which block (each block writes its own slice of the output;
-partial sums are added in block order). Large batches are split into a multiple of the core
-count of blocks, so the bits of a sum can differ between machines with different core counts,
-as they do with a multi-threaded BLAS; on one machine every run gives the same bits.
+other threads take the remaining blocks (no barrier until the op's end).
 
-Every BLAS product of the ops runs this way, with one BLAS thread, even a product that is a
-single block: OpenBLAS's own threads, once used, spin on a core for ~0.1 s before sleeping,
-under whatever the pool runs next (see ``map_blocks``).
+The bits of a result depend on the shapes and dtypes alone, not on the number of cores: one
+seed gives the same weights on 1, 2 or 64 cores (with the same NumPy, BLAS and CPU). Three
+rules make it so:
+
+* the split into blocks (which samples or rows go into which partial sum) is a function of
+  the shapes: a large pass or product is cut into a multiple of ``BLOCK_MULTIPLE`` blocks,
+  never into a multiple of the core count (``split_evenly``, ``batch_blocks``,
+  ``_row_blocks``, ``conv._sample_blocks``); only the number of pool threads follows the
+  cores, and which thread runs which block does not change the bits (each block writes its
+  own slice of the output; partial sums are added in block order, ``sum_blocks``);
+* every BLAS product runs on one BLAS thread: OpenBLAS splits a product between its threads
+  (as many as the cores by default) and the split changes the last bits (a float32 256x256
+  product of standard normals moved by up to 5e-5 between 1 and 2 threads, its values ~16).
+  Products that OpenBLAS keeps on one thread by its own rules (``blas_runs_serially``) are
+  called as they are; every other one inside ``_OneBlasThread``, even a product that is a
+  single block: OpenBLAS's own threads, once used, also spin on a core for ~0.1 s before
+  sleeping, under whatever the pool runs next (see ``map_blocks``);
+* the compiled loops (``_compiled``) run the same machine code whatever the thread.
 """
 
 from __future__ import annotations
@@ -77,11 +87,27 @@ if hasattr(os, "register_at_fork"):
 
 
 def worker_count() -> int:
-    """The number of cores this process may run on (the pool's size)."""
+    """The number of cores this process may run on: the pool's size, never a block count."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+# Large passes and products are split into a multiple of this many blocks, so that 1, 2 or 4
+# cores finish together, and the split, hence the bits of every sum over blocks, is the same
+# on any machine. On 2 cores, training steps with a multiple of 4 took as long as with 2 (the
+# old split there: one block per core for batch norm, a multiple of the core count for
+# convolutions), within 1-3%; with 8, 0-2% longer (BENCHMARKS.md, session 7).
+BLOCK_MULTIPLE = 4
+
+
+def split_evenly(length: int, count: int) -> list[slice]:
+    """``range(length)`` in at most ``count`` consecutive blocks of equal size (the last may be
+    shorter): ceil(length / count) items each."""
+    count = max(1, min(length, count))
+    size = -(-length // count)
+    return [slice(start, min(start + size, length)) for start in range(0, length, size)]
 
 
 # Element-wise passes over fewer bytes than this run whole in the calling thread: sharing
@@ -91,15 +117,12 @@ _SHARE_BYTES = 4 << 20
 
 
 def batch_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
-    """Blocks of samples for an element-wise pass: one per core when the pass is large enough
-    to be worth sharing, else the whole batch."""
+    """Blocks of samples for an element-wise pass (and batch norm's sums over it):
+    ``BLOCK_MULTIPLE`` of them when the pass is large enough to be worth sharing, else the
+    whole batch."""
     if batch < 2 or batch * bytes_per_sample < _SHARE_BYTES:
         return [slice(None)]
-    workers = worker_count()
-    if workers == 1:
-        return [slice(None)]
-    size = -(-batch // workers)
-    return [slice(start, start + size) for start in range(0, batch, size)]
+    return split_evenly(batch, BLOCK_MULTIPLE)
 
 
 # Matrix products below this many multiply-adds (~0.3 ms on one core) run in one block: with
@@ -107,34 +130,45 @@ def batch_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
 # inference were 1-8% slower than with the layer in one (waking the pool's thread cost about
 # what half the product saved).
 _SHARE_MACS = 1 << 24
-# OpenBLAS runs a GEMM of at most this many multiply-adds on one thread by itself (its
-# SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD, 65536 * 4): such products need no guard.
-_SERIAL_BLAS_MACS = 1 << 18
+# OpenBLAS runs a product on one thread by itself when it is small: a GEMM of at most
+# SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD = 65536 * 4 multiply-adds (interface/gemm.c),
+# a matrix-vector product (which NumPy calls when one side is a single row or column) of
+# fewer than 2304 * 4 (interface/gemv.c), a dot product (a row times a column) of at most
+# 10000 (the x86-64 dot kernels).
+_SERIAL_GEMM_MACS = 1 << 18
+_SERIAL_GEMV_MACS = 2304 * 4 - 1
 
 
-def blas_runs_serially(macs: int) -> bool:
-    """Whether OpenBLAS keeps a product of ``macs`` multiply-adds on one thread by itself, so
-    calling it needs no switch to one BLAS thread (~3 us saved per call on small ops)."""
-    return macs <= _SERIAL_BLAS_MACS
+def blas_runs_serially(rows: int, inner: int, columns: int) -> bool:
+    """Whether OpenBLAS keeps the product of a (rows, inner) and an (inner, columns) matrix on
+    one thread by itself, so calling it needs no switch to one BLAS thread (~3 us saved per
+    call on small ops) and its bits do not depend on the BLAS thread count."""
+    macs = rows * inner * columns
+    if rows == 1 or columns == 1:
+        return macs <= _SERIAL_GEMV_MACS
+    return macs <= _SERIAL_GEMM_MACS
+
+
+def _may_be_symmetric(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether NumPy could compute ``a @ b`` as a @ a^T with syrk, which OpenBLAS threads at
+    any size: a square result from operands on the same memory."""
+    return a.shape[-2] == b.shape[-1] and np.may_share_memory(a, b)
 
 
 def _row_blocks(rows: int, macs: int) -> list[slice]:
-    workers = worker_count()
-    if workers == 1 or rows < 2 or macs < _SHARE_MACS:
+    if rows < 2 or macs < _SHARE_MACS:
         return [slice(None)]
-    size = -(-rows // workers)
-    return [slice(start, start + size) for start in range(0, rows, size)]
+    return split_evenly(rows, BLOCK_MULTIPLE)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b`` for a (rows, k) and b (k, m), blocks of rows on every core when it is large
     (each block one GEMM with one BLAS thread, as every op of convprop: see ``map_blocks``)."""
-    macs = a.shape[0] * a.shape[1] * b.shape[1]
-    if blas_runs_serially(macs):
+    if blas_runs_serially(a.shape[0], a.shape[1], b.shape[1]) and not _may_be_symmetric(a, b):
         product: np.ndarray = np.matmul(a, b)
         return product
     out = np.empty((a.shape[0], b.shape[1]), dtype=np.result_type(a, b))
-    blocks = _row_blocks(a.shape[0], macs)
+    blocks = _row_blocks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
     map_blocks(lambda block: np.matmul(a[block], b, out=out[block]), blocks)
     return out
 
@@ -142,13 +176,28 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def matmul_over_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a.T @ b`` for a (rows, k) and b (rows, m): the sum over rows of their outer products,
     partial sums over blocks of rows added in block order when it is large."""
-    macs = a.shape[0] * a.shape[1] * b.shape[1]
-    if blas_runs_serially(macs):
+    if blas_runs_serially(a.shape[1], a.shape[0], b.shape[1]) and not _may_be_symmetric(a.T, b):
         summed: np.ndarray = a.T @ b
         return summed
-    blocks = _row_blocks(a.shape[0], macs)
+    blocks = _row_blocks(a.shape[0], a.shape[0] * a.shape[1] * b.shape[1])
     result: np.ndarray = sum_blocks(lambda block: a[block].T @ b[block], blocks)
     return result
+
+
+def broadcast_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` with NumPy's rules (1-D operands promoted, leading axes broadcast), with one
+    BLAS thread as every product of the ops; two matrices go through ``matmul``."""
+    if a.ndim == 2 and b.ndim == 2:
+        return matmul(a, b)
+    rows = a.shape[-2] if a.ndim > 1 else 1
+    columns = b.shape[-1] if b.ndim > 1 else 1
+    symmetric = a.ndim > 1 and b.ndim > 1 and _may_be_symmetric(a, b)
+    if blas_runs_serially(rows, a.shape[-1], columns) and not symmetric:
+        product: np.ndarray = a @ b
+        return product
+    with _OneBlasThread():
+        guarded: np.ndarray = a @ b
+    return guarded
 
 
 def matmul_along_axis(array: np.ndarray, matrix: np.ndarray, axis: int) -> np.ndarray:

@@ -8,13 +8,11 @@ read when convprop is imported) makes every op run its reference instead, so a l
 step through the notes' formulas in a debugger on a real network, and the test suite can check
 every comparison both ways.
 
->>> import numpy as np
->>> from convprop.ops import conv
->>> x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))
->>> with use_algorithm("reference"), kernels_used() as used:
-...     out, _ = conv.conv2d_forward(x, w)
->>> used
-{'conv.forward.reference': 1}
+::
+
+    with use_algorithm("reference"), kernels_used() as used:
+        out, _ = conv.conv2d_forward(x, w)
+    used  # Counter({'conv.forward.reference': 1})
 
 ``kernels_used()`` records which implementation each op ran, by name: what a test uses to
 prove a path was taken, and a learner to see what computed a gradient.
@@ -34,14 +32,13 @@ ALGORITHMS = ("fast", "reference")
 def _from_environment() -> str:
     name = os.environ.get("CONVPROP_ALGORITHM", "fast").strip().lower() or "fast"
     if name not in ALGORITHMS:
-        raise ValueError(
-            f"CONVPROP_ALGORITHM must be one of {', '.join(ALGORITHMS)}, got {name!r}"
-        )
+        raise ValueError(f"CONVPROP_ALGORITHM must be one of {', '.join(ALGORITHMS)}, got {name!r}")
     return name
 
 
+_DEFAULT = _from_environment()
 _algorithm: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "convprop_algorithm", default=_from_environment()
+    "convprop_algorithm", default=_DEFAULT
 )
 _used: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar(
     "convprop_kernels_used", default=None
@@ -62,7 +59,9 @@ def reference() -> bool:
 def use_algorithm(name: str) -> Iterator[None]:
     """Run the ops in the ``with`` block by ``"reference"`` or ``"fast"`` (the default)."""
     if name not in ALGORITHMS:
-        raise ValueError(f"use_algorithm: name must be one of {', '.join(ALGORITHMS)}, got {name!r}")
+        raise ValueError(
+            f"use_algorithm: name must be one of {', '.join(ALGORITHMS)}, got {name!r}"
+        )
     token = _algorithm.set(name)
     try:
         yield

@@ -46,7 +46,13 @@ from typing import Any
 import numpy as np
 
 from convprop.ops import winograd
-from convprop.ops._parallel import blas_runs_serially, map_blocks, sum_blocks, worker_count
+from convprop.ops._parallel import (
+    BLOCK_MULTIPLE,
+    blas_runs_serially,
+    map_blocks,
+    split_evenly,
+    sum_blocks,
+)
 from convprop.ops._util import (
     check_float,
     check_ndim,
@@ -108,11 +114,12 @@ _BLOCK_BYTES = 2 * 1024 * 1024
 
 def _sample_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
     """Split the batch into blocks whose im2col columns fit in ``_BLOCK_BYTES``; when that
-    takes more than one block, into a multiple of the core count of equal blocks
-    (``map_blocks``), so no core is left idle at the end (64 TDNN samples in 5 blocks kept one
-    core waiting for a fifth of the op). A batch that fits in one block stays one block, run
-    in the calling thread: handing its pieces to the pool cost more than it saved on ops of
-    1-3 ms (ResNet-20's 1x1 projections).
+    takes more than one block, into a multiple of ``BLOCK_MULTIPLE`` equal blocks
+    (``map_blocks``), so that no core is left idle at the end (64 TDNN samples in 5 blocks kept
+    one of two cores waiting for a fifth of the op) while the split, which decides how the
+    weight gradient's partial sums are formed, stays the same on every machine (``_parallel``).
+    A batch that fits in one block stays one block, run in the calling thread: handing its
+    pieces to the pool cost more than it saved on ops of 1-3 ms (ResNet-20's 1x1 projections).
 
     This is cache blocking of one big contraction, not a loop over samples: each block is a
     single batched GEMM, and small inputs are one block.
@@ -121,11 +128,8 @@ def _sample_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
     if batch * bytes_per_sample <= _BLOCK_BYTES:
         return [slice(0, batch)]
     per_block = max(1, _BLOCK_BYTES // max(1, bytes_per_sample))
-    workers = worker_count()
     count = -(-batch // per_block)
-    count = min(batch, -(-count // workers) * workers)
-    size = -(-batch // count)
-    return [slice(start, start + size) for start in range(0, batch, size)]
+    return split_evenly(batch, -(-count // BLOCK_MULTIPLE) * BLOCK_MULTIPLE)
 
 
 def _row_wrapped(
@@ -301,8 +305,8 @@ def _correlate(
 
     # One product per sample and group; OpenBLAS keeps small ones (LeNet-5's) on one thread
     # anyway, so those need no switch of its thread count.
-    product_macs = kernels.shape[1] * kernels.shape[2] * math.prod(out_size)
-    map_blocks(correlate_block, blocks, blas=not blas_runs_serially(product_macs))
+    serial = blas_runs_serially(kernels.shape[1], kernels.shape[2], math.prod(out_size))
+    map_blocks(correlate_block, blocks, blas=not serial)
     return out.reshape(batch, out_channels, *out_size)
 
 
@@ -566,7 +570,9 @@ def _backproject(
     blocks = _sample_blocks(
         batch, channels * math.prod(kernel_size) * positions * grad_out.itemsize
     )
-    map_blocks(backproject_block, blocks, blas=not blas_runs_serially(kernels[0].size * positions))
+    # (C/G K, F/G) @ (F/G, O) per sample and group
+    serial = blas_runs_serially(kernels.shape[2], kernels.shape[1], positions)
+    map_blocks(backproject_block, blocks, blas=not serial)
     return grad_input.reshape(batch, channels, *geometry.input_size)
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from convprop.ops._parallel import broadcast_matmul
+
 Grads = tuple[np.ndarray | None, ...]
 Needs = tuple[bool, ...]
 
@@ -200,7 +202,7 @@ def matmul_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, Any]:
             f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied "
             f"({a.shape[-1]} != {b.shape[-2 if b.ndim > 1 else 0]})"
         )
-    return a @ b, (a, b)
+    return broadcast_matmul(a, b), (a, b)
 
 
 def matmul_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
@@ -216,7 +218,9 @@ def matmul_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     grad = grad_out.reshape(promoted_out)
     grad_a = grad_b = None
     if needs[0]:
-        grad_a = unbroadcast(grad @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+        product = broadcast_matmul(grad, np.swapaxes(b2, -1, -2))
+        grad_a = unbroadcast(product, a2.shape).reshape(a.shape)
     if needs[1]:
-        grad_b = unbroadcast(np.swapaxes(a2, -1, -2) @ grad, b2.shape).reshape(b.shape)
+        product = broadcast_matmul(np.swapaxes(a2, -1, -2), grad)
+        grad_b = unbroadcast(product, b2.shape).reshape(b.shape)
     return grad_a, grad_b

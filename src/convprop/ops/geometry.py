@@ -340,9 +340,7 @@ def pool_geometry(
         (p, max(0, (o - 1) * s + d * (k - 1) + 1 - n - p))
         for n, o, k, s, p, d in zip(in_size, sizes, kernel, strides, pads, dilations, strict=True)
     )
-    return PoolGeometry(
-        kernel, strides, pads, dilations, tuple(in_size), tuple(sizes), window_pads
-    )
+    return PoolGeometry(kernel, strides, pads, dilations, tuple(in_size), tuple(sizes), window_pads)
 
 
 def as_batched(x: np.ndarray, spatial: int) -> tuple[np.ndarray, bool]:

@@ -187,7 +187,9 @@ def _run_blocks(work: Callable[[slice], T], blocks: list[slice]) -> list[T]:
     least two blocks per core, else one after another. Max pooling's blocks (a dozen passes per
     tap loop) gain from the second core once there are enough of them: 8 blocks of 16x32x32
     maps, 3x3 stride 2, fwd+bwd 1.49-1.51x (2x2: 0.97-1.19x); LeNet-5's 3 blocks were 0.81x.
-    Average pooling's blocks (one "+=" per tap) did not gain (2x2: 0.92x) and stay serial."""
+    Average pooling's blocks (one "+=" per tap) did not gain (2x2: 0.92x) and stay serial.
+    The blocks are the same either way (``_map_blocks``: the shapes alone decide them) and each
+    writes only its own maps, so the core count decides where they run, never the bits."""
     if len(blocks) > 1 and len(blocks) >= 2 * worker_count():  # (one block: no syscall)
         return map_blocks(work, blocks, blas=False)
     return [work(block) for block in blocks]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from convprop.autograd import Tensor, apply
+from convprop.autograd import Tensor, apply, checked_tensor
 from convprop.ops import activation
 
 __all__ = [
@@ -110,6 +110,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     The mask comes from ``convprop.random.default_generator()`` (seed it with
     ``convprop.manual_seed``); the backward pass multiplies by the same mask and scale.
     """
+    checked_tensor("dropout", "input", input)
     activation.check_dropout_probability(p)
     if not training:
         return input
@@ -139,6 +140,7 @@ def dropout1d(
 ) -> Tensor:
     """Channel-wise dropout of (N, C, L) or unbatched (C, L) input: whole channels are zeroed
     with probability ``p`` and the rest scaled by 1 / (1 - p)."""
+    checked_tensor("dropout1d", "input", input)
     if input.ndim not in (2, 3):
         raise ValueError(
             f"dropout1d: input must be 2-D (C, L) or 3-D (N, C, L), got shape {input.shape}"
@@ -154,6 +156,7 @@ def dropout2d(
 
     As PyTorch, a 3-D input is taken as (N, C, L) (1-D channel dropout), with a warning.
     """
+    checked_tensor("dropout2d", "input", input)
     if input.ndim not in (3, 4):
         warnings.warn(
             f"dropout2d: received a {input.ndim}-D input; dropout2d is meant for (N, C, H, W) "

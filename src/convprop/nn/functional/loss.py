@@ -7,7 +7,7 @@ when either is given it decides the reduction, as in PyTorch.
 
 from __future__ import annotations
 
-from convprop.autograd import Tensor, apply, is_grad_enabled
+from convprop.autograd import Tensor, apply, checked_tensor, is_grad_enabled, not_a_tensor
 from convprop.ops import loss as loss_ops
 
 __all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "mse_loss", "nll_loss"]
@@ -21,6 +21,8 @@ def _reduction(size_average: bool | None, reduce: bool | None, reduction: str) -
 
 def _refuse_grad(func: str, name: str, tensor: Tensor | None) -> None:
     """PyTorch does not differentiate these losses with respect to their weights; neither do we."""
+    if tensor is not None and not isinstance(tensor, Tensor):
+        raise not_a_tensor(func, name, tensor, optional=True)
     if tensor is not None and tensor.requires_grad and is_grad_enabled():
         raise ValueError(
             f"{func}: the loss is not differentiable with respect to {name} (as in PyTorch), "
@@ -59,7 +61,8 @@ def cross_entropy(
         the target's shape (index) or the input's shape without C (probabilities).
     """
     reduction = _reduction(size_average, reduce, reduction)
-    if target.dtype.kind != "f":
+    checked_tensor("cross_entropy", "input", input)
+    if checked_tensor("cross_entropy", "target", target).dtype.kind != "f":
         _refuse_grad("cross_entropy", "weight", weight)
     return apply(
         loss_ops.cross_entropy_forward,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from convprop.autograd import Tensor, apply
+from convprop.autograd import Tensor, apply, array_of
 from convprop.ops import normalization
 
 __all__ = ["batch_norm"]
@@ -32,8 +32,8 @@ def batch_norm(
         normalization.batch_norm_forward,
         normalization.batch_norm_backward,
         (input, weight, bias),
-        None if running_mean is None else running_mean.data,
-        None if running_var is None else running_var.data,
+        array_of("batch_norm", "running_mean", running_mean),
+        array_of("batch_norm", "running_var", running_var),
         training,
         momentum,
         eps,

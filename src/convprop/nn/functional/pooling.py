@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from convprop.autograd import Tensor, apply, record
+from convprop.autograd import Tensor, apply, checked_tensor, record
 from convprop.ops import pooling
 
 __all__ = [
@@ -38,7 +38,7 @@ def _with_indices(
     *params: Any,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Record an op whose forward also produces argmax indices (returned when asked for)."""
-    output, saved = forward(input.data, *params)
+    output, saved = forward(checked_tensor(name, "input", input).data, *params)
     result = record(name, output, (input,), lambda grad, needs: backward(grad, saved, needs))
     if return_indices:
         return result, Tensor(saved.indices)
