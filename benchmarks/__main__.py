@@ -30,7 +30,7 @@ from benchmarks.harness import (
     numpy_peak_bytes,
     torch_peak_bytes,
 )
-from convprop.ops._malloc import keep_freed_memory
+from convprop.ops.kernels.memory import keep_freed_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"

@@ -244,7 +244,7 @@ def _check_resume_flags(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from convprop import training
-    from convprop.ops._malloc import keep_freed_memory
+    from convprop.ops.kernels.memory import keep_freed_memory
 
     keep_freed_memory()  # a training loop re-allocates the same buffers every step
     if args.resume is not None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import convprop as cp
 import convprop.nn.functional as F
 from convprop.autograd import gradcheck
-from convprop.ops import _parallel
+from convprop.ops.kernels import parallel
 from tests.reference import assert_close, grad_of, pair
 
 
@@ -147,7 +147,7 @@ def test_batch_norm_split_over_blocks_matches_torch() -> None:
     here 7 samples of 4.3 MB in all, in blocks of 2, 2, 2 and 1."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((7, 3, 160, 160)) * 2 + 1
-    assert [b.stop - b.start for b in _parallel.batch_blocks(7, x[0].nbytes)] == [2, 2, 2, 1]
+    assert [b.stop - b.start for b in parallel.batch_blocks(7, x[0].nbytes)] == [2, 2, 2, 1]
     compare_batch_norm(
         x,
         (np.zeros(3), np.ones(3)),

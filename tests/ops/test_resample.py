@@ -132,7 +132,8 @@ def test_dilate_and_decimate_are_adjoint(config, seed) -> None:
     y = sample(seed + 1, dilated.shape)
     decimated, decimate_saved = resample.decimate_forward(y, factor)
     assert decimated.shape == x.shape
-    np.testing.assert_allclose(np.vdot(dilated, y), np.vdot(x, decimated), rtol=1e-12)
+    scale = np.linalg.norm(dilated) * np.linalg.norm(y)  # the sums may cancel to ~0
+    assert abs(np.vdot(dilated, y) - np.vdot(x, decimated)) <= 1e-12 * scale
     (dilate_grad,) = resample.dilate_backward(y, saved, (True,))
     np.testing.assert_array_equal(dilate_grad, decimated)
     (decimate_grad,) = resample.decimate_backward(x, decimate_saved, (True,))

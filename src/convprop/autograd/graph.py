@@ -20,6 +20,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from convprop.autograd.tensor import Tensor
+    from convprop.ops.contract import OpPair
 
 BackwardFn = Callable[[np.ndarray, tuple[bool, ...]], Sequence[np.ndarray | None]]
 
@@ -134,31 +135,27 @@ def _input_names(forward: Callable[..., Any], count: int) -> list[tuple[str, boo
     ]
 
 
-def apply(
-    forward: Callable[..., tuple[np.ndarray, Any]],
-    backward: Callable[[np.ndarray, Any, tuple[bool, ...]], Sequence[np.ndarray | None]],
-    inputs: Sequence[Tensor | None],
-    *params: Any,
-) -> Tensor:
-    """Run an op of ``convprop.ops`` on the arrays of ``inputs`` and record its backward.
+def apply(op: OpPair, inputs: Sequence[Tensor | None], *params: Any) -> Tensor:
+    """Run ``op`` (an op of ``convprop.ops``) on the arrays of ``inputs`` and record its
+    backward under the op's name.
 
     Each input is a Tensor or None (an optional input not given); anything else is a
     TypeError naming the op, the argument and what it takes.
     """
     from convprop.autograd.tensor import Tensor
 
-    name = forward.__name__.removesuffix("_forward")
     arrays: list[np.ndarray | None] = []
     for tensor in inputs:
         if isinstance(tensor, Tensor):
             arrays.append(tensor.data)
             continue
-        argument, optional = _input_names(forward, len(inputs))[len(arrays)]
+        argument, optional = _input_names(op.forward, len(inputs))[len(arrays)]
         if tensor is not None or not optional:
-            raise not_a_tensor(name, argument, tensor, optional=optional)
+            raise not_a_tensor(op.name, argument, tensor, optional=optional)
         arrays.append(None)
-    output, saved = forward(*arrays, *params)
-    return record(name, output, inputs, lambda grad, needs: backward(grad, saved, needs))
+    output, saved = op.forward(*arrays, *params)
+    backward = op.backward
+    return record(op.name, output, inputs, lambda grad, needs: backward(grad, saved, needs))
 
 
 def _topological_order(root: Node) -> list[Node]:

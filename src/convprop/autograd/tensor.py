@@ -17,6 +17,7 @@ from convprop.autograd.graph import Node, apply, checked_tensor, record, run_bac
 from convprop.ops import activation, reduction
 from convprop.ops import elementwise as ew
 from convprop.ops import shape as shape_ops
+from convprop.ops.contract import OpPair
 
 DTypeLike = Any
 default_float = np.dtype(np.float32)
@@ -216,13 +217,13 @@ class Tensor:
         return Tensor._from_op(self.data, None)
 
     def clone(self) -> Tensor:
-        return apply(_copy_forward, _identity_backward, (self,))
+        return apply(_copy, (self,))
 
     def to(self, dtype: DTypeLike) -> Tensor:
         target = np.dtype(dtype)
         if target == self.dtype:
             return self
-        return apply(_cast_forward, _identity_backward, (self,), target)
+        return apply(_cast, (self,), target)
 
     def float(self) -> Tensor:
         return self.to(np.float32)
@@ -245,50 +246,50 @@ class Tensor:
             return Tensor._from_op(value.astype(self.dtype if keeps_dtype else default_float), None)
         return Tensor._from_op(as_array(other), None)
 
-    def _binary(self, forward: Any, backward: Any, other: Any, reflected: bool = False) -> Tensor:
+    def _binary(self, op: OpPair, other: Any, reflected: bool = False) -> Tensor:
         other_tensor = self._operand(other)
         a, b = (other_tensor, self) if reflected else (self, other_tensor)
         a, b = _promote(a, b)
-        return apply(forward, backward, (a, b))
+        return apply(op, (a, b))
 
     def __add__(self, other: Any) -> Tensor:
-        return self._binary(ew.add_forward, ew.add_backward, other)
+        return self._binary(ew.add, other)
 
     def __radd__(self, other: Any) -> Tensor:
-        return self._binary(ew.add_forward, ew.add_backward, other, reflected=True)
+        return self._binary(ew.add, other, reflected=True)
 
     def __sub__(self, other: Any) -> Tensor:
-        return self._binary(ew.sub_forward, ew.sub_backward, other)
+        return self._binary(ew.sub, other)
 
     def __rsub__(self, other: Any) -> Tensor:
-        return self._binary(ew.sub_forward, ew.sub_backward, other, reflected=True)
+        return self._binary(ew.sub, other, reflected=True)
 
     def __mul__(self, other: Any) -> Tensor:
-        return self._binary(ew.mul_forward, ew.mul_backward, other)
+        return self._binary(ew.mul, other)
 
     def __rmul__(self, other: Any) -> Tensor:
-        return self._binary(ew.mul_forward, ew.mul_backward, other, reflected=True)
+        return self._binary(ew.mul, other, reflected=True)
 
     def __truediv__(self, other: Any) -> Tensor:
-        return self._binary(ew.div_forward, ew.div_backward, other)
+        return self._binary(ew.div, other)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return self._binary(ew.div_forward, ew.div_backward, other, reflected=True)
+        return self._binary(ew.div, other, reflected=True)
 
     def __pow__(self, other: Any) -> Tensor:
-        return self._binary(ew.pow_forward, ew.pow_backward, other)
+        return self._binary(ew.pow, other)
 
     def __rpow__(self, other: Any) -> Tensor:
-        return self._binary(ew.pow_forward, ew.pow_backward, other, reflected=True)
+        return self._binary(ew.pow, other, reflected=True)
 
     def __matmul__(self, other: Any) -> Tensor:
-        return self._binary(ew.matmul_forward, ew.matmul_backward, other)
+        return self._binary(ew.matmul, other)
 
     def __rmatmul__(self, other: Any) -> Tensor:
-        return self._binary(ew.matmul_forward, ew.matmul_backward, other, reflected=True)
+        return self._binary(ew.matmul, other, reflected=True)
 
     def __neg__(self) -> Tensor:
-        return apply(ew.neg_forward, ew.neg_backward, (self,))
+        return apply(ew.neg, (self,))
 
     def __pos__(self) -> Tensor:
         return self
@@ -300,37 +301,37 @@ class Tensor:
         return self.__matmul__(other)
 
     def exp(self) -> Tensor:
-        return apply(ew.exp_forward, ew.exp_backward, (self,))
+        return apply(ew.exp, (self,))
 
     def log(self) -> Tensor:
-        return apply(ew.log_forward, ew.log_backward, (self,))
+        return apply(ew.log, (self,))
 
     def sqrt(self) -> Tensor:
-        return apply(ew.sqrt_forward, ew.sqrt_backward, (self,))
+        return apply(ew.sqrt, (self,))
 
     def abs(self) -> Tensor:
-        return apply(ew.abs_forward, ew.abs_backward, (self,))
+        return apply(ew.abs, (self,))
 
     def clamp(self, min: builtins.float | None = None, max: builtins.float | None = None) -> Tensor:
-        return apply(ew.clamp_forward, ew.clamp_backward, (self,), min, max)
+        return apply(ew.clamp, (self,), min, max)
 
     clip = clamp
 
     # The point-wise activations PyTorch also offers as methods (same ops as nn.functional's).
     def relu(self) -> Tensor:
-        return apply(activation.relu_forward, activation.relu_backward, (self,))
+        return apply(activation.relu, (self,))
 
     def sigmoid(self) -> Tensor:
-        return apply(activation.sigmoid_forward, activation.sigmoid_backward, (self,))
+        return apply(activation.sigmoid, (self,))
 
     def tanh(self) -> Tensor:
-        return apply(activation.tanh_forward, activation.tanh_backward, (self,))
+        return apply(activation.tanh, (self,))
 
     def softmax(self, dim: int) -> Tensor:
-        return apply(activation.softmax_forward, activation.softmax_backward, (self,), dim)
+        return apply(activation.softmax, (self,), dim)
 
     def log_softmax(self, dim: int) -> Tensor:
-        return apply(activation.log_softmax_forward, activation.log_softmax_backward, (self,), dim)
+        return apply(activation.log_softmax, (self,), dim)
 
     # Comparisons give bool tensors outside the graph, as in PyTorch.
     def _compare(self, other: Any, op: Any) -> Tensor:
@@ -356,17 +357,17 @@ class Tensor:
 
     # ----------------------------------------------------------------------------- reductions
     def sum(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
-        return apply(reduction.sum_forward, reduction.sum_backward, (self,), _dims(dim), keepdim)
+        return apply(reduction.sum, (self,), _dims(dim), keepdim)
 
     def mean(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
         if not np.issubdtype(self.dtype, np.floating):
             raise TypeError(f"mean: input dtype should be floating point, got {self.dtype}")
-        return apply(reduction.mean_forward, reduction.mean_backward, (self,), _dims(dim), keepdim)
+        return apply(reduction.mean, (self,), _dims(dim), keepdim)
 
     def max(self, dim: int | None = None, keepdim: bool = False) -> Any:
         """``max()`` is the largest value; ``max(dim)`` is ``(values, indices)``."""
         if dim is None:
-            return apply(reduction.amax_forward, reduction.amax_backward, (self,), None, False)
+            return apply(reduction.amax, (self,), None, False)
         values, saved = reduction.max_dim_forward(self.data, dim, keepdim)
         result = record(
             "max",
@@ -384,7 +385,7 @@ class Tensor:
         return MaxResult(-values, indices)
 
     def amax(self, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
-        return apply(reduction.amax_forward, reduction.amax_backward, (self,), _dims(dim), keepdim)
+        return apply(reduction.amax, (self,), _dims(dim), keepdim)
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         if dim is None:
@@ -397,9 +398,7 @@ class Tensor:
 
     # ----------------------------------------------------------------------------- shapes
     def reshape(self, *shape: Any) -> Tensor:
-        return apply(
-            shape_ops.reshape_forward, shape_ops.reshape_backward, (self,), _shape_args(shape)
-        )
+        return apply(shape_ops.reshape, (self,), _shape_args(shape))
 
     view = reshape
 
@@ -417,9 +416,7 @@ class Tensor:
         return self.reshape(new_shape)
 
     def permute(self, *dims: Any) -> Tensor:
-        return apply(
-            shape_ops.permute_forward, shape_ops.permute_backward, (self,), _shape_args(dims)
-        )
+        return apply(shape_ops.permute, (self,), _shape_args(dims))
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
         order = list(range(self.ndim))
@@ -444,14 +441,10 @@ class Tensor:
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
     def expand(self, *shape: Any) -> Tensor:
-        return apply(
-            shape_ops.expand_forward, shape_ops.expand_backward, (self,), _shape_args(shape)
-        )
+        return apply(shape_ops.expand, (self,), _shape_args(shape))
 
     def __getitem__(self, index: Any) -> Tensor:
-        return apply(
-            shape_ops.getitem_forward, shape_ops.getitem_backward, (self,), _plain_index(index)
-        )
+        return apply(shape_ops.getitem, (self,), _plain_index(index))
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if self.requires_grad:
@@ -510,6 +503,10 @@ def _identity_backward(
     return (grad_out,)
 
 
+_copy = OpPair("clone", _copy_forward, _identity_backward)
+_cast = OpPair("to", _cast_forward, _identity_backward)
+
+
 # ------------------------------------------------------------------------------- constructors
 def tensor(data: Any, dtype: DTypeLike = None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data`` (as ``torch.tensor``)."""
@@ -552,18 +549,18 @@ def arange(
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Concatenate along an existing axis; each input's gradient is its slice of the output's."""
     items = [checked_tensor("cat", f"tensors[{i}]", t) for i, t in enumerate(tensors)]
-    output, saved = shape_ops.cat_forward([t.data for t in items], dim)
+    output, saved = shape_ops.cat.forward([t.data for t in items], dim)
     return record(
-        "cat", output, items, lambda grad, needs: shape_ops.cat_backward(grad, saved, needs)
+        "cat", output, items, lambda grad, needs: shape_ops.cat.backward(grad, saved, needs)
     )
 
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Stack along a new axis; each input's gradient is its slice of the output's."""
     items = [checked_tensor("stack", f"tensors[{i}]", t) for i, t in enumerate(tensors)]
-    output, saved = shape_ops.stack_forward([t.data for t in items], dim)
+    output, saved = shape_ops.stack.forward([t.data for t in items], dim)
     return record(
-        "stack", output, items, lambda grad, needs: shape_ops.stack_backward(grad, saved, needs)
+        "stack", output, items, lambda grad, needs: shape_ops.stack.backward(grad, saved, needs)
     )
 
 
@@ -580,4 +577,4 @@ def where(condition: Any, input: Any, other: Any) -> Tensor:
     if like is None:
         like = Tensor(as_array(input))
     a_t, b_t = _promote(like._operand(input), like._operand(other))
-    return apply(ew.where_forward, ew.where_backward, (cond, a_t, b_t))
+    return apply(ew.where, (cond, a_t, b_t))

@@ -345,7 +345,7 @@ class PoolExplanation(Explanation):
 
 
 def _tuple(value: Any, spatial: int, name: str, positive: bool) -> tuple[int, ...]:
-    from convprop.ops._util import check_non_negative, check_positive, to_tuple
+    from convprop.ops.checks import check_non_negative, check_positive, to_tuple
 
     out = to_tuple(value, spatial, FUNC, name)
     (check_positive if positive else check_non_negative)(out, FUNC, name)

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops._compiled import compiled
-from convprop.ops._parallel import batch_blocks, map_blocks
-from convprop.ops._util import check_float
-from convprop.ops.elementwise import Grads, Needs
+from convprop.ops.checks import check_float
+from convprop.ops.contract import Grads, Needs, OpPair
+from convprop.ops.kernels.compiled import compiled
+from convprop.ops.kernels.parallel import batch_blocks, map_blocks
 
 # ----------------------------------------------------------------------------------------- erf
 #
@@ -423,3 +423,15 @@ def dropout_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     if scaled_mask is None:
         return (grad_out,)
     return (grad_out * scaled_mask,)
+
+
+dropout = OpPair("dropout", dropout_forward, dropout_backward)
+elu = OpPair("elu", elu_forward, elu_backward)
+gelu = OpPair("gelu", gelu_forward, gelu_backward)
+leaky_relu = OpPair("leaky_relu", leaky_relu_forward, leaky_relu_backward)
+log_softmax = OpPair("log_softmax", log_softmax_forward, log_softmax_backward)
+relu = OpPair("relu", relu_forward, relu_backward)
+sigmoid = OpPair("sigmoid", sigmoid_forward, sigmoid_backward)
+silu = OpPair("silu", silu_forward, silu_backward)
+softmax = OpPair("softmax", softmax_forward, softmax_backward)
+tanh = OpPair("tanh", tanh_forward, tanh_backward)

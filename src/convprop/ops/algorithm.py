@@ -8,11 +8,13 @@ read when convprop is imported) makes every op run its reference instead, so a l
 step through the notes' formulas in a debugger on a real network, and the test suite can check
 every comparison both ways.
 
-::
-
-    with use_algorithm("reference"), kernels_used() as used:
-        out, _ = conv.conv2d_forward(x, w)
-    used  # Counter({'conv.forward.reference': 1})
+>>> import numpy as np
+>>> from convprop.ops import conv
+>>> x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))
+>>> with use_algorithm("reference"), kernels_used() as used:
+...     out, _ = conv.conv2d_forward(x, w)
+>>> dict(used)
+{'conv.forward.reference': 1}
 
 ``kernels_used()`` records which implementation each op ran, by name: what a test uses to
 prove a path was taken, and a learner to see what computed a gradient.

@@ -1,11 +1,6 @@
 """Element-wise arithmetic with NumPy broadcasting, each a forward/backward pair.
 
-The op contract, shared by every module of ``convprop.ops``:
-
-* ``name_forward(*arrays, *params) -> (output, saved)``: computes the output and keeps in
-  ``saved`` only what the backward needs.
-* ``name_backward(grad_out, saved, needs_input_grad) -> tuple`` of one gradient per array input
-  (``None`` where ``needs_input_grad`` is False), each of the input's shape and dtype.
+Each op is a forward/backward pair named by an ``OpPair`` (``convprop.ops.contract``).
 
 Broadcasting rule for every backward here: when an input of shape ``s`` was broadcast to the
 output's shape, its gradient is ``grad_out`` summed over the broadcast axes (``unbroadcast``).
@@ -17,10 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops._parallel import broadcast_matmul
-
-Grads = tuple[np.ndarray | None, ...]
-Needs = tuple[bool, ...]
+from convprop.ops.contract import Grads, Needs, OpPair
+from convprop.ops.kernels.parallel import broadcast_matmul
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -224,3 +217,18 @@ def matmul_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
         product = broadcast_matmul(np.swapaxes(a2, -1, -2), grad)
         grad_b = unbroadcast(product, b2.shape).reshape(b.shape)
     return grad_a, grad_b
+
+
+abs = OpPair("abs", abs_forward, abs_backward)
+clamp = OpPair("clamp", clamp_forward, clamp_backward)
+exp = OpPair("exp", exp_forward, exp_backward)
+log = OpPair("log", log_forward, log_backward)
+neg = OpPair("neg", neg_forward, neg_backward)
+sqrt = OpPair("sqrt", sqrt_forward, sqrt_backward)
+where = OpPair("where", where_forward, where_backward)
+add = OpPair("add", add_forward, add_backward)
+div = OpPair("div", div_forward, div_backward)
+matmul = OpPair("matmul", matmul_forward, matmul_backward)
+mul = OpPair("mul", mul_forward, mul_backward)
+pow = OpPair("pow", pow_forward, pow_backward)
+sub = OpPair("sub", sub_forward, sub_backward)

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops._parallel import matmul, matmul_over_rows
-from convprop.ops._util import check_float, check_same_dtype
-from convprop.ops.elementwise import Grads, Needs, unbroadcast
+from convprop.ops.checks import check_float, check_same_dtype
+from convprop.ops.contract import Grads, Needs, OpPair
+from convprop.ops.elementwise import unbroadcast
+from convprop.ops.kernels.parallel import matmul, matmul_over_rows
 
 
 def _as_rows(array: np.ndarray) -> np.ndarray:
@@ -91,3 +92,6 @@ def linear_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     if len(needs) > 2 and needs[2]:
         grad_bias = unbroadcast(grad_out, bias_shape)
     return grad_x, grad_weight, grad_bias
+
+
+linear = OpPair("linear", linear_forward, linear_backward)

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops._util import check_float
 from convprop.ops.activation import log_softmax_forward
-from convprop.ops.elementwise import Grads, Needs, unbroadcast
+from convprop.ops.checks import check_float
+from convprop.ops.contract import Grads, Needs, OpPair
+from convprop.ops.elementwise import unbroadcast
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -595,3 +596,13 @@ def binary_cross_entropy_with_logits_backward(
         local = -x if pos_weight is None else (pos_weight - 1.0) * softplus_neg - x
         grad_target = np.broadcast_to(local * scale, x.shape).copy()
     return grad_x, grad_target, None, None
+
+
+binary_cross_entropy_with_logits = OpPair(
+    "binary_cross_entropy_with_logits",
+    binary_cross_entropy_with_logits_forward,
+    binary_cross_entropy_with_logits_backward,
+)
+cross_entropy = OpPair("cross_entropy", cross_entropy_forward, cross_entropy_backward)
+mse_loss = OpPair("mse_loss", mse_loss_forward, mse_loss_backward)
+nll_loss = OpPair("nll_loss", nll_loss_forward, nll_loss_backward)

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops._compiled import compiled
-from convprop.ops._parallel import batch_blocks, map_blocks, sum_blocks
-from convprop.ops._util import check_float, check_same_dtype
-from convprop.ops.elementwise import Grads, Needs
+from convprop.ops.checks import check_float, check_same_dtype
+from convprop.ops.contract import Grads, Needs, OpPair
+from convprop.ops.kernels.compiled import compiled
+from convprop.ops.kernels.parallel import batch_blocks, map_blocks, sum_blocks
 
 
 def _check_batch_norm(
@@ -281,3 +281,6 @@ def _input_grad(
             for s in range(positions):
                 x = np.float64(values[n, c, s])
                 out[n, c, s] = np.float64(grad[n, c, s]) * a + (x - m) * b + k
+
+
+batch_norm = OpPair("batch_norm", batch_norm_forward, batch_norm_backward)

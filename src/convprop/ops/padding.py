@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops.elementwise import Grads, Needs
+from convprop.ops.contract import Grads, Needs, OpPair
 
 MODES = ("constant", "reflect", "replicate", "circular")
 
@@ -320,3 +320,6 @@ def pad_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
             folded[_axis_index(axis, in_part)] += piece
         grad = folded
     return (grad,)
+
+
+pad = OpPair("pad", pad_forward, pad_backward)

@@ -49,16 +49,16 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from convprop.ops._parallel import map_blocks, matmul_along_axis, worker_count
-from convprop.ops._util import (
+from convprop.ops.checks import (
     check_float,
     check_ndim,
     check_non_negative,
     check_positive,
     to_tuple,
 )
-from convprop.ops.elementwise import Grads, Needs
-from convprop.ops.windows import output_size as window_count
+from convprop.ops.contract import Grads, Needs, OpPair
+from convprop.ops.geometry import conv_output_size as window_count
+from convprop.ops.kernels.parallel import map_blocks, matmul_along_axis, worker_count
 from convprop.ops.windows import pad_spatial, window_view
 
 T = TypeVar("T")
@@ -532,10 +532,6 @@ def max_pool2d_forward(
     )
 
 
-max_pool1d_backward = max_pool_backward
-max_pool2d_backward = max_pool_backward
-
-
 # --------------------------------------------------------------------------- mean pooling
 class AvgPoolSaved(NamedTuple):
     """What mean-pool backward needs: the divisor of every window and the geometry."""
@@ -678,10 +674,6 @@ def avg_pool2d_forward(
     )
 
 
-avg_pool1d_backward = avg_pool_backward
-avg_pool2d_backward = avg_pool_backward
-
-
 # --------------------------------------------------------------------------- adaptive pooling
 def _adaptive_arguments(
     func: str, spatial: int, x: np.ndarray, output_size: Any
@@ -787,10 +779,6 @@ def adaptive_avg_pool2d_forward(
 ) -> tuple[np.ndarray, AdaptiveAvgSaved]:
     """Adaptive mean pooling of (N, C, H, W) or (C, H, W) to ``output_size``."""
     return _adaptive_avg_forward("adaptive_avg_pool2d", 2, x, output_size)
-
-
-adaptive_avg_pool1d_backward = adaptive_avg_pool_backward
-adaptive_avg_pool2d_backward = adaptive_avg_pool_backward
 
 
 class AdaptiveMaxSaved(NamedTuple):
@@ -985,10 +973,6 @@ def adaptive_max_pool2d_forward(
     return _adaptive_max_forward("adaptive_max_pool2d", 2, x, output_size)
 
 
-adaptive_max_pool1d_backward = adaptive_max_pool_backward
-adaptive_max_pool2d_backward = adaptive_max_pool_backward
-
-
 # --------------------------------------------------------------------------- max unpooling
 class MaxUnpoolSaved(NamedTuple):
     """The flat target of every input value (one row per map) and the input shape."""
@@ -1111,5 +1095,21 @@ def max_unpool2d_forward(
     )
 
 
-max_unpool1d_backward = max_unpool_backward
-max_unpool2d_backward = max_unpool_backward
+adaptive_avg_pool1d = OpPair(
+    "adaptive_avg_pool1d", adaptive_avg_pool1d_forward, adaptive_avg_pool_backward
+)
+adaptive_avg_pool2d = OpPair(
+    "adaptive_avg_pool2d", adaptive_avg_pool2d_forward, adaptive_avg_pool_backward
+)
+avg_pool1d = OpPair("avg_pool1d", avg_pool1d_forward, avg_pool_backward)
+avg_pool2d = OpPair("avg_pool2d", avg_pool2d_forward, avg_pool_backward)
+max_unpool1d = OpPair("max_unpool1d", max_unpool1d_forward, max_unpool_backward)
+max_unpool2d = OpPair("max_unpool2d", max_unpool2d_forward, max_unpool_backward)
+max_pool1d = OpPair("max_pool1d", max_pool1d_forward, max_pool_backward)
+max_pool2d = OpPair("max_pool2d", max_pool2d_forward, max_pool_backward)
+adaptive_max_pool1d = OpPair(
+    "adaptive_max_pool1d", adaptive_max_pool1d_forward, adaptive_max_pool_backward
+)
+adaptive_max_pool2d = OpPair(
+    "adaptive_max_pool2d", adaptive_max_pool2d_forward, adaptive_max_pool_backward
+)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops.elementwise import Grads, Needs
+from convprop.ops.contract import Grads, Needs, OpPair
 
 Dims = int | tuple[int, ...] | None
 
@@ -108,3 +108,8 @@ def max_dim_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     grad = np.zeros(shape, dtype=grad_out.dtype)
     np.put_along_axis(grad, indices, grad_out, axis=axis)
     return (grad,)
+
+
+amax = OpPair("amax", amax_forward, amax_backward)
+mean = OpPair("mean", mean_forward, mean_backward)
+sum = OpPair("sum", sum_forward, sum_backward)

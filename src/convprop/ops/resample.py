@@ -47,9 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops._parallel import matmul_along_axis
-from convprop.ops._util import check_float, check_ndim, check_positive, to_tuple
-from convprop.ops.elementwise import Grads, Needs
+from convprop.ops.checks import check_float, check_ndim, check_positive, to_tuple
+from convprop.ops.contract import Grads, Needs, OpPair
+from convprop.ops.kernels.parallel import matmul_along_axis
 
 
 def _spatial_setup(x: np.ndarray, factor: int | Sequence[int], func: str) -> tuple[int, ...]:
@@ -414,3 +414,10 @@ def pixel_unshuffle_forward(x: np.ndarray, downscale_factor: int) -> tuple[np.nd
 def pixel_unshuffle_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     """A permutation's adjoint is its inverse: dL/dx = pixel_shuffle(dL/dy)."""
     return (_shuffle(grad_out, saved),)
+
+
+decimate = OpPair("decimate", decimate_forward, decimate_backward)
+dilate = OpPair("dilate", dilate_forward, dilate_backward)
+interpolate = OpPair("interpolate", interpolate_forward, interpolate_backward)
+pixel_shuffle = OpPair("pixel_shuffle", pixel_shuffle_forward, pixel_shuffle_backward)
+pixel_unshuffle = OpPair("pixel_unshuffle", pixel_unshuffle_forward, pixel_unshuffle_backward)

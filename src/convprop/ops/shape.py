@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops.elementwise import Grads, Needs, unbroadcast
+from convprop.ops.contract import Grads, Needs, OpPair
+from convprop.ops.elementwise import unbroadcast
 
 
 def reshape_forward(a: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, Any]:
@@ -127,3 +128,11 @@ def expand_forward(a: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, A
 
 def expand_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     return (unbroadcast(grad_out, saved),)
+
+
+expand = OpPair("expand", expand_forward, expand_backward)
+getitem = OpPair("getitem", getitem_forward, getitem_backward)
+permute = OpPair("permute", permute_forward, permute_backward)
+reshape = OpPair("reshape", reshape_forward, reshape_backward)
+cat = OpPair("cat", cat_forward, cat_backward)
+stack = OpPair("stack", stack_forward, stack_backward)

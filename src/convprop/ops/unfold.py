@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from convprop.ops._util import check_float, check_non_negative, check_positive, to_tuple
-from convprop.ops.elementwise import Grads, Needs
-from convprop.ops.windows import gather_windows_2d, pad_spatial, scatter_windows_2d
-from convprop.ops.windows import output_size as window_count
+from convprop.ops.checks import check_float, check_non_negative, check_positive, to_tuple
+from convprop.ops.contract import Grads, Needs, OpPair
+from convprop.ops.geometry import conv_output_size as window_count
+from convprop.ops.kernels.im2col import gather_windows_2d, scatter_windows_2d
+from convprop.ops.windows import pad_spatial
 
 Pair = tuple[int, int]
 
@@ -193,3 +194,7 @@ def fold_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     images = grad_out if batched else grad_out[None]
     grad = _im2col(images, kernel, dilation, padding, stride, blocks)
     return (grad if batched else grad[0],)
+
+
+fold = OpPair("fold", fold_forward, fold_backward)
+unfold = OpPair("unfold", unfold_forward, unfold_backward)

@@ -33,7 +33,7 @@ __all__ = [
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """relu(x) = max(x, 0); gradient 1 where x > 0 and 0 elsewhere (0 at x = 0)."""
-    return apply(activation.relu_forward, activation.relu_backward, (input,))
+    return apply(activation.relu, (input,))
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
@@ -41,9 +41,7 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
 
     Gradient 1 for x > 0 and negative_slope for x <= 0 (negative_slope at x = 0, as PyTorch).
     """
-    return apply(
-        activation.leaky_relu_forward, activation.leaky_relu_backward, (input,), negative_slope
-    )
+    return apply(activation.leaky_relu, (input,), negative_slope)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
@@ -51,7 +49,7 @@ def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
 
     Gradient 1 for x > 0 and alpha * exp(x) for x <= 0 (alpha at x = 0, as PyTorch).
     """
-    return apply(activation.elu_forward, activation.elu_backward, (input,), alpha)
+    return apply(activation.elu, (input,), alpha)
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
@@ -59,22 +57,22 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
 
     ``approximate='tanh'``: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))).
     """
-    return apply(activation.gelu_forward, activation.gelu_backward, (input,), approximate)
+    return apply(activation.gelu, (input,), approximate)
 
 
 def sigmoid(input: Tensor) -> Tensor:
     """sigmoid(x) = 1 / (1 + exp(-x)); gradient sigmoid(x) * (1 - sigmoid(x))."""
-    return apply(activation.sigmoid_forward, activation.sigmoid_backward, (input,))
+    return apply(activation.sigmoid, (input,))
 
 
 def tanh(input: Tensor) -> Tensor:
     """tanh(x); gradient 1 - tanh(x)^2."""
-    return apply(activation.tanh_forward, activation.tanh_backward, (input,))
+    return apply(activation.tanh, (input,))
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     """silu(x) = x * sigmoid(x); gradient s * (1 + x * (1 - s)), s = sigmoid(x)."""
-    return apply(activation.silu_forward, activation.silu_backward, (input,))
+    return apply(activation.silu, (input,))
 
 
 def softmax(
@@ -87,7 +85,7 @@ def softmax(
     """
     if dtype is not None:
         input = input.to(dtype)
-    return apply(activation.softmax_forward, activation.softmax_backward, (input,), dim)
+    return apply(activation.softmax, (input,), dim)
 
 
 def log_softmax(
@@ -100,7 +98,7 @@ def log_softmax(
     """
     if dtype is not None:
         input = input.to(dtype)
-    return apply(activation.log_softmax_forward, activation.log_softmax_backward, (input,), dim)
+    return apply(activation.log_softmax, (input,), dim)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -114,7 +112,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     activation.check_dropout_probability(p)
     if not training:
         return input
-    return apply(activation.dropout_forward, activation.dropout_backward, (input,), p, training)
+    return apply(activation.dropout, (input,), p, training)
 
 
 def _channel_dropout(input: Tensor, p: float, training: bool, batched: bool) -> Tensor:
@@ -125,8 +123,7 @@ def _channel_dropout(input: Tensor, p: float, training: bool, batched: bool) -> 
     # One draw per (sample, channel), broadcast over the spatial positions.
     mask_shape = (shape[:2] if batched else shape[:1]) + (1,) * (len(shape) - (2 if batched else 1))
     return apply(
-        activation.dropout_forward,
-        activation.dropout_backward,
+        activation.dropout,
         (input,),
         p,
         training,

@@ -44,8 +44,7 @@ def conv1d(
           L_out = floor((L_in + 2 P - D (K - 1) - 1) / S) + 1
     """
     return apply(
-        conv.conv1d_forward,
-        conv.conv1d_backward,
+        conv.conv1d,
         (input, weight, bias),
         stride,
         padding,
@@ -101,8 +100,7 @@ def conv2d(
         (4, 8, 8)
     """
     return apply(
-        conv.conv2d_forward,
-        conv.conv2d_backward,
+        conv.conv2d,
         (input, weight, bias),
         stride,
         padding,
@@ -148,8 +146,7 @@ def conv_transpose1d(
           L_out = (L_in - 1) S - 2 P + D (K - 1) + output_padding + 1
     """
     return apply(
-        conv.conv_transpose1d_forward,
-        conv.conv_transpose1d_backward,
+        conv.conv_transpose1d,
         (input, weight, bias),
         stride,
         padding,
@@ -196,8 +193,7 @@ def conv_transpose2d(
           H_out = (H_in - 1) S_h - 2 P_h + D_h (kH - 1) + output_padding_h + 1, W_out likewise.
     """
     return apply(
-        conv.conv_transpose2d_forward,
-        conv.conv_transpose2d_backward,
+        conv.conv_transpose2d,
         (input, weight, bias),
         stride,
         padding,

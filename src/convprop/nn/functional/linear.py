@@ -18,4 +18,4 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         input (*, in_features), weight (out_features, in_features), bias (out_features,)
         -> output (*, out_features). A 1-D weight (in_features,) gives output (*).
     """
-    return apply(linear_ops.linear_forward, linear_ops.linear_backward, (input, weight, bias))
+    return apply(linear_ops.linear, (input, weight, bias))

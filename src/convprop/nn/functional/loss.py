@@ -65,8 +65,7 @@ def cross_entropy(
     if checked_tensor("cross_entropy", "target", target).dtype.kind != "f":
         _refuse_grad("cross_entropy", "weight", weight)
     return apply(
-        loss_ops.cross_entropy_forward,
-        loss_ops.cross_entropy_backward,
+        loss_ops.cross_entropy,
         (input, target, weight),
         ignore_index,
         reduction,
@@ -93,8 +92,7 @@ def nll_loss(
     reduction = _reduction(size_average, reduce, reduction)
     _refuse_grad("nll_loss", "weight", weight)
     return apply(
-        loss_ops.nll_loss_forward,
-        loss_ops.nll_loss_backward,
+        loss_ops.nll_loss,
         (input, target, weight),
         ignore_index,
         reduction,
@@ -119,8 +117,7 @@ def mse_loss(
     """
     reduction = _reduction(size_average, reduce, reduction)
     return apply(
-        loss_ops.mse_loss_forward,
-        loss_ops.mse_loss_backward,
+        loss_ops.mse_loss,
         (input, target, weight),
         reduction,
     )
@@ -148,8 +145,7 @@ def binary_cross_entropy_with_logits(
     _refuse_grad("binary_cross_entropy_with_logits", "weight", weight)
     _refuse_grad("binary_cross_entropy_with_logits", "pos_weight", pos_weight)
     return apply(
-        loss_ops.binary_cross_entropy_with_logits_forward,
-        loss_ops.binary_cross_entropy_with_logits_backward,
+        loss_ops.binary_cross_entropy_with_logits,
         (input, target, weight, pos_weight),
         reduction,
     )

@@ -29,8 +29,7 @@ def batch_norm(
     weight and bias (C,); the output has the input's shape.
     """
     return apply(
-        normalization.batch_norm_forward,
-        normalization.batch_norm_backward,
+        normalization.batch_norm,
         (input, weight, bias),
         array_of("batch_norm", "running_mean", running_mean),
         array_of("batch_norm", "running_var", running_var),

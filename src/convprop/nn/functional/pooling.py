@@ -7,11 +7,12 @@ windows overlap.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from convprop.autograd import Tensor, apply, checked_tensor, record
 from convprop.ops import pooling
+from convprop.ops.contract import OpPair
 
 __all__ = [
     "adaptive_avg_pool1d",
@@ -30,16 +31,11 @@ IntOrTuple = int | Sequence[int]
 
 
 def _with_indices(
-    name: str,
-    forward: Callable[..., tuple[Any, Any]],
-    backward: Callable[..., Any],
-    input: Tensor,
-    return_indices: bool,
-    *params: Any,
+    op: OpPair, input: Tensor, return_indices: bool, *params: Any
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Record an op whose forward also produces argmax indices (returned when asked for)."""
-    output, saved = forward(checked_tensor(name, "input", input).data, *params)
-    result = record(name, output, (input,), lambda grad, needs: backward(grad, saved, needs))
+    output, saved = op.forward(checked_tensor(op.name, "input", input).data, *params)
+    result = record(op.name, output, (input,), lambda grad, needs: op.backward(grad, saved, needs))
     if return_indices:
         return result, Tensor(saved.indices)
     return result
@@ -65,9 +61,7 @@ def max_pool1d(
     ``ceil_mode``, the last window starting inside the input or the left padding).
     """
     return _with_indices(
-        "max_pool1d",
-        pooling.max_pool1d_forward,
-        pooling.max_pool1d_backward,
+        pooling.max_pool1d,
         input,
         return_indices,
         kernel_size,
@@ -100,9 +94,7 @@ def max_pool2d(
     ``ceil_mode``, the last window starting inside the input or the top padding), likewise W.
     """
     return _with_indices(
-        "max_pool2d",
-        pooling.max_pool2d_forward,
-        pooling.max_pool2d_backward,
+        pooling.max_pool2d,
         input,
         return_indices,
         kernel_size,
@@ -132,8 +124,7 @@ def avg_pool1d(
     :math:`L_{out} = \lfloor (L + 2P - K) / S \rfloor + 1` (``ceil`` with ``ceil_mode``).
     """
     return apply(
-        pooling.avg_pool1d_forward,
-        pooling.avg_pool1d_backward,
+        pooling.avg_pool1d,
         (input,),
         kernel_size,
         stride,
@@ -163,8 +154,7 @@ def avg_pool2d(
     likewise W.
     """
     return apply(
-        pooling.avg_pool2d_forward,
-        pooling.avg_pool2d_backward,
+        pooling.avg_pool2d,
         (input,),
         kernel_size,
         stride,
@@ -182,8 +172,7 @@ def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int | None]) 
     Shape: (N, C, L) or (C, L) -> (N, C, O).
     """
     return apply(
-        pooling.adaptive_avg_pool1d_forward,
-        pooling.adaptive_avg_pool1d_backward,
+        pooling.adaptive_avg_pool1d,
         (input,),
         output_size,
     )
@@ -198,8 +187,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | None | Sequence[int | 
     Shape: (N, C, H, W) or (C, H, W) -> (N, C, O_h, O_w).
     """
     return apply(
-        pooling.adaptive_avg_pool2d_forward,
-        pooling.adaptive_avg_pool2d_backward,
+        pooling.adaptive_avg_pool2d,
         (input,),
         output_size,
     )
@@ -214,9 +202,7 @@ def adaptive_max_pool1d(
     Shape: (N, C, L) or (C, L) -> (N, C, O).
     """
     return _with_indices(
-        "adaptive_max_pool1d",
-        pooling.adaptive_max_pool1d_forward,
-        pooling.adaptive_max_pool1d_backward,
+        pooling.adaptive_max_pool1d,
         input,
         return_indices,
         output_size,
@@ -233,9 +219,7 @@ def adaptive_max_pool2d(
     Shape: (N, C, H, W) or (C, H, W) -> (N, C, O_h, O_w).
     """
     return _with_indices(
-        "adaptive_max_pool2d",
-        pooling.adaptive_max_pool2d_forward,
-        pooling.adaptive_max_pool2d_backward,
+        pooling.adaptive_max_pool2d,
         input,
         return_indices,
         output_size,
@@ -256,8 +240,7 @@ def max_unpool1d(
     ``output_size`` (strictly within ``S`` of that) is given.
     """
     return apply(
-        pooling.max_unpool1d_forward,
-        pooling.max_unpool1d_backward,
+        pooling.max_unpool1d,
         (input, indices),
         kernel_size,
         stride,
@@ -280,8 +263,7 @@ def max_unpool2d(
     :math:`H_{out} = (H - 1) S_h - 2P_h + K_h` unless ``output_size`` is given; likewise W.
     """
     return apply(
-        pooling.max_unpool2d_forward,
-        pooling.max_unpool2d_backward,
+        pooling.max_unpool2d,
         (input, indices),
         kernel_size,
         stride,

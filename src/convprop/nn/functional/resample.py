@@ -30,7 +30,7 @@ def dilate(input: Tensor, factor: int | Sequence[int]) -> Tensor:
 
     Shape: (N, C, L) -> (N, C, (L - 1) * factor + 1); likewise on H and W for (N, C, H, W).
     """
-    return apply(resample.dilate_forward, resample.dilate_backward, (input,), factor)
+    return apply(resample.dilate, (input,), factor)
 
 
 def decimate(input: Tensor, factor: int | Sequence[int]) -> Tensor:
@@ -38,7 +38,7 @@ def decimate(input: Tensor, factor: int | Sequence[int]) -> Tensor:
 
     Shape: (N, C, L) -> (N, C, ceil(L / factor)); likewise on H and W for (N, C, H, W).
     """
-    return apply(resample.decimate_forward, resample.decimate_backward, (input,), factor)
+    return apply(resample.decimate, (input,), factor)
 
 
 def pad(
@@ -61,7 +61,7 @@ def pad(
 
     Shape: each padded dimension grows from ``size`` to ``size + before + after``.
     """
-    return apply(padding_ops.pad_forward, padding_ops.pad_backward, (input,), pad, mode, value)
+    return apply(padding_ops.pad, (input,), pad, mode, value)
 
 
 def interpolate(
@@ -88,8 +88,7 @@ def interpolate(
     ``out = floor(in * scale_factor)``.
     """
     return apply(
-        resample.interpolate_forward,
-        resample.interpolate_backward,
+        resample.interpolate,
         (input,),
         size,
         scale_factor,
@@ -105,9 +104,7 @@ def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
 
     Shape: (*, C r^2, H, W) -> (*, C, H r, W r).
     """
-    return apply(
-        resample.pixel_shuffle_forward, resample.pixel_shuffle_backward, (input,), upscale_factor
-    )
+    return apply(resample.pixel_shuffle, (input,), upscale_factor)
 
 
 def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
@@ -116,8 +113,7 @@ def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
     Shape: (*, C, H r, W r) -> (*, C r^2, H, W).
     """
     return apply(
-        resample.pixel_unshuffle_forward,
-        resample.pixel_unshuffle_backward,
+        resample.pixel_unshuffle,
         (input,),
         downscale_factor,
     )
@@ -140,8 +136,7 @@ def unfold(
     ``L = H_out W_out``, ``H_out = floor((H + 2 P_h - D_h (K_h - 1) - 1) / S_h) + 1``.
     """
     return apply(
-        unfold_ops.unfold_forward,
-        unfold_ops.unfold_backward,
+        unfold_ops.unfold,
         (input,),
         kernel_size,
         dilation,
@@ -167,8 +162,7 @@ def fold(
     ``(H, W) = output_size`` and ``L`` equal to the number of blocks ``H_out W_out``.
     """
     return apply(
-        unfold_ops.fold_forward,
-        unfold_ops.fold_backward,
+        unfold_ops.fold,
         (input,),
         output_size,
         kernel_size,

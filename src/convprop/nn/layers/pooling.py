@@ -8,7 +8,7 @@ from typing import Any
 from convprop.autograd import Tensor
 from convprop.nn import functional as F
 from convprop.nn.module import Module
-from convprop.ops._util import to_tuple
+from convprop.ops.checks import to_tuple
 
 Size = int | Sequence[int]
 

@@ -1,10 +1,8 @@
-"""Winograd's F(4x4, 3x3) (ops/winograd): its matrices, its compiled passes, and the
-convolutions that run through it, against the direct sum and PyTorch in float64."""
+"""Winograd's F(4x4, 3x3) (``convprop.ops.kernels.winograd``): its matrices, its compiled
+passes, and the convolution kernels built on it, against the direct sum, the reference
+implementation and PyTorch in float64; and where the plan sends convolutions through it."""
 
 from __future__ import annotations
-
-from typing import Any
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,15 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convprop.nn.functional as F
-from convprop.ops import conv, winograd
+from convprop.ops import conv
+from convprop.ops.algorithm import kernels_used, use_algorithm
+from convprop.ops.geometry import conv_geometry, conv_transpose_geometry
+from convprop.ops.kernels import winograd
 from tests.reference import assert_close, grad_of, pair
 
-B_T, G, A_T = winograd._B_T, winograd._G, winograd._A_T
-
-
-def every_size_through_winograd() -> Any:
-    """Small test inputs take the Winograd path too (it needs 256 positions otherwise)."""
-    return mock.patch.object(conv, "_WINOGRAD_MIN_POSITIONS", 1)
+B_T, G, A_T = winograd.B_T, winograd.G, winograd.A_T
 
 
 def direct_tile(d: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -143,7 +139,6 @@ def test_to_channels_first_transposes_back_and_drops_the_extra_rows_and_columns(
     height=st.integers(1, 9),
     width=st.integers(1, 9),
     padding=st.integers(0, 2),
-    bias=st.booleans(),
     seed=st.integers(0, 2**31),
 )
 def test_conv2d_through_winograd_matches_torch(
@@ -153,30 +148,31 @@ def test_conv2d_through_winograd_matches_torch(
     height: int,
     width: int,
     padding: int,
-    bias: bool,
     seed: int,
 ) -> None:
-    """Odd and even sizes, every padding a 3x3 layer takes, forward and both gradients."""
+    """Odd and even sizes, every padding a 3x3 layer takes: the forward, the input gradient
+    and the weight gradient through Winograd's kernels (called directly: the plan would keep
+    these small inputs on im2col) against PyTorch and the reference implementation."""
     if min(height, width) + 2 * padding < 3:
         height, width = height + 2, width + 2
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, channels, height, width))
-    ours_x, torch_x = pair(x)
-    ours_w, torch_w = pair(rng.standard_normal((out_channels, channels, 3, 3)))
-    ours_b, torch_b = pair(rng.standard_normal(out_channels)) if bias else (None, None)
-    with every_size_through_winograd():
-        assert conv._winograd_applies(x, (3, 3), (1, 1), (1, 1), 1)
-        ours = F.conv2d(ours_x, ours_w, ours_b, padding=padding)
-    theirs = TF.conv2d(torch_x, torch_w, torch_b, padding=padding)
-    assert_close(ours.numpy(), theirs, what="forward")
+    w = rng.standard_normal((out_channels, channels, 3, 3))
+    torch_x, torch_w = pair(x)[1], pair(w)[1]
+    theirs = TF.conv2d(torch_x, torch_w, padding=padding)
     grad = rng.standard_normal(theirs.shape)
-    ours.backward(grad)
     theirs.backward(torch.tensor(grad))
-    assert_close(grad_of(ours_x), grad_of(torch_x), what="input gradient")
-    assert_close(grad_of(ours_w), grad_of(torch_w), what="weight gradient")
+    geometry = conv_geometry("conv2d", (height, width), (3, 3), 1, padding, 1, 1)
+    forward = conv.FORWARD_KERNELS["winograd"](x, w, geometry)
+    assert_close(forward, theirs, what="forward")
+    assert_close(forward, conv.reference_forward(x, w, geometry), what="forward vs reference")
+    grad_input = conv.INPUT_GRAD_KERNELS["full_correlation_winograd"](grad, w, geometry, channels)
+    assert_close(grad_input, grad_of(torch_x), what="input gradient")
+    grad_weight = conv.WEIGHT_GRAD_KERNELS["winograd"](x, grad, geometry)
+    assert_close(grad_weight, grad_of(torch_w), what="weight gradient")
 
 
-def test_samples_split_into_cache_sized_chunks_give_the_same_result(monkeypatch) -> None:
+def test_samples_split_into_cache_sized_chunks_give_the_same_result() -> None:
     """Budgets of one sample, of 3 (the last chunk shorter, its zero border rebuilt) and of
     everything, straight through ``correlate_block``."""
     rng = np.random.default_rng(3)
@@ -184,30 +180,29 @@ def test_samples_split_into_cache_sized_chunks_give_the_same_result(monkeypatch)
     expected = TF.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy()
     per_sample = winograd.bytes_per_sample(16, 4, (6, 7), 8)
     for budget in (1, 3 * per_sample, 1 << 30):
-        monkeypatch.setattr(winograd, "_CHUNK_BYTES", budget)
         out = np.full(expected.shape, np.nan)
-        winograd.correlate_block(x, winograd.filter_transform(w), (1, 1), out)
+        winograd.correlate_block(x, winograd.filter_transform(w), (1, 1), out, budget)
         assert_close(out, expected, what=f"budget {budget}")
 
 
 def test_transposed_3x3_stride_1_convolution_through_winograd_matches_torch() -> None:
     """conv_transpose2d's forward is the input gradient, a correlation with the flipped
-    kernel: with 16 or more input channels it takes the Winograd path too."""
+    kernel, which the Winograd input-gradient kernel computes."""
     rng = np.random.default_rng(4)
-    ours_x, torch_x = pair(rng.standard_normal((2, 16, 5, 6)))
-    ours_w, torch_w = pair(rng.standard_normal((16, 3, 3, 3)))
-    with every_size_through_winograd():
-        ours = F.conv_transpose2d(ours_x, ours_w, padding=1)
-    theirs = TF.conv_transpose2d(torch_x, torch_w, padding=1)
-    assert_close(ours.numpy(), theirs, what="forward")
+    x, w = rng.standard_normal((2, 16, 5, 6)), rng.standard_normal((16, 3, 3, 3))
+    geometry = conv_transpose_geometry("conv_transpose2d", (5, 6), (3, 3), 1, 1, 0, 1, 1)
+    ours = conv.INPUT_GRAD_KERNELS["full_correlation_winograd"](x, w, geometry, 3)
+    theirs = TF.conv_transpose2d(torch.tensor(x), torch.tensor(w), padding=1)
+    assert_close(ours, theirs, what="forward")
 
 
 def test_float32_through_winograd_stays_within_float32_rounding_of_float64() -> None:
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal((4, 32, 16, 16)), rng.standard_normal((8, 32, 3, 3))
-    assert conv._winograd_applies(x, (3, 3), (1, 1), (1, 1), 1)
-    exact = conv.conv2d_forward(x, w, None, 1, 1)[0]
-    single = conv.conv2d_forward(x.astype(np.float32), w.astype(np.float32), None, 1, 1)[0]
+    with use_algorithm("fast"), kernels_used() as used:
+        exact = conv.conv2d_forward(x, w, None, 1, 1)[0]
+        single = conv.conv2d_forward(x.astype(np.float32), w.astype(np.float32), None, 1, 1)[0]
+    assert used == {"conv.forward.winograd": 2}
     assert single.dtype == np.float32
     np.testing.assert_allclose(single, exact, rtol=0, atol=1e-5 * np.abs(exact).max())
 
@@ -223,16 +218,30 @@ def test_float32_through_winograd_stays_within_float32_rounding_of_float64() -> 
     ],
 )
 def test_other_convolutions_keep_im2col(channels, kernel, stride, dilation, groups) -> None:
-    x = np.zeros((4, channels, 8, 8))
-    assert not conv._winograd_applies(x, kernel, stride, dilation, groups)
+    geometry = conv_geometry("conv2d", (8, 8), kernel, stride, 1, dilation, groups)
+    with use_algorithm("fast"):
+        assert conv.plan_forward(geometry, 4, channels) == "im2col"
+    assert ("winograd" in conv.applicable_forward_kernels(geometry)) == (
+        kernel == (3, 3) and stride == dilation == (1, 1) and groups == 1
+    )
 
 
-def test_small_inputs_keep_im2col_where_the_filter_transform_would_not_pay() -> None:
+@pytest.mark.parametrize(
+    ("batch", "channels", "size", "kernel"),
+    [
+        (4, 8, (8, 8), "winograd"),
+        (4, 7, (8, 8), "im2col"),  # fewer than 8 channels
+        (3, 64, (8, 10), "im2col"),  # 240 positions
+        (1, 64, (16, 16), "winograd"),  # 256 positions
+    ],
+)
+def test_small_inputs_keep_im2col_where_the_filter_transform_would_not_pay(
+    batch: int, channels: int, size: tuple[int, int], kernel: str
+) -> None:
     """256 positions (samples x height x width) and 8 channels are the measured thresholds."""
-    assert conv._winograd_applies(np.zeros((4, 8, 8, 8)), (3, 3), (1, 1), (1, 1), 1)
-    assert not conv._winograd_applies(np.zeros((4, 7, 8, 8)), (3, 3), (1, 1), (1, 1), 1)
-    assert not conv._winograd_applies(np.zeros((3, 64, 8, 10)), (3, 3), (1, 1), (1, 1), 1)
-    assert conv._winograd_applies(np.zeros((1, 64, 16, 16)), (3, 3), (1, 1), (1, 1), 1)
+    geometry = conv_geometry("conv2d", size, (3, 3), 1, 1, 1, 1)
+    with use_algorithm("fast"):
+        assert conv.plan_forward(geometry, batch, channels) == kernel
 
 
 def test_output_gradient_transform_is_a_g_a_transpose_on_every_tile_and_lane() -> None:
@@ -283,8 +292,7 @@ def test_weight_gradient_from_tiles_matches_torch(
     delta = rng.standard_normal(z.shape)
     z.backward(torch.tensor(delta))
     per_sample = winograd.bytes_per_sample(channels, out_channels, z.shape[2:], 8)
-    with mock.patch.object(winograd, "_CHUNK_BYTES", budget_samples * per_sample):
-        tiles = winograd.tile_weight_gradient(x, delta, (padding, padding))
+    tiles = winograd.tile_weight_gradient(x, delta, (padding, padding), budget_samples * per_sample)
     assert_close(winograd.weight_from_tile_gradient(tiles), grad_of(torch_w), what="dL/dw")
 
 
@@ -293,29 +301,26 @@ def test_conv2d_backward_takes_the_winograd_weight_gradient_and_matches_torch() 
     float32 weight gradient within float32 rounding of the float64 one."""
     rng = np.random.default_rng(8)
     x = rng.standard_normal((8, 16, 12, 12))
-    assert conv._winograd_applies(x, (3, 3), (1, 1), (1, 1), 1)
     ours_x, torch_x = pair(x)
     ours_w, torch_w = pair(rng.standard_normal((24, 16, 3, 3)))
-    ours = F.conv2d(ours_x, ours_w, padding=1)
     theirs = TF.conv2d(torch_x, torch_w, padding=1)
     grad = rng.standard_normal(theirs.shape)
-    called = []
-    original = conv._winograd_weight_gradient
-
-    def spy(*args: Any) -> np.ndarray:
-        called.append(True)
-        return original(*args)
-
-    with mock.patch.object(conv, "_winograd_weight_gradient", spy):
+    with use_algorithm("fast"), kernels_used() as used:
+        ours = F.conv2d(ours_x, ours_w, padding=1)
         ours.backward(grad)
-    assert called
+    assert used == {
+        "conv.forward.winograd": 1,
+        "conv.input_grad.full_correlation_winograd": 1,
+        "conv.weight_grad.winograd": 1,
+    }
     theirs.backward(torch.tensor(grad))
     assert_close(grad_of(ours_x), grad_of(torch_x), what="input gradient")
     assert_close(grad_of(ours_w), grad_of(torch_w), what="weight gradient")
     _, saved = conv.conv2d_forward(
         x.astype(np.float32), ours_w.numpy().astype(np.float32), None, 1, 1
     )
-    single = conv.conv_backward(grad.astype(np.float32), saved, (False, True, False))[1]
+    with use_algorithm("fast"):
+        single = conv.conv_backward(grad.astype(np.float32), saved, (False, True, False))[1]
     exact = grad_of(torch_w)
     assert single.dtype == np.float32
     np.testing.assert_allclose(single, exact, rtol=0, atol=1e-5 * np.abs(exact).max())

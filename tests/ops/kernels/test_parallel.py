@@ -10,21 +10,19 @@ import pytest
 import convprop as cp
 import convprop.nn.functional as F
 from convprop import tensor
-from convprop.ops import _malloc, _parallel
+from convprop.ops.kernels import memory, parallel
 
 
 def test_map_blocks_keeps_block_order_and_sum_blocks_adds_in_order() -> None:
     blocks = [slice(i, i + 1) for i in range(7)]
-    assert _parallel.map_blocks(lambda b: b.start * 10, blocks) == [0, 10, 20, 30, 40, 50, 60]
-    assert _parallel.sum_blocks(lambda b: np.array([b.start]), blocks)[0] == 21
+    assert parallel.map_blocks(lambda b: b.start * 10, blocks) == [0, 10, 20, 30, 40, 50, 60]
+    assert parallel.sum_blocks(lambda b: np.array([b.start]), blocks)[0] == 21
 
 
 def test_map_blocks_runs_every_block_once_and_reraises_a_blocks_exception() -> None:
     seen: list[int] = []
     blocks = [slice(i, i + 1) for i in range(40)]
-    assert _parallel.map_blocks(lambda b: seen.append(b.start) or b.start, blocks) == list(
-        range(40)
-    )
+    assert parallel.map_blocks(lambda b: seen.append(b.start) or b.start, blocks) == list(range(40))
     assert sorted(seen) == list(range(40))
 
     def fail_at_seven(block: slice) -> int:
@@ -33,7 +31,7 @@ def test_map_blocks_runs_every_block_once_and_reraises_a_blocks_exception() -> N
         return block.start
 
     with pytest.raises(ValueError, match="block 7"):
-        _parallel.map_blocks(fail_at_seven, blocks)
+        parallel.map_blocks(fail_at_seven, blocks)
 
 
 def test_same_blocks_give_the_same_bits_serially_and_in_parallel(monkeypatch) -> None:
@@ -50,17 +48,17 @@ def test_same_blocks_give_the_same_bits_serially_and_in_parallel(monkeypatch) ->
         (out * out).sum().backward()
         return out.numpy(), input_.grad.numpy(), weight.grad.numpy()
 
-    parallel = run()
-    monkeypatch.setattr(_parallel, "worker_count", lambda: 1)
+    on_every_core = run()
+    monkeypatch.setattr(parallel, "worker_count", lambda: 1)
     serial = run()
-    for a, b in zip(parallel, serial, strict=True):
+    for a, b in zip(on_every_core, serial, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("variable", ["CONVPROP_NO_MALLOC_TUNING", "MALLOC_MMAP_THRESHOLD_"])
 def test_malloc_tuning_respects_the_users_choice(monkeypatch, variable: str) -> None:
     monkeypatch.setenv(variable, "1")
-    assert _malloc.keep_freed_memory() is False
+    assert memory.keep_freed_memory() is False
 
 
 def test_matmul_split_over_rows_equals_one_product() -> None:
@@ -69,21 +67,21 @@ def test_matmul_split_over_rows_equals_one_product() -> None:
     rng = np.random.default_rng(4)
     a, b = rng.standard_normal((520, 256)), rng.standard_normal((256, 128))
     c = rng.standard_normal((520, 128))
-    assert len(_parallel._row_blocks(520, 520 * 256 * 128)) == _parallel.BLOCK_MULTIPLE
-    np.testing.assert_allclose(_parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-12)
-    np.testing.assert_allclose(_parallel.matmul_over_rows(a, c), a.T @ c, rtol=1e-13, atol=1e-11)
+    assert len(parallel._row_blocks(520, 520 * 256 * 128)) == parallel.BLOCK_MULTIPLE
+    np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-12)
+    np.testing.assert_allclose(parallel.matmul_over_rows(a, c), a.T @ c, rtol=1e-13, atol=1e-11)
     for rows, inner, columns in [(7, 5, 4), (1, 300, 40), (40, 300, 1), (1, 50, 1)]:
         small_a, small_b = rng.standard_normal((rows, inner)), rng.standard_normal((inner, columns))
-        np.testing.assert_allclose(_parallel.matmul(small_a, small_b), small_a @ small_b, 1e-14)
+        np.testing.assert_allclose(parallel.matmul(small_a, small_b), small_a @ small_b, 1e-14)
     empty = np.zeros((0, 5))
-    assert _parallel.matmul(empty, b[:5]).shape == (0, 128)
-    np.testing.assert_array_equal(_parallel.matmul_over_rows(empty, np.zeros((0, 4))), 0)
+    assert parallel.matmul(empty, b[:5]).shape == (0, 128)
+    np.testing.assert_array_equal(parallel.matmul_over_rows(empty, np.zeros((0, 4))), 0)
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 7, 8, 9, 64, 100, 128])
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 8, 43])
 def test_split_evenly_covers_the_range_in_order(length: int, count: int) -> None:
-    blocks = _parallel.split_evenly(length, count)
+    blocks = parallel.split_evenly(length, count)
     assert [i for block in blocks for i in range(block.start, block.stop)] == list(range(length))
     sizes = [block.stop - block.start for block in blocks]
     assert len(blocks) <= count and len(set(sizes[:-1])) <= 1 and 0 < sizes[-1] <= sizes[0]
@@ -91,16 +89,17 @@ def test_split_evenly_covers_the_range_in_order(length: int, count: int) -> None
 
 def _partitions() -> dict[str, list[slice]]:
     """The splits into blocks of ops that sum over blocks, at shapes where they split."""
-    from convprop.ops import conv, pooling
+    from convprop.ops import pooling
+    from convprop.ops.kernels import im2col, winograd
 
     return {
-        "batch norm, ResNet-20 stage 1 b128": _parallel.batch_blocks(128, 16 * 32 * 32 * 4),
-        "batch norm, 7 samples": _parallel.batch_blocks(7, 1 << 20),
-        "linear 4096 -> 4096 b256": _parallel._row_blocks(256, 256 * 4096 * 4096),
-        "im2col, ResNet-20 stage 1 b128": conv._sample_blocks(128, 16 * 9 * 32 * 32 * 4),
-        "im2col, LeNet-5 conv1 b128": conv._sample_blocks(128, 25 * 28 * 28 * 4),
-        "im2col, TDNN layer 1 b64": conv._sample_blocks(64, 40 * 5 * 196 * 4),
-        "winograd, ResNet-20 stage 2 b128": conv._winograd_blocks(
+        "batch norm, ResNet-20 stage 1 b128": parallel.batch_blocks(128, 16 * 32 * 32 * 4),
+        "batch norm, 7 samples": parallel.batch_blocks(7, 1 << 20),
+        "linear 4096 -> 4096 b256": parallel._row_blocks(256, 256 * 4096 * 4096),
+        "im2col, ResNet-20 stage 1 b128": im2col.sample_blocks(128, 16 * 9 * 32 * 32 * 4),
+        "im2col, LeNet-5 conv1 b128": im2col.sample_blocks(128, 25 * 28 * 28 * 4),
+        "im2col, TDNN layer 1 b64": im2col.sample_blocks(64, 40 * 5 * 196 * 4),
+        "winograd, ResNet-20 stage 2 b128": winograd.sample_blocks_for(
             np.empty((128, 32, 16, 16), np.float32), 32, (16, 16)
         ),
         "max pooling maps": pooling._map_blocks(64 * 16, 34 * 34),
@@ -118,7 +117,7 @@ def test_block_partitions_depend_on_the_shapes_alone() -> None:
     spread = _partitions()
     os.sched_setaffinity(0, {min(cores)})
     try:
-        assert _parallel.worker_count() == 1
+        assert parallel.worker_count() == 1
         pinned = _partitions()
     finally:
         os.sched_setaffinity(0, cores)
@@ -133,7 +132,7 @@ def test_the_blas_thread_count_does_not_change_the_bits() -> None:
     float32 256x256 product differs in its last bits between 1 and 2 OpenBLAS threads.)"""
     from threadpoolctl import threadpool_limits
 
-    if not _parallel._blas_libraries:
+    if not parallel._blas_libraries:
         pytest.skip("threadpoolctl finds no BLAS library")
     rng = np.random.default_rng(7)
     arrays = {
@@ -181,11 +180,11 @@ def test_max_pool_blocks_on_the_pool_equal_serial_blocks(monkeypatch) -> None:
         (grad_input,) = pooling.max_pool_backward(grad, saved, (True,))
         return out, saved.indices, grad_input
 
-    assert len(pooling._map_blocks(64 * 16, 34 * 34)) >= 2 * _parallel.worker_count()
-    parallel = run()
+    assert len(pooling._map_blocks(64 * 16, 34 * 34)) >= 2 * parallel.worker_count()
+    on_every_core = run()
     monkeypatch.setattr(pooling, "worker_count", lambda: 10**6)  # fewer than 2 blocks per core
     serial = run()
-    for a, b in zip(parallel, serial, strict=True):
+    for a, b in zip(on_every_core, serial, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -199,7 +198,7 @@ def test_matmul_along_axis_equals_einsum(axis: int) -> None:
     moved = np.moveaxis(array, axis, -1)
     expected = np.moveaxis(np.einsum("...q,pq->...p", moved, matrix), -1, axis)
     np.testing.assert_allclose(
-        _parallel.matmul_along_axis(array, matrix, axis), expected, rtol=1e-12, atol=1e-14
+        parallel.matmul_along_axis(array, matrix, axis), expected, rtol=1e-12, atol=1e-14
     )
 
 
@@ -209,7 +208,7 @@ def test_blas_is_single_threaded_inside_the_blocks_and_restored_after() -> None:
     (``blas=False``) leaves BLAS alone."""
     from threadpoolctl import threadpool_limits
 
-    libraries = _parallel._blas_libraries
+    libraries = parallel._blas_libraries
     if not libraries:
         pytest.skip("threadpoolctl finds no BLAS library")
 
@@ -218,15 +217,15 @@ def test_blas_is_single_threaded_inside_the_blocks_and_restored_after() -> None:
 
     with threadpool_limits(limits=2, user_api="blas"):
         seen: list[list[int]] = []
-        _parallel.map_blocks(lambda b: seen.append(counts()), [slice(0, 1)])
-        _parallel.map_blocks(lambda b: seen.append(counts()), [slice(i, i + 1) for i in range(5)])
+        parallel.map_blocks(lambda b: seen.append(counts()), [slice(0, 1)])
+        parallel.map_blocks(lambda b: seen.append(counts()), [slice(i, i + 1) for i in range(5)])
         assert seen == [[1] * len(libraries)] * 6
         assert counts() == [2] * len(libraries)
-        with _parallel._OneBlasThread():
-            with _parallel._OneBlasThread():
+        with parallel._OneBlasThread():
+            with parallel._OneBlasThread():
                 assert counts() == [1] * len(libraries)
             assert counts() == [1] * len(libraries)
         assert counts() == [2] * len(libraries)
         untouched: list[list[int]] = []
-        _parallel.map_blocks(lambda b: untouched.append(counts()), [slice(0, 1)], blas=False)
+        parallel.map_blocks(lambda b: untouched.append(counts()), [slice(0, 1)], blas=False)
         assert untouched == [[2] * len(libraries)]

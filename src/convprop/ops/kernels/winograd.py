@@ -71,10 +71,14 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from convprop.ops._compiled import compiled
-from convprop.ops._parallel import matmul
+from convprop.ops.geometry import ConvGeometry
+from convprop.ops.kernels.compiled import compiled
+from convprop.ops.kernels.conv_gemm import padded_delta
+from convprop.ops.kernels.im2col import sample_blocks
+from convprop.ops.kernels.parallel import map_blocks, matmul, sum_blocks
+from convprop.ops.windows import rot180_channel_swapped
 
-_B_T = np.array(
+B_T = np.array(
     [
         [4, 0, -5, 0, 1, 0],
         [0, -4, -4, 1, 1, 0],
@@ -85,7 +89,7 @@ _B_T = np.array(
     ],
     dtype=np.float64,
 )
-_G = np.array(
+G = np.array(
     [
         [1 / 4, 0, 0],
         [-1 / 6, -1 / 6, -1 / 6],
@@ -95,17 +99,17 @@ _G = np.array(
         [0, 0, 1],
     ]
 )
-_A_T = np.array(
+A_T = np.array(
     [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
     dtype=np.float64,
 )
 # U = G w G^T as one linear map from a kernel's 9 taps (row-major) to its 36 tile entries.
-_TILE_FROM_TAPS = np.kron(_G, _G)  # (36, 9)
+_TILE_FROM_TAPS = np.kron(G, G)  # (36, 9)
 
 # Budget for one chunk's transformed input and products. (Measured on one core: chunks of
 # 0.3-2.4 MiB within 10% of each other on ResNet-20's layers, larger ones keep the products'
 # row count up on 8x8 maps (4 tiles a sample); one sample a chunk was 1.2-1.8x slower there.)
-_CHUNK_BYTES = 2 * 1024 * 1024
+CHUNK_BYTES = 2 * 1024 * 1024
 # Spacing added between the 36 planes of a chunk's buffers, so that they do not start at
 # multiples of 4 KiB (the same L1 cache set for every plane).
 _PLANE_GAP = 16
@@ -142,14 +146,19 @@ class _Chunks:
     output side (the products M, or dL/dM), and the channels-last grid of 4x4 output tiles."""
 
     def __init__(
-        self, x: np.ndarray, out_channels: int, out_size: Sequence[int], out_dtype: np.dtype
+        self,
+        x: np.ndarray,
+        out_channels: int,
+        out_size: Sequence[int],
+        out_dtype: np.dtype,
+        chunk_bytes: int,
     ) -> None:
         self.batch, self.channels = x.shape[:2]
         self.out_channels = out_channels
         self.tiles_h, self.tiles_w = -(-out_size[0] // 4), -(-out_size[1] // 4)
         self.tiles = self.tiles_h * self.tiles_w
         per_sample = bytes_per_sample(self.channels, out_channels, out_size, x.itemsize)
-        self.size = max(1, min(self.batch, _CHUNK_BYTES // per_sample))
+        self.size = max(1, min(self.batch, chunk_bytes // per_sample))
         self.padded_w = 4 * self.tiles_w + 2
         self.padded_size = (4 * self.tiles_h + 2) * self.padded_w * self.channels
         self.padded = np.empty(self.padded_size * self.size, dtype=x.dtype)
@@ -190,17 +199,21 @@ class _Chunks:
 
 
 def correlate_block(
-    x: np.ndarray, filters: np.ndarray, pads: tuple[int, int], out: np.ndarray
+    x: np.ndarray,
+    filters: np.ndarray,
+    pads: tuple[int, int],
+    out: np.ndarray,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> None:
     """out[n, f] = the 3x3 correlation of x[n] (zero-padded by ``pads`` = (top, left) and
     enough after) with the kernels whose ``filter_transform`` is ``filters``.
 
     x (n, C, H, W) and out (n, F, Ho, Wo), out C-contiguous and written in place. The samples
-    go through in chunks of ``_CHUNK_BYTES`` (``bytes_per_sample``); the buffers are reused
+    go through in chunks of ``chunk_bytes`` (``bytes_per_sample``); the buffers are reused
     from chunk to chunk.
     """
     out_channels = out.shape[1]
-    chunks = _Chunks(x, out_channels, out.shape[2:], out.dtype)
+    chunks = _Chunks(x, out_channels, out.shape[2:], out.dtype, chunk_bytes)
     for chunk in chunks:
         count = chunk.stop - chunk.start
         v = chunks.input_tiles(x[chunk], pads)
@@ -216,7 +229,9 @@ def correlate_block(
         _to_channels_first(chunks.grid, 4 * chunks.tiles_w, out[chunk])
 
 
-def tile_weight_gradient(x: np.ndarray, delta: np.ndarray, pads: tuple[int, int]) -> np.ndarray:
+def tile_weight_gradient(
+    x: np.ndarray, delta: np.ndarray, pads: tuple[int, int], chunk_bytes: int = CHUNK_BYTES
+) -> np.ndarray:
     """dL/dU_xi[c, f] = sum_t V_xi[t, c] dM_xi[t, f] over the tiles of x (n, C, H, W) and of
     delta = dL/dz (n, F, Ho, Wo), for z the correlation of ``correlate_block``: (36, C, F).
 
@@ -228,7 +243,7 @@ def tile_weight_gradient(x: np.ndarray, delta: np.ndarray, pads: tuple[int, int]
     ``weight_from_tile_gradient`` takes it back to the kernels.
     """
     out_channels = delta.shape[1]
-    chunks = _Chunks(x, out_channels, delta.shape[2:], delta.dtype)
+    chunks = _Chunks(x, out_channels, delta.shape[2:], delta.dtype, chunk_bytes)
     grid_w = 4 * chunks.tiles_w
     total = np.zeros((36, x.shape[1], out_channels), dtype=np.result_type(x, delta))
     for chunk in chunks:
@@ -508,3 +523,68 @@ def _output_gradient_transform(
                     out[target + u(3) * plane_size + q] = plus + minus
                     out[target + u(4) * plane_size + q] = plus - minus
                     out[target + u(5) * plane_size + q] = e3
+
+
+# --------------------------------------------------------------------------- the kernels
+def applies(
+    kernel_size: Sequence[int], stride: Sequence[int], dilation: Sequence[int], groups: int
+) -> bool:
+    """Whether a layer has Winograd's shape: 2-D, 3x3, stride 1, undilated, one group. (When
+    it also pays is ``convprop.ops.conv``'s plan.)"""
+    return (
+        tuple(kernel_size) == (3, 3)
+        and tuple(stride) == (1, 1)
+        and tuple(dilation) == (1, 1)
+        and groups == 1
+    )
+
+
+def sample_blocks_for(x: np.ndarray, out_channels: int, out_size: Sequence[int]) -> list[slice]:
+    """Blocks of samples sized by their tiles (not im2col's columns), one chunk each."""
+    per_sample = bytes_per_sample(x.shape[1], out_channels, out_size, x.itemsize)
+    return sample_blocks(x.shape[0], per_sample)
+
+
+def correlate(
+    x: np.ndarray,
+    weight: np.ndarray,
+    pads: Sequence[tuple[int, int]],
+    out_size: Sequence[int],
+) -> np.ndarray:
+    """z[n, f, i, j] = sum_c sum_{p, q} w[f, c, p, q] x_pad[n, c, i + p, j + q] of a 3x3
+    stride-1 layer by F(4x4, 3x3), on blocks of samples over the cores; (N, F, *out_size)."""
+    batch, out_channels = x.shape[0], weight.shape[0]
+    filters = filter_transform(weight)
+    result = np.empty((batch, out_channels, *out_size), dtype=np.result_type(x, weight))
+    pads_before = (pads[0][0], pads[1][0])
+
+    def winograd_block(block: slice) -> None:
+        correlate_block(x[block], filters, pads_before, result[block])
+
+    map_blocks(winograd_block, sample_blocks_for(x, out_channels, out_size))
+    return result
+
+
+def weight_gradient(
+    x: np.ndarray, grad_out: np.ndarray, pads: Sequence[tuple[int, int]]
+) -> np.ndarray:
+    """dL/dw of a 3x3 stride-1 layer through the tiles (``tile_weight_gradient``), the
+    blocks' tile gradients summed in block order, then taken back to the kernels once."""
+    pads_before = (pads[0][0], pads[1][0])
+
+    def block_gradient(block: slice) -> np.ndarray:
+        return tile_weight_gradient(x[block], grad_out[block], pads_before)
+
+    blocks = sample_blocks_for(x, grad_out.shape[1], grad_out.shape[2:])
+    return weight_from_tile_gradient(sum_blocks(block_gradient, blocks))
+
+
+def full_correlation(
+    grad_out: np.ndarray, weight: np.ndarray, geometry: ConvGeometry
+) -> np.ndarray:
+    """dL/dx of a 3x3 stride-1 layer: the notes' full correlation of the padded delta with
+    Rot180(w), channel-swapped (itself a 3x3 stride-1 correlation) by F(4x4, 3x3)."""
+    delta, delta_pads = padded_delta(grad_out, geometry)
+    return correlate(
+        delta, rot180_channel_swapped(weight, geometry.groups), delta_pads, geometry.input_size
+    )

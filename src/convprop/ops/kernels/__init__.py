@@ -1,0 +1,14 @@
+"""The fast kernels behind ``convprop.ops``: each computes one of the notes' sums another way.
+
+* ``im2col``: windows copied into GEMM columns and added back (col2im), compiled loops;
+* ``conv_gemm``: convolution as im2col and one matrix product per sample and group, and its
+  adjoint form for the input gradient;
+* ``winograd``: Winograd's F(4x4, 3x3) for 3x3 stride-1 layers;
+* ``parallel``: blocks of samples on every core, each product on one BLAS thread;
+* ``compiled``: numba for the loops NumPy can only make one pass at a time;
+* ``memory``: glibc's malloc thresholds, for training processes (not set by importing).
+
+Which kernel runs is decided by each op family's plan (``convprop.ops.conv.plan_forward``,
+...), and ``convprop.ops.use_algorithm("reference")`` bypasses them all. What each kernel
+gains, measured, is in BENCHMARKS.md ("Kernels").
+"""
