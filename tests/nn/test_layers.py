@@ -310,7 +310,16 @@ def test_notes_resampling_layers() -> None:
         ),
         (
             lambda: cnn.Conv1d(2, 3, 3, padding="full"),
-            r"Conv1d: padding must be 'same', 'valid' or ints, got 'full'",
+            r"Conv1d: padding must be an int, a tuple of ints, 'valid' or 'same', got 'full'",
+        ),
+        # The window arguments are checked as the op checks them (ops.geometry), at build time.
+        (lambda: cnn.Conv2d(2, 3, 0), r"Conv2d: kernel_size must be positive, got \(0, 0\)"),
+        (lambda: cnn.Conv2d(2, 3, 3, stride=(1, 0)), r"Conv2d: stride must be positive"),
+        (lambda: cnn.Conv1d(2, 3, 3, dilation=0), r"Conv1d: dilation must be positive"),
+        (lambda: cnn.Conv2d(2, 3, 3, padding=-1), r"Conv2d: padding must be non-negative"),
+        (
+            lambda: cnn.ConvTranspose2d(2, 3, 3, output_padding=-1),
+            r"ConvTranspose2d: output_padding must be non-negative",
         ),
         (
             lambda: cnn.ConvTranspose2d(2, 3, 3, padding_mode="reflect"),

@@ -12,7 +12,7 @@ from convprop.autograd import Tensor
 from convprop.nn import functional as F
 from convprop.nn import init
 from convprop.nn.module import Module, Parameter
-from convprop.ops.checks import to_tuple
+from convprop.ops import geometry
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -62,22 +62,18 @@ class _ConvNd(Module):
             )
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = to_tuple(kernel_size, n, name, "kernel_size")
-        self.stride = to_tuple(stride, n, name, "stride")
-        self.dilation = to_tuple(dilation, n, name, "dilation")
-        self.output_padding = to_tuple(output_padding, n, name, "output_padding")
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ValueError(
-                    f"{name}: padding must be 'same', 'valid' or ints, got {padding!r}"
-                )
-            if padding == "same" and any(s != 1 for s in self.stride):
-                raise ValueError(
-                    f"{name}: padding='same' is not supported for strided convolutions"
-                )
-            self.padding: str | tuple[int, ...] = padding
-        else:
-            self.padding = to_tuple(padding, n, name, "padding")
+        # The window arguments are checked by the rules the op applies (ops.geometry), here
+        # when the layer is built, as PyTorch's layers do.
+        self.kernel_size = geometry.positive(kernel_size, n, name, "kernel_size")
+        self.stride = geometry.positive(stride, n, name, "stride")
+        self.dilation = geometry.positive(dilation, n, name, "dilation")
+        self.output_padding = geometry.non_negative(output_padding, n, name, "output_padding")
+        self._pads = geometry.conv_padding(
+            padding, self.kernel_size, self.stride, self.dilation, name
+        )
+        self.padding: str | tuple[int, ...] = (
+            padding if isinstance(padding, str) else tuple(before for before, _ in self._pads)
+        )
         self.groups = groups
         self.padding_mode = padding_mode
         if self._transposed:
@@ -102,17 +98,7 @@ class _ConvNd(Module):
 
     def _explicit_padding(self) -> list[int]:
         """The padding as F.pad's list (last axis first, (before, after) per axis)."""
-        pads: list[int] = []
-        for axis in reversed(range(self._spatial_dims)):
-            if self.padding == "valid":
-                before = after = 0
-            elif self.padding == "same":
-                total = self.dilation[axis] * (self.kernel_size[axis] - 1)
-                before, after = total // 2, total - total // 2
-            else:
-                before = after = cast(tuple[int, ...], self.padding)[axis]
-            pads += [before, after]
-        return pads
+        return [amount for pair in reversed(self._pads) for amount in pair]
 
     def extra_repr(self) -> str:
         text = (
