@@ -25,21 +25,18 @@ from convprop.ops.kernels.parallel import BLOCK_MULTIPLE, split_evenly
 from convprop.ops.windows import pad_spatial
 
 # Columns of this many bytes (for a block of samples) stay in the L2/L3 cache between their
-# copy and the GEMM that reads them; the whole batch's columns would make the GEMM read them
-# back from memory (measured 1.6x slower on 32x32 images with 16 channels). 4 MiB blocks were
-# ~10% faster on ResNet-20's 3x3 layers but, one block per core in flight, raised LeNet-5's
-# peak step memory from 1.6x to 2.07x PyTorch's (issue 6 asks for at most 2x).
+# copy and the GEMM that reads them; larger blocks would make the GEMM read them back from
+# memory, and raise the peak memory of a step (BENCHMARKS.md, "Kernels: im2col").
 BLOCK_BYTES = 2 * 1024 * 1024
 
 
 def sample_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
     """Split the batch into blocks whose im2col columns fit in ``BLOCK_BYTES``; when that
     takes more than one block, into a multiple of ``BLOCK_MULTIPLE`` equal blocks
-    (``map_blocks``), so that no core is left idle at the end (64 TDNN samples in 5 blocks kept
-    one of two cores waiting for a fifth of the op) while the split, which decides how the
-    weight gradient's partial sums are formed, stays the same on every machine (``_parallel``).
-    A batch that fits in one block stays one block, run in the calling thread: handing its
-    pieces to the pool cost more than it saved on ops of 1-3 ms (ResNet-20's 1x1 projections).
+    (``map_blocks``), so that no core is left idle at the end, while the split, which decides
+    how the weight gradient's partial sums are formed, stays the same on every machine
+    (``parallel``). A batch that fits in one block stays one block, run in the calling thread
+    (handing small ops' pieces to the pool costs more than it saves).
 
     This is cache blocking of one big contraction, not a loop over samples: each block is a
     single batched GEMM, and small inputs are one block.
@@ -96,7 +93,7 @@ def row_wrapped_columns(
     image. So each sample's image is copied once into a flat buffer with ``top`` zero rows
     (and ``left`` zeros) before it and enough zeros after, and the columns are one copy of a
     strided view whose innermost runs are Ho W long (the general window copy's are only W
-    long: ~2.5x slower per byte on 32x32 images). The reads that left the image horizontally
+    long, and slower per byte). The reads that left the image horizontally
     wrapped round to the neighbouring row instead of into padding; those entries (the first
     -d or last d output columns of a tap shifted by d = q Dw - left) are then set to zero.
     Rows above and below the image read the zero margins, as zero padding would.
@@ -147,7 +144,7 @@ def im2col(
     (N, G, C/G * prod(K), prod(O)).
 
     The general case pads this block of samples and makes the one copy of im2col
-    (``windows.gather_windows_2d``), putting taps next to channels so a single matrix product
+    (``gather_windows_2d``), putting taps next to channels so a single matrix product
     per sample and group contracts over both; "same-width" stride-1 2-D convolutions (most 3x3
     layers, their input gradients) build the same array faster from the flattened image
     (``row_wrapped_columns``). Output positions stay last, so the product lands directly in
@@ -165,8 +162,8 @@ def im2col(
     if row_wrapped(x, kernel_size, stride, dilation, pads, out_size):
         return row_wrapped_columns(x, kernel_size, dilation, pads, out_size).reshape(shape)
     # Valid and strided layers (and every 1-D one, as a 2-D one with a single row): one
-    # compiled gather. (NumPy's copy of the transposed window view paid a setup per output
-    # row of 5-16 values: LeNet-5's conv2 2x slower.)
+    # compiled gather (NumPy's copy of the transposed window view pays a setup per output row
+    # of 5-16 values).
     padded = np.ascontiguousarray(pad_spatial(x, pads))
     kernel_2d, out_2d = as_2d(kernel_size, 1), as_2d(out_size, 1)
     columns = np.empty((batch, channels, *kernel_2d, *out_2d), dtype=x.dtype)
@@ -196,10 +193,8 @@ def gather_windows_2d(
     layer, one pass over the columns (N, C, Kh, Kw, Ho, Wo, C-contiguous: written through a
     flat view) in their memory order.
 
-    Measured against NumPy's copy of the transposed window view (one core): LeNet-5's conv2
-    (32 samples, 6 channels, 5x5 on 14x14) 0.20 -> 0.10 ms, ResNet-20's strided 3x3 layers
-    0.13 -> 0.09 and 0.18 -> 0.12, the 1x1 stride-2 projection 0.055 -> 0.041. (The
-    "same"-width stride-1 layers keep ``row_wrapped_columns``, whose runs are whole images.)
+    (The "same"-width stride-1 layers keep ``row_wrapped_columns``, whose runs are whole
+    images.)
     """
     u = np.uint64
     batch, channels, height, width = padded.shape
@@ -242,10 +237,8 @@ def scatter_windows_2d(
     One plane at a time, zeroed first, stays in the L1 cache while its Kh Kw Ho runs of (at
     most) Wo values are added. Per tap, the columns j whose target lies inside the image are
     worked out once (j0 <= j < j1), so the innermost loop has no test and is vectorised.
-    Measured against NumPy's "+=" per tap (one core, 32 samples): LeNet-5's conv2 (6 channels,
-    5x5, 10x10 outputs) 0.27 -> 0.15 ms (against its former row-wrapped runs of Ho Wp values),
-    ResNet-20's strided 3x3 layers 1.3 -> 0.50 and 1.5 -> 0.44 ms. Unsigned indices, as in
-    ``winograd``: with signed ones the loop was not vectorised (0.47 ms on LeNet-5's conv2).
+    Indices are unsigned, as in ``winograd``: with signed ones LLVM does not vectorise the
+    loop (BENCHMARKS.md, "Kernels: im2col").
     """
     u = np.uint64
     batch, channels, kernel_h, kernel_w, out_h, out_w = columns.shape

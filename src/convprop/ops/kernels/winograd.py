@@ -44,22 +44,20 @@ transforms multiply by up to 8 and add up to 36 terms, so in float32 the forward
 of the output's largest magnitude off the exact one, against a few 1e-7 for im2col, and the
 weight gradient ~4e-6 of its largest magnitude (PyTorch's ~1e-6); the tests compare with
 PyTorch in float64 and bound the float32 errors. convprop uses it for 3x3 stride-1 layers with
-at least 8 input channels and 256 positions (``conv._winograd_applies``), and for their weight
-gradient where the input has no more channels than the output.
+at least 8 input channels and 256 positions (``conv.plan_forward``), and for their weight
+gradient where the input has no more channels than the output (``conv.plan_backward``).
 
 Layout. Every step runs on the lanes of a chunk of samples: lane p = (sample, channel), the
 lanes of one pixel next to each other (channels last). A tile's 36 values are then computed for
 all lanes in one contiguous loop, which the compiler turns into vector instructions; along an
-image row there are only 2-8 tiles in ResNet-20 (8x8 to 32x32 maps), too few for a vector,
-which kept an earlier F(2x2, 3x3) with tiles along rows at 2x PyTorch's time on those layers. A
+image row there are only 2-8 tiles in ResNet-20 (8x8 to 32x32 maps), too few for a vector
+(what held back an earlier F(2x2, 3x3) laid out along rows). A
 chunk goes through five passes whose data stays in a core's L2 cache: the samples transposed
 into a zero-padded channels-last image, the input transform (36 planes of tiles x lanes), the
 36 products, the output transform (4x4 outputs per tile, channels last), and the transpose back
-into (N, F, H, W). Measured (BENCHMARKS.md, session 5), one core, 64 samples, against the
-F(2x2, 3x3) it replaced: 16->16 at 32x32 2.7 against 3.5 ms, 32->32 at 16x16 1.5 against 3.1,
-64->64 at 8x8 1.1 against 2.9 (PyTorch: 6.5, 1.5, 1.4).
+into (N, F, H, W) (BENCHMARKS.md, "Kernels: Winograd", for what this layout gained).
 
-The passes are compiled loops (``_compiled``) over flat arrays with unsigned indices: numba
+The passes are compiled loops (``compiled``) over flat arrays with unsigned indices: numba
 checks every signed index for negative values (Python's wrap-around), which keeps LLVM from
 vectorising; constants are of the array's dtype (a float32 times a Python int is a float64 in
 numba, which doubled the work).
@@ -106,9 +104,8 @@ A_T = np.array(
 # U = G w G^T as one linear map from a kernel's 9 taps (row-major) to its 36 tile entries.
 _TILE_FROM_TAPS = np.kron(G, G)  # (36, 9)
 
-# Budget for one chunk's transformed input and products. (Measured on one core: chunks of
-# 0.3-2.4 MiB within 10% of each other on ResNet-20's layers, larger ones keep the products'
-# row count up on 8x8 maps (4 tiles a sample); one sample a chunk was 1.2-1.8x slower there.)
+# Budget for one chunk's transformed input and products: large enough to keep the products'
+# row count up on small maps (BENCHMARKS.md, "Kernels: Winograd").
 CHUNK_BYTES = 2 * 1024 * 1024
 # Spacing added between the 36 planes of a chunk's buffers, so that they do not start at
 # multiples of 4 KiB (the same L1 cache set for every plane).
