@@ -84,6 +84,12 @@ def add_parser(subcommands: Any) -> None:
     )
     kinds = explain.add_subparsers(dest="explain_kind", required=True, parser_class=type(explain))
 
+    for add in (_add_conv, _add_matrix, _add_pool, _add_network):
+        add(kinds)
+
+
+def _add_conv(kinds: Any) -> None:
+    """``explain conv``: a convolution's forward and backward, symbol by symbol."""
     conv = kinds.add_parser(
         "conv",
         help="forward and backward of a convolution, symbol by symbol",
@@ -113,6 +119,9 @@ def add_parser(subcommands: Any) -> None:
     conv.add_argument("--no-bias", action="store_true", help="leave the bias out")
     _common(conv)
 
+
+def _add_matrix(kinds: Any) -> None:
+    """``explain matrix``: deck 002's matrix view of a convolution."""
     matrix = kinds.add_parser(
         "matrix",
         help="a convolution as a matrix on the flattened input (deck 002)",
@@ -128,6 +137,9 @@ def add_parser(subcommands: Any) -> None:
     )
     _common(matrix)
 
+
+def _add_pool(kinds: Any) -> None:
+    """``explain pool``: max and mean pooling's routing of the gradient."""
     pool = kinds.add_parser(
         "pool",
         help="max or mean pooling on numbers: routing of the gradient",
@@ -149,6 +161,9 @@ def add_parser(subcommands: Any) -> None:
     )
     _common(pool)
 
+
+def _add_network(kinds: Any) -> None:
+    """``explain network``: deck 004's tiny CNN, layer by layer."""
     network = kinds.add_parser(
         "network",
         help="a tiny CNN layer by layer: forward values, deltas, one SGD step",

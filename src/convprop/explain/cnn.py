@@ -259,12 +259,15 @@ class NetworkExplanation(Explanation):
         )
 
     def blocks(self) -> list[render.Block]:
-        fw, bw = self.forward, self.backward
-        f_prime = {
-            "relu": "f'(z) = 1 where z > 0, else 0",
-            "sigmoid": "f'(z) = f(z) (1 - f(z))",
-            "tanh": "f'(z) = 1 - f(z)^2",
-        }[self.activation]
+        return [
+            *self._forward_blocks(),
+            *self._backward_blocks(),
+            *self._update_blocks(),
+            self.verification,
+        ]
+
+    def _forward_blocks(self) -> list[render.Block]:
+        fw = self.forward
         out: list[render.Block] = [
             Heading("A tiny CNN, layer by layer (deck 004's shape)", 1),
             Para(self._architecture() + "."),
@@ -302,7 +305,16 @@ class NetworkExplanation(Explanation):
                 f"004 averages it over the training set).",
             )
         )
-        out += [
+        return out
+
+    def _backward_blocks(self) -> list[render.Block]:
+        bw = self.backward
+        f_prime = {
+            "relu": "f'(z) = 1 where z > 0, else 0",
+            "sigmoid": "f'(z) = f(z) (1 - f(z))",
+            "tanh": "f'(z) = 1 - f(z)^2",
+        }[self.activation]
+        out: list[render.Block] = [
             Heading("Backward pass: the local gradients, from the loss back"),
             Para(
                 "Softmax and cross-entropy together: dE/ds = p - onehot(d).",
@@ -352,6 +364,11 @@ class NetworkExplanation(Explanation):
             )
         )
         out.append(Grid("dE/dx", bw["dx"].astype(object)))
+        return out
+
+    def _update_blocks(self) -> list[render.Block]:
+        fw = self.forward
+        out: list[render.Block] = []
         out.append(Heading("One gradient-descent step"))
         out.append(
             Para(
@@ -372,7 +389,6 @@ class NetworkExplanation(Explanation):
                 f"{render.number(self.loss_after)} after."
             )
         )
-        out.append(self.verification)
         return out
 
     def to_dict(self) -> dict[str, Any]:

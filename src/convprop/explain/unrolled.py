@@ -174,6 +174,17 @@ class MatrixExplanation(Explanation):
             ),
             Grid("Rot180(w)", self.conv.rotated_kernel[0, 0]),
             self._proof(ROT180_STATEMENT),
+            *self._weight_gradient_blocks(m_labels, h_labels),
+            self.verification,
+        ]
+        return out
+
+    def _weight_gradient_blocks(
+        self, m_labels: list[Label], h_labels: list[Label]
+    ) -> list[render.Block]:
+        """Deck 002's second matrix: the outputs as h = Q m, the weight gradient Q^T delta."""
+        d = self.conv.style.grad
+        return [
             Heading("Weight gradient: Q^T delta"),
             Para(
                 f"The same outputs are linear in the weights: h = Q m with m = the flattened "
@@ -197,9 +208,7 @@ class MatrixExplanation(Explanation):
                 r"Gradient descent then updates the flattened kernel: $m^{new} = m^{old} - \mu "
                 r"(\partial L/\partial m)^T$ (deck 002's weight update, $\mu$ the learning rate).",
             ),
-            self.verification,
         ]
-        return out
 
     def to_dict(self) -> dict[str, Any]:
         def grid(array: np.ndarray) -> Any:
