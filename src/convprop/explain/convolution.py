@@ -181,32 +181,32 @@ def resolve(
         groups,
     )
     windows = geometry.conv_geometry(func, size, kernel, stride, padding, dilation, int(groups))
-    groups, strides, dilations, pads = (
-        windows.groups,
-        windows.stride,
-        windows.dilation,
-        windows.pads,
-    )
     config = ConvConfig(
         size,
         kernel,
-        strides,
+        windows.stride,
         padding,
-        pads,
-        dilations,
+        windows.pads,
+        windows.dilation,
         channels,
         filters,
         samples,
-        groups,
+        windows.groups,
         convention,
         bool(bias),
     )
+    _check_products(func, config)
+    return config
+
+
+def _check_products(func: str, config: ConvConfig) -> None:
+    """Refuse a layer whose forward pass has too many products to show and prove."""
     products = (
-        samples
-        * filters
+        config.batch
+        * config.out_channels
         * int(np.prod(config.output_size))
-        * (channels // groups)
-        * int(np.prod(kernel))
+        * (config.in_channels // config.groups)
+        * int(np.prod(config.kernel_size))
     )
     if products > MAX_TERMS:
         raise too_large(
@@ -216,7 +216,6 @@ def resolve(
             MAX_TERMS,
             "choose a smaller input or kernel, a larger stride, or fewer channels/samples",
         )
-    return config
 
 
 @dataclass(frozen=True)
