@@ -240,11 +240,13 @@ class _ConvTranspose(_ConvNd):
         padding = cast(tuple[int, ...], self.padding)
         result = []
         for axis in range(n):
-            smallest = (
-                (input.shape[input.ndim - n + axis] - 1) * self.stride[axis]
-                - 2 * padding[axis]
-                + self.dilation[axis] * (self.kernel_size[axis] - 1)
-                + 1
+            smallest = geometry.conv_transpose_output_size(
+                input.shape[input.ndim - n + axis],
+                self.kernel_size[axis],
+                self.stride[axis],
+                padding[axis],
+                self.dilation[axis],
+                0,
             )
             largest = smallest + self.stride[axis] - 1
             if not smallest <= sizes[axis] <= largest:
