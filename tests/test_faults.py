@@ -467,7 +467,7 @@ def test_damaged_files_of_a_run(run: Path, damage) -> None:
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--lr", "0.5"], ["--lr 0.5 conflicts with the run's saved lr None"]),
+        (["--lr", "0.5"], ["--lr 0.5 conflicts with the run's saved lr 0.003"]),
         (["--model", "tdnn"], ["--model 'tdnn' conflicts with the run's saved model 'lenet5'"]),
         (["--out", "elsewhere"], ["--out elsewhere conflicts with --resume"]),
         (["--overwrite"], ["choose either --resume or --overwrite"]),
@@ -481,6 +481,23 @@ def test_resume_refuses_flags_that_change_the_run(
     result = convprop("train", "--resume", str(run), *args, "--quiet", cwd=run.parent)
     assert_one_line_error(result, *fragments)
     assert snapshot(run) == before
+
+
+def test_resume_accepts_flags_that_repeat_the_saved_configuration(run: Path) -> None:
+    """The default learning rate (Adam's 0.003) and the saved model may be named again."""
+    result = convprop(
+        "train",
+        "--resume",
+        str(run),
+        "--lr",
+        "0.003",
+        "--model",
+        "lenet5",
+        "--epochs",
+        "2",
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_resume_with_fewer_epochs_than_done(run: Path) -> None:

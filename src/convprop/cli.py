@@ -234,10 +234,12 @@ def _check_resume_flags(args: argparse.Namespace) -> None:
     saved = read_checkpoint(args.resume).config
     for key, value in requested.items():
         key = key.replace("-", "_")
-        if key in _SETTINGS and getattr(saved, key) != value:
+        # The learning rate a run was saved without is its optimizer's default: compare those.
+        current = saved.learning_rate if key == "lr" else getattr(saved, key, None)
+        if key in _SETTINGS and current != value:
             where = _flag(key) if key in from_flags else f"{args.config}: {key}"
             raise UsageError(
-                f"{where} {value!r} conflicts with the run's saved {key} {getattr(saved, key)!r}: "
+                f"{where} {value!r} conflicts with the run's saved {key} {current!r}: "
                 "a resumed run keeps its configuration (only --epochs can change)"
             )
 
