@@ -509,7 +509,7 @@ def test_resume_with_fewer_epochs_than_done(run: Path) -> None:
     assert done.returncode == 0 and "all 2 of 2 epochs are done" in done.stdout
 
 
-def test_resume_notices_changed_training_data(tmp_path: Path) -> None:
+def test_resume_and_evaluate_notice_changed_training_data(tmp_path: Path) -> None:
     data = tmp_path / "digits.npz"
     labels = np.arange(40) % 2
     np.savez(data, images=_images(), labels=labels)
@@ -530,6 +530,9 @@ def test_resume_notices_changed_training_data(tmp_path: Path) -> None:
     np.savez(data, images=_images()[::-1].copy(), labels=labels)
     result = convprop("train", "--resume", str(run), "--epochs", "2", "--quiet")
     assert_one_line_error(result, "the training data changed since", "resume needs the same data")
+    evaluated = convprop("evaluate", str(run))
+    assert_one_line_error(evaluated, "the data changed since", "evaluate on other data with --data")
+    assert convprop("evaluate", str(run), "--data", str(data)).returncode == 0
 
 
 def test_an_unfinished_run_names_one_way_out(tmp_path: Path) -> None:

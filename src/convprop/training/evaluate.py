@@ -123,7 +123,14 @@ def evaluate(run_dir: str | Path, data: str | None = None, weights: str = "lates
     model, checkpoint = load_run(run_dir, weights)
     config = checkpoint.config
     if data is None:
-        test = prepare_data(config).test
+        prepared = prepare_data(config)
+        if checkpoint.fingerprint not in (None, prepared.fingerprint()):
+            raise DataError(
+                f"{config.data}: the data changed since {run_dir} was trained (its fingerprint "
+                "differs), so the run's test split is no longer the one it held out; evaluate "
+                "on other data with --data"
+            )
+        test = prepared.test
     else:
         if not data.strip():
             raise DataError("--data must name a bundled data set or a path, got an empty string")
