@@ -3,6 +3,7 @@
 from convprop.autograd.gradcheck import GradcheckError, gradcheck
 from convprop.autograd.graph import (
     Node,
+    TracedOp,
     apply,
     array_of,
     checked_tensor,
@@ -11,12 +12,14 @@ from convprop.autograd.graph import (
     no_grad,
     not_a_tensor,
     record,
+    trace,
 )
 from convprop.autograd.tensor import Tensor
 
 __all__ = [
     "GradcheckError",
     "Node",
+    "TracedOp",
     "Tensor",
     "apply",
     "array_of",
@@ -27,4 +30,5 @@ __all__ = [
     "no_grad",
     "not_a_tensor",
     "record",
+    "trace",
 ]

@@ -10,11 +10,12 @@ summed, which is the chain rule over a DAG.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -82,17 +83,62 @@ class Node:
 
 
 def record(
-    name: str, output: np.ndarray, inputs: Sequence[Tensor | None], backward_fn: BackwardFn
+    name: str,
+    output: np.ndarray,
+    inputs: Sequence[Tensor | None],
+    backward_fn: BackwardFn,
+    params: tuple[Any, ...] = (),
 ) -> Tensor:
     """Wrap ``output`` in a Tensor; record a node if grad mode is on and an input needs grad.
 
-    ``backward_fn(grad_out, needs_input_grad)`` returns one gradient per entry of ``inputs``.
+    ``backward_fn(grad_out, needs_input_grad)`` returns one gradient per entry of ``inputs``;
+    ``params`` are the op's other arguments, which only a :func:`trace` sees.
     """
     from convprop.autograd.tensor import Tensor
 
     if _grad_mode.enabled and any(t is not None and t.requires_grad for t in inputs):
-        return Tensor._from_op(output, Node(name, backward_fn, tuple(inputs)))
-    return Tensor._from_op(output, None)
+        result = Tensor._from_op(output, Node(name, backward_fn, tuple(inputs)))
+    else:
+        result = Tensor._from_op(output, None)
+    note_traced(name, inputs, params, result)
+    return result
+
+
+def note_traced(
+    name: str, inputs: Sequence[Tensor | None], params: tuple[Any, ...], result: Tensor
+) -> None:
+    """Tell a running :func:`trace` about an op (``record`` does; ops outside the graph, as
+    comparisons, call it themselves)."""
+    traced = _trace.get()
+    if traced is not None:
+        traced.append(TracedOp(name, tuple(inputs), params, result))
+
+
+class TracedOp(NamedTuple):
+    """One op a :func:`trace` saw: its name, its tensor inputs, its other arguments (as the op's
+    forward received them) and the tensor it returned."""
+
+    name: str
+    inputs: tuple[Tensor | None, ...]
+    params: tuple[Any, ...]
+    output: Tensor
+
+
+_trace: contextvars.ContextVar[list[TracedOp] | None] = contextvars.ContextVar(
+    "convprop_trace", default=None
+)
+
+
+@contextlib.contextmanager
+def trace() -> Iterator[list[TracedOp]]:
+    """Record every op run in the ``with`` block, in order, with its arguments (what
+    ``convprop.onnx.export`` turns into a graph). Ops run as usual meanwhile."""
+    ops: list[TracedOp] = []
+    token = _trace.set(ops)
+    try:
+        yield ops
+    finally:
+        _trace.reset(token)
 
 
 def not_a_tensor(func: str, name: str, value: object, *, optional: bool = False) -> TypeError:
@@ -155,7 +201,7 @@ def apply(op: OpPair, inputs: Sequence[Tensor | None], *params: Any) -> Tensor:
         arrays.append(None)
     output, saved = op.forward(*arrays, *params)
     backward = op.backward
-    return record(op.name, output, inputs, lambda grad, needs: backward(grad, saved, needs))
+    return record(op.name, output, inputs, lambda grad, needs: backward(grad, saved, needs), params)
 
 
 def _topological_order(root: Node) -> list[Node]:

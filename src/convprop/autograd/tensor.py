@@ -13,7 +13,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from convprop.autograd.graph import Node, apply, checked_tensor, record, run_backward
+from convprop.autograd.graph import (
+    Node,
+    apply,
+    checked_tensor,
+    note_traced,
+    record,
+    run_backward,
+)
 from convprop.ops import activation, reduction
 from convprop.ops import elementwise as ew
 from convprop.ops import shape as shape_ops
@@ -335,7 +342,11 @@ class Tensor:
 
     # Comparisons give bool tensors outside the graph, as in PyTorch.
     def _compare(self, other: Any, op: Any) -> Tensor:
-        return Tensor._from_op(op(self.data, np.asarray(other)), None)
+        """A bool tensor, outside the graph (no gradient flows through a comparison)."""
+        operand = self._operand(other)
+        result = Tensor._from_op(op(self.data, operand.data), None)
+        note_traced(op.__name__, (self, operand), (), result)
+        return result
 
     def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
         return self._compare(other, np.equal)
@@ -374,6 +385,7 @@ class Tensor:
             values,
             (self,),
             lambda grad, needs: reduction.max_dim_backward(grad, saved, needs),
+            (dim, keepdim),
         )
         return MaxResult(result, Tensor._from_op(saved[3], None))
 
@@ -551,7 +563,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     items = [checked_tensor("cat", f"tensors[{i}]", t) for i, t in enumerate(tensors)]
     output, saved = shape_ops.cat.forward([t.data for t in items], dim)
     return record(
-        "cat", output, items, lambda grad, needs: shape_ops.cat.backward(grad, saved, needs)
+        "cat", output, items, lambda grad, needs: shape_ops.cat.backward(grad, saved, needs), (dim,)
     )
 
 
@@ -560,7 +572,11 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     items = [checked_tensor("stack", f"tensors[{i}]", t) for i, t in enumerate(tensors)]
     output, saved = shape_ops.stack.forward([t.data for t in items], dim)
     return record(
-        "stack", output, items, lambda grad, needs: shape_ops.stack.backward(grad, saved, needs)
+        "stack",
+        output,
+        items,
+        lambda grad, needs: shape_ops.stack.backward(grad, saved, needs),
+        (dim,),
     )
 
 

@@ -35,7 +35,9 @@ def _with_indices(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Record an op whose forward also produces argmax indices (returned when asked for)."""
     output, saved = op.forward(checked_tensor(op.name, "input", input).data, *params)
-    result = record(op.name, output, (input,), lambda grad, needs: op.backward(grad, saved, needs))
+    result = record(
+        op.name, output, (input,), lambda grad, needs: op.backward(grad, saved, needs), params
+    )
     if return_indices:
         return result, Tensor(saved.indices)
     return result
