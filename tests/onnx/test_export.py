@@ -251,17 +251,19 @@ def test_fixed_batch_and_names(tmp_path: Path) -> None:
         (
             lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.AvgPool2d(2, divisor_override=3)),
             (1, 8, 8),
-            r"1 \(AvgPool2d\): cannot export avg_pool2d to ONNX: ONNX's AveragePool has no divisor_override",
+            r"1 \(AvgPool2d\): cannot export avg_pool2d to ONNX: "
+            r"ONNX's AveragePool has no divisor_override",
         ),
         (
             lambda: nn.AdaptiveAvgPool2d(3),
             (2, 8, 8),
-            r"AdaptiveAvgPool2d: cannot export adaptive_avg_pool2d to ONNX: its windows .* overlap unevenly",
+            r"AdaptiveAvgPool2d: cannot export adaptive_avg_pool2d to ONNX: "
+            r"its windows .* overlap unevenly",
         ),
         (
-            lambda: Resize(scale_factor=2, mode="bicubic"),
+            lambda: WithIndices(),
             (2, 4, 4),
-            r"cannot export interpolate to ONNX: mode 'bicubic' has no exact ONNX Resize",
+            r"cannot export max_pool2d to ONNX: ONNX's MaxPool indices count differently",
         ),
         (
             lambda: nn.Sequential(nn.Identity(), Unfolding()),
