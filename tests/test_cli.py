@@ -91,7 +91,7 @@ def test_summary_command(capsys) -> None:
     ("args", "message"),
     [
         (["train", "--data", "missing.npz"], "missing.npz: no such file or directory"),
-        (["train", "--model", "vgg"], "invalid choice: 'vgg'"),
+        (["train", "--model", "vgg"], "--model must be one of lenet5, "),
         (["train", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
         (["train", "--epochs", "0"], "epochs must be a positive integer, got 0"),
         (["train", "--augment", "flip", "--limit", "100"], "unknown augmentation"),

@@ -21,6 +21,7 @@ import numpy as np
 import convprop
 from convprop.data import AUGMENTATIONS, DataError
 from convprop.io.files import CheckpointError, describe_os_error
+from convprop.onnx import MissingExtraError
 from convprop.training.config import ConfigError, TrainConfig, load_config_file, split_augment
 from convprop.training.registry import MODELS, OPTIMIZERS, SCHEDULERS, SEQUENCE_MODELS
 from convprop.training.rundir import RunDirectoryError
@@ -102,6 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", choices=("latest", "best"), default="latest", help=weights_help
     )
 
+    export = commands.add_parser("export", help="a trained run as an ONNX model")
+    export.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a training run")
+    export.add_argument("output", type=_path, metavar="OUT.onnx", help="the ONNX file to write")
+    export.add_argument(
+        "--opset",
+        type=_positive_int,
+        help="ONNX opset (default: the newest the pinned onnxruntime runs)",
+    )
+    export.add_argument(
+        "--weights", choices=("latest", "best"), default="latest", help=weights_help
+    )
+
     summary = commands.add_parser("summary", help="layer table of a model")
     summary.add_argument("--model", choices=tuple(MODELS), default="lenet5")
     summary.add_argument(
@@ -121,7 +134,10 @@ def _add_train(commands: Any) -> None:
     train = commands.add_parser("train", help="train a model (LeNet-5 on bundled MNIST by default)")
     defaults = TrainConfig()
     train.add_argument("--config", type=_path, help="TOML file whose keys are these flags' names")
-    train.add_argument("--model", choices=tuple(MODELS), help=f"default {defaults.model}")
+    train.add_argument(
+        "--model",
+        help=f"{', '.join(MODELS)} (default {defaults.model}), or a PATH.onnx to fine-tune",
+    )
     train.add_argument("--data", help="mnist-5k, a .npz, an IDX directory or an image folder")
     train.add_argument("--test-data", help="separate test data (else split off with the seed)")
     train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
@@ -278,6 +294,14 @@ def _run(args: argparse.Namespace) -> int:
         for path, ranking in zip(args.images, rankings, strict=True):
             print(f"{path}: " + ", ".join(f"{name} {p:.4f}" for name, p in ranking))
         return 0
+    if args.command == "export":
+        from convprop.training.export import export_run
+
+        if args.output.suffix.lower() != ".onnx":
+            raise UsageError(f"OUT.onnx must name a .onnx file, got {str(args.output)!r}")
+        path = export_run(args.run_dir, args.output, args.opset, args.weights)
+        print(f"{args.run_dir} ({args.weights} weights) written to {path}")
+        return 0
     if args.command == "explain":
         from convprop.explain.cli import run as run_explain
 
@@ -314,8 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         CheckpointError,
         RunDirectoryError,
         ConfigError,
-        ValueError,
+        ValueError,  # OnnxError too
         TypeError,
+        MissingExtraError,  # an ImportError: say what to install
     ) as error:
         return _fail(str(error))
     except BrokenPipeError:  # e.g. `convprop evaluate RUN | head`

@@ -41,8 +41,8 @@ from convprop.io.files import (
 )
 from convprop.training.config import ConfigError, TrainConfig
 from convprop.training.data import PreparedData
-from convprop.training.registry import build_model
-from convprop.training.rundir import RunDirectoryError
+from convprop.training.registry import build_model, is_onnx
+from convprop.training.rundir import SOURCE_ONNX, RunDirectoryError
 
 # Format 2 (convprop 0.2): no wall-clock seconds (so identical runs write identical bytes),
 # the data's fingerprint and the best epoch. Format 1 checkpoints are still read.
@@ -403,7 +403,10 @@ def load_run(run_dir: str | Path, weights: str = "latest") -> tuple[nn.Module, C
     path = weights_file(run_dir, weights)
     checkpoint = read_checkpoint(run_dir)
     config = checkpoint.config
-    model = build_model(config.model, checkpoint.input_shape, len(checkpoint.classes))
+    source = config.model
+    if is_onnx(source) and (run_dir / SOURCE_ONNX).is_file():
+        source = str(run_dir / SOURCE_ONNX)
+    model = build_model(source, checkpoint.input_shape, len(checkpoint.classes))
     model.to(np.dtype(config.dtype))
     load_weights(model, path)
     model.eval()

@@ -57,8 +57,14 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first setting that breaks its rule."""
+        if not (isinstance(self.model, str) and self.model.lower().endswith(".onnx")):
+            if not isinstance(self.model, str) or self.model not in MODELS:
+                raise ConfigError(
+                    "model",
+                    f"must be one of {', '.join(MODELS)} or an .onnx file, got "
+                    + _describe(self.model),
+                )
         for name, allowed in (
-            ("model", tuple(MODELS)),
             ("optimizer", tuple(OPTIMIZERS)),
             ("scheduler", tuple(SCHEDULERS)),
             ("dtype", DTYPES),

@@ -23,6 +23,7 @@ import numpy as np
 import convprop as cp
 from convprop import nn, optim
 from convprop.data import DataError, DataLoader, Normalize, build_augmentation
+from convprop.io.files import atomic_write_bytes
 from convprop.nn import functional as F
 from convprop.training import rundir
 from convprop.training.checkpoint import (
@@ -40,6 +41,7 @@ from convprop.training.registry import (
     build_model,
     build_optimizer,
     build_scheduler,
+    is_onnx,
 )
 from convprop.training.rundir import RunDirectoryError
 
@@ -107,7 +109,8 @@ def fit(
             )
         # Built before the directory is touched: a model that does not fit the data is refused
         # with nothing created or set aside.
-        run = _Run(config, data, checkpoint, progress, log)
+        source = model_source(config, target if checkpoint is not None else None)
+        run = _Run(config, data, checkpoint, progress, log, source)
         created = target is None or not target.exists()
         if target is None:
             target = rundir.new_run_dir()
@@ -117,6 +120,9 @@ def fit(
             stack.enter_context(rundir.locked(target))
         set_aside = rundir.set_aside(target) if overwrite else None
         try:
+            if checkpoint is None and is_onnx(config.model):
+                # The run keeps its own copy: it resumes and evaluates without the original.
+                atomic_write_bytes(target / rundir.SOURCE_ONNX, Path(config.model).read_bytes())
             run.train(target, on_first_commit=lambda: _drop(set_aside))
         except BaseException:
             if not run.committed:
@@ -153,6 +159,16 @@ def resumed_config(
     return config
 
 
+def model_source(config: TrainConfig, run_dir: Path | None) -> str:
+    """What builds a run's model: a zoo name, or an ONNX file (the run's own copy, once it
+    has one)."""
+    if is_onnx(config.model) and run_dir is not None:
+        copy = run_dir / rundir.SOURCE_ONNX
+        if copy.is_file():
+            return str(copy)
+    return config.model
+
+
 def _drop(folder: Path | None) -> None:
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
@@ -177,6 +193,7 @@ class _Run:
         checkpoint: Checkpoint | None,
         progress: bool,
         log: Callable[[str], None],
+        model_name: str,
     ) -> None:
         self.config, self.data = config, data
         self.run_dir = checkpoint.path.parent if checkpoint is not None else Path()
@@ -184,7 +201,7 @@ class _Run:
         self.dtype = np.dtype(config.dtype)
         self.normalize = Normalize(data.mean, data.std)
         cp.manual_seed(config.seed)
-        self.model = build_model(config.model, data.input_shape, len(data.classes)).to(self.dtype)
+        self.model = build_model(model_name, data.input_shape, len(data.classes)).to(self.dtype)
         self.optimizer = build_optimizer(
             config.optimizer,
             list(self.model.parameters()),

@@ -7,6 +7,7 @@ configuration's validation and ``convprop summary`` all read these tables.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from convprop import models, nn, optim
@@ -42,8 +43,45 @@ MODELS: dict[str, Callable[[Sequence[int], int], nn.Module]] = {
 SEQUENCE_MODELS = ("tdnn",)
 
 
+def is_onnx(name: str) -> bool:
+    """Whether ``--model`` names an ONNX file to fine-tune rather than a model of the zoo."""
+    return name.lower().endswith(".onnx")
+
+
+def imported_model(path: str | Path, input_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """The network of an ONNX file, checked to take ``input_shape`` and give ``num_classes``
+    outputs (``convprop.onnx.load``)."""
+    import numpy as np
+
+    import convprop as cp
+    from convprop.onnx import OnnxError, load
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--model {path}: no such ONNX file")
+    model = load(path)
+    model.eval()
+    try:
+        with cp.no_grad():
+            output = model(cp.tensor(np.zeros((1, *input_shape), np.float32)))
+    except OnnxError as error:
+        raise ValueError(
+            f"{path}: does not take the data's inputs of shape {tuple(input_shape)} ({error})"
+        ) from None
+    if output.ndim != 2 or output.shape[1] != num_classes:
+        raise ValueError(
+            f"{path}: gives outputs of shape {tuple(output.shape[1:])} per sample, but the data "
+            f"has {num_classes} classes"
+        )
+    model.train()
+    return model
+
+
 def build_model(name: str, input_shape: Sequence[int], num_classes: int) -> nn.Module:
-    """The named model sized for ``input_shape`` ((C, H, W) or (C, L)) and ``num_classes``."""
+    """The named model sized for ``input_shape`` ((C, H, W) or (C, L)) and ``num_classes``,
+    or the network of an ONNX file (``imported_model``)."""
+    if is_onnx(name):
+        return imported_model(name, input_shape, num_classes)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
     try:

@@ -30,7 +30,9 @@ RUN_FILES = (
     "confusion.png",
     "feature_maps.png",
     "state",
+    "source.onnx",  # the ONNX file a fine-tuned run started from (``--model PATH.onnx``)
 )
+SOURCE_ONNX = "source.onnx"
 SET_ASIDE_PREFIX = ".replaced-"
 
 
