@@ -9,16 +9,16 @@
   hand-derived backward passes, trains with ``convprop.optim`` and saves with ``state_dict``.
 
 Both need the ``onnx`` extra (``pip install 'convprop[onnx]'``: onnx, onnxruntime), imported
-only when they are used. The default opset is :data:`DEFAULT_OPSET`, the newest that the pinned
-onnxruntime runs for every operator convprop writes; ``opset_version`` down to
-:data:`OLDEST_OPSET` serves older runtimes.
+only when they are used. The default opset is :data:`DEFAULT_OPSET` (28), the newest that the
+extra's onnx (>= 1.23) writes and its onnxruntime (>= 1.32) runs for every operator convprop
+writes; ``opset_version`` down to :data:`OLDEST_OPSET` (13) serves older runtimes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-DEFAULT_OPSET = 21
+DEFAULT_OPSET = 28
 OLDEST_OPSET = 13
 
 
