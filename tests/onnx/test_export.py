@@ -150,6 +150,8 @@ LAYERS: list[tuple[str, Callable[[], nn.Module], tuple[int, ...]]] = [
     ("avg_pool2d_ceil", lambda: nn.AvgPool2d(2, 2, ceil_mode=True), (4, 9, 9)),
     ("adaptive_avg_global", lambda: nn.AdaptiveAvgPool2d(1), IMAGE),
     ("adaptive_avg_2x2", lambda: nn.AdaptiveAvgPool2d((2, 4)), IMAGE),
+    ("adaptive_avg_uneven", lambda: nn.AdaptiveAvgPool2d((3, 5)), IMAGE),
+    ("adaptive_avg_uneven_1d", lambda: nn.AdaptiveAvgPool1d(4), (3, 10)),
     ("adaptive_max_1d", lambda: nn.AdaptiveMaxPool1d(5), (3, 10)),
     ("adaptive_max_global", lambda: nn.AdaptiveMaxPool2d(1), IMAGE),
     ("linear", lambda: nn.Sequential(nn.Flatten(), nn.Linear(256, 7)), IMAGE),
@@ -255,9 +257,9 @@ def test_fixed_batch_and_names(tmp_path: Path) -> None:
             r"ONNX's AveragePool has no divisor_override",
         ),
         (
-            lambda: nn.AdaptiveAvgPool2d(3),
+            lambda: nn.AdaptiveMaxPool2d(3),
             (2, 8, 8),
-            r"AdaptiveAvgPool2d: cannot export adaptive_avg_pool2d to ONNX: "
+            r"AdaptiveMaxPool2d: cannot export adaptive_max_pool2d to ONNX: "
             r"its windows .* overlap unevenly",
         ),
         (
@@ -305,3 +307,26 @@ class Outside(nn.Module):
 def test_bad_opset_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OnnxError, match="opset_version must be between 13 and"):
         export(nn.ReLU(), np.ones((1, 2), np.float32), tmp_path / "x.onnx", opset_version=7)
+
+
+def test_onnx_is_imported_only_when_used() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, convprop, convprop.onnx, convprop.cli; print('onnx' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_a_missing_extra_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['onnx'] = None\n"
+        "from convprop.cli import main\n"
+        f"sys.exit(main(['export', {str(tmp_path)!r}, {str(tmp_path / 'x.onnx')!r}]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "ONNX support needs the onnx package: pip install 'convprop[onnx]'" in result.stderr

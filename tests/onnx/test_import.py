@@ -68,7 +68,24 @@ class UNetish(tnn.Module):
         return tnn.functional.softmax(self.head(mixed), dim=1)
 
 
+class ShapeChain(tnn.Module):
+    """``view(x.size(0), -1)`` (Shape, Gather, Unsqueeze, Concat, Reshape in the legacy export),
+    padding, slicing, a matrix product, bilinear resizing, clamping, global max pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = tnn.Conv2d(3, 4, 3)
+        self.mix = tnn.Parameter(torch.randn(6, 6) * 0.3)
+
+    def forward(self, x: Any) -> Any:
+        y = tnn.functional.pad(self.conv(x), (1, 1, 1, 1), mode="reflect")
+        y = tnn.functional.interpolate(y[:, :, 1:, :], size=(5, 6), mode="bilinear")
+        y = torch.clamp(y @ self.mix, -1.0, 1.0) + tnn.functional.adaptive_max_pool2d(y, 1)
+        return y.view(y.size(0), -1)
+
+
 EXTRA: list[tuple[str, Callable[[], Any], tuple[int, ...]]] = [
+    ("shape_chain", ShapeChain, (2, 3, 8, 8)),
     ("vggish", VGGish, (2, 3, 16, 16)),
     ("unetish", UNetish, (2, 2, 8, 8)),
 ]

@@ -227,7 +227,8 @@ def _avg_pool(graph: _Graph, op: TracedOp) -> str:
 
 
 def _adaptive(graph: _Graph, op: TracedOp, onnx_op: str) -> str:
-    """Global pooling for a 1x1 output, a pool of stride in/out where the sizes divide."""
+    """Global pooling for a 1x1 output, a pool of stride in/out where the sizes divide; else
+    (average pooling only, which is linear) one MatMul per axis with its averaging matrix."""
     (x,) = op.inputs
     assert x is not None
     in_size, out_size = x.shape[2:], op.output.shape[2:]
@@ -236,11 +237,41 @@ def _adaptive(graph: _Graph, op: TracedOp, onnx_op: str) -> str:
     if all(n % o == 0 for n, o in zip(in_size, out_size, strict=True)):
         steps = [n // o for n, o in zip(in_size, out_size, strict=True)]
         return graph.node(onnx_op, [graph.value(x)], kernel_shape=steps, strides=steps)
-    raise graph.fail(
-        op,
-        f"its windows for input {tuple(in_size)} and output {tuple(out_size)} overlap "
-        "unevenly, which no ONNX pool expresses",
-    )
+    if onnx_op == "MaxPool":
+        raise graph.fail(
+            op,
+            f"its windows for input {tuple(in_size)} and output {tuple(out_size)} overlap "
+            "unevenly, which no ONNX pool expresses",
+        )
+    name = graph.value(x)
+    spatial = len(in_size)
+    for axis, (n, o) in enumerate(zip(in_size, out_size, strict=True)):
+        if n == o:
+            continue
+        # Window i averages samples floor(i n / o) .. ceil((i + 1) n / o) - 1 (PyTorch's rule).
+        matrix = np.zeros((n, o), dtype=x.dtype)
+        for i in range(o):
+            start, end = (i * n) // o, -(-((i + 1) * n) // o)
+            matrix[start:end, i] = 1.0 / (end - start)
+        last = 2 + spatial - 1
+        moved = (
+            name
+            if axis + 2 == last
+            else graph.node("Transpose", [name], perm=_swap(x.ndim, axis + 2, last))
+        )
+        product = graph.node("MatMul", [moved, graph.constant(matrix, "averaging")])
+        name = (
+            product
+            if axis + 2 == last
+            else graph.node("Transpose", [product], perm=_swap(x.ndim, axis + 2, last))
+        )
+    return name
+
+
+def _swap(ndim: int, a: int, b: int) -> list[int]:
+    perm = list(range(ndim))
+    perm[a], perm[b] = perm[b], perm[a]
+    return perm
 
 
 @_converts("adaptive_avg_pool1d", "adaptive_avg_pool2d")
