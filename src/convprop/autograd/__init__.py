@@ -11,6 +11,7 @@ from convprop.autograd.graph import (
     is_grad_enabled,
     no_grad,
     not_a_tensor,
+    perturb,
     record,
     trace,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "is_grad_enabled",
     "no_grad",
     "not_a_tensor",
+    "perturb",
     "record",
     "trace",
 ]

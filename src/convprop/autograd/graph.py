@@ -108,10 +108,35 @@ def note_traced(
     name: str, inputs: Sequence[Tensor | None], params: tuple[Any, ...], result: Tensor
 ) -> None:
     """Tell a running :func:`trace` about an op (``record`` does; ops outside the graph, as
-    comparisons, call it themselves)."""
+    comparisons, call it themselves), and apply a running :func:`perturb`."""
     traced = _trace.get()
     if traced is not None:
         traced.append(TracedOp(name, tuple(inputs), params, result))
+    probe = _perturbation.get()
+    if probe is not None:
+        if probe[0] == probe[1]:
+            # A copy: the output may be a view of an input, which must stay as it was.
+            result.data = result.data.copy()
+            result.data.flat[probe[2]] += probe[3]
+        probe[0] += 1
+
+
+_perturbation: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "convprop_perturbation", default=None
+)
+
+
+@contextlib.contextmanager
+def perturb(op_index: int, flat_index: int, delta: float) -> Iterator[None]:
+    """Add ``delta`` to entry ``flat_index`` of the output of the ``op_index``-th op run in the
+    ``with`` block (counting as :func:`trace` does): a finite difference of anything computed
+    downstream with respect to an intermediate value (``convprop.explain.trace`` checks every
+    layer's gradients this way)."""
+    token = _perturbation.set([0, op_index, flat_index, delta])
+    try:
+        yield
+    finally:
+        _perturbation.reset(token)
 
 
 class TracedOp(NamedTuple):

@@ -1,0 +1,193 @@
+"""The words of ``explain model``: each layer's configuration, its shape arithmetic with the
+numbers filled in, and the backward rule of the notes that connects its gradients."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from convprop import nn
+from convprop.ops import geometry
+
+
+def config_of(module: nn.Module | None) -> dict[str, Any]:
+    """A layer's settings: its public attributes that are plain values."""
+    if module is None:
+        return {}
+    config: dict[str, Any] = {}
+    for key, value in vars(module).items():
+        if key.startswith("_") or key == "training":
+            continue
+        if isinstance(value, (bool, int, float, str)) or value is None:
+            config[key] = value
+        elif isinstance(value, tuple) and all(isinstance(v, (int, float, str)) for v in value):
+            config[key] = list(value)
+    return config
+
+
+def _axes(values: Any, spatial: int) -> tuple[int, ...]:
+    if isinstance(values, str):
+        return (0,) * spatial
+    return geometry.to_tuple(values, spatial, "explain", "size")
+
+
+def _conv_arithmetic(module: Any, in_size: Sequence[int], out_size: Sequence[int]) -> str:
+    spatial = len(in_size)
+    kernel = _axes(module.kernel_size, spatial)
+    stride = _axes(module.stride, spatial)
+    dilation = _axes(module.dilation, spatial)
+    pads = geometry.conv_padding(module.padding, kernel, stride, dilation, "explain")
+    parts = []
+    for n, k, s, d, (before, after), o in zip(
+        in_size, kernel, stride, dilation, pads, out_size, strict=True
+    ):
+        span = f"{k}" if d == 1 else f"{d}*({k}-1) - 1"
+        padding = f"2*{before}" if before == after else f"{before}+{after}"
+        parts.append(
+            f"({n} + {padding} - {span})/{s} + 1 = {o}"
+            if d == 1
+            else f"({n} + {padding} - {span})/{s} + 1 = {o}"
+        )
+    return "; ".join(parts)
+
+
+def _transpose_arithmetic(module: Any, in_size: Sequence[int], out_size: Sequence[int]) -> str:
+    spatial = len(in_size)
+    kernel, stride = _axes(module.kernel_size, spatial), _axes(module.stride, spatial)
+    padding, dilation = _axes(module.padding, spatial), _axes(module.dilation, spatial)
+    extra = _axes(module.output_padding, spatial)
+    return "; ".join(
+        f"({n} - 1)*{s} - 2*{p} + {d}*({k} - 1) + {e} + 1 = {o}"
+        for n, s, p, d, k, e, o in zip(
+            in_size, stride, padding, dilation, kernel, extra, out_size, strict=True
+        )
+    )
+
+
+def _pool_arithmetic(module: Any, in_size: Sequence[int], out_size: Sequence[int]) -> str:
+    spatial = len(in_size)
+    kernel = _axes(module.kernel_size, spatial)
+    stride = _axes(module.stride if module.stride is not None else module.kernel_size, spatial)
+    padding = _axes(module.padding, spatial)
+    rounding = "ceil" if getattr(module, "ceil_mode", False) else "floor"
+    return "; ".join(
+        f"{rounding}(({n} + 2*{p} - {k})/{s}) + 1 = {o}"
+        for n, k, s, p, o in zip(in_size, kernel, stride, padding, out_size, strict=True)
+    )
+
+
+def shape_arithmetic(
+    kind: str, module: Any, input_shape: Sequence[int], output_shape: Sequence[int]
+) -> str:
+    """The layer's output size worked out from its input's (per spatial axis), or the shapes."""
+    in_size, out_size = input_shape[2:], output_shape[2:]
+    if kind in ("Conv1d", "Conv2d"):
+        return _conv_arithmetic(module, in_size, out_size)
+    if kind in ("ConvTranspose1d", "ConvTranspose2d"):
+        return _transpose_arithmetic(module, in_size, out_size)
+    if kind in ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"):
+        return _pool_arithmetic(module, in_size, out_size)
+    if kind == "Linear":
+        return f"{input_shape[-1]} features -> {output_shape[-1]}"
+    return f"{tuple(input_shape[1:])} -> {tuple(output_shape[1:])}"
+
+
+def _size(values: Sequence[int]) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def rule(
+    kind: str, module: Any, input_shape: Sequence[int], output_shape: Sequence[int], inputs: int = 1
+) -> str:
+    """The backward rule of the notes for this layer, with its numbers."""
+    spatial = len(input_shape) - 2
+    if kind in ("Conv1d", "Conv2d"):
+        kernel = _axes(module.kernel_size, spatial)
+        stride, dilation = _axes(module.stride, spatial), _axes(module.dilation, spatial)
+        pads = geometry.conv_padding(module.padding, kernel, stride, dilation, "explain")
+        full = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+        delta = f"{_size(output_shape[2:])}x{output_shape[1]}"
+        inserted = (
+            f"zero-inserted for stride {_size(stride)}, " if any(s > 1 for s in stride) else ""
+        )
+        cut = (
+            f"; then the padding {_size([b for b, _ in pads])} is removed"
+            if any(sum(pads, ()))
+            else ""
+        )
+        return (
+            f"dL/dx = full convolution of delta ({delta}, {inserted}padded by {_size(full)}) "
+            f"with the channel-swapped Rot180 kernels{cut}; dL/dw = the input correlated with "
+            "delta (summed over every position the kernel visited); dL/db = the sum of delta"
+        )
+    if kind in ("ConvTranspose1d", "ConvTranspose2d"):
+        return (
+            "a transposed convolution is a convolution's backward: dL/dx = the convolution "
+            "of delta with the kernel (strided as the layer upsamples); dL/dw = delta "
+            "correlated with the input"
+        )
+    if kind in ("MaxPool1d", "MaxPool2d"):
+        kernel = _axes(module.kernel_size, spatial)
+        window = math.prod(kernel)
+        return (
+            f"max pool {_size(kernel)}: each delta routed to its window's argmax (1 of "
+            f"{window} positions), += where windows overlap; the others get 0"
+        )
+    if kind in ("AvgPool1d", "AvgPool2d"):
+        kernel = _axes(module.kernel_size, spatial)
+        return (
+            f"mean pool {_size(kernel)}: each delta spread evenly over its window "
+            f"(1/{math.prod(kernel)} to each position), += where windows overlap"
+        )
+    if kind in ("AdaptiveAvgPool1d", "AdaptiveAvgPool2d"):
+        return "adaptive average: each delta spread evenly over the positions of its window"
+    if kind in ("AdaptiveMaxPool1d", "AdaptiveMaxPool2d"):
+        return "adaptive max: each delta routed to its window's argmax"
+    if kind in ("ReLU", "relu"):
+        return "ReLU: delta * (z > 0)"
+    if kind in ("Sigmoid", "sigmoid"):
+        return "sigmoid: delta * s (1 - s)"
+    if kind in ("Tanh", "tanh"):
+        return "tanh: delta * (1 - tanh(z)^2)"
+    if kind in ("LeakyReLU", "leaky_relu"):
+        return "leaky ReLU: delta where z > 0, slope * delta elsewhere"
+    if kind == "Linear":
+        return (
+            "linear y = W x + b (deck 002's Y = WX + b): dL/dx = W^T delta, "
+            "dL/dW = delta x^T, dL/db = delta"
+        )
+    if kind in ("BatchNorm1d", "BatchNorm2d"):
+        return (
+            "batch norm (eval: the running statistics are constants): dL/dx = delta * "
+            "gamma / sqrt(var + eps); dL/dgamma = sum of delta * x_hat, dL/dbeta = sum of delta"
+        )
+    if kind in ("Flatten", "reshape"):
+        return "flatten: delta folded back into the maps it came from"
+    if kind == "add":
+        return (
+            "add: each summand receives delta unchanged; where a value fed two paths (a "
+            "fork, as the residual shortcut), their gradients add"
+        )
+    if kind == "cat":
+        return (
+            f"concatenation of {inputs} inputs: delta split back along the channels, each "
+            "input its own slice"
+        )
+    if kind in ("Dropout", "Dropout2d", "Identity"):
+        return f"{kind} (eval mode): delta passes unchanged"
+    if kind == "loss":
+        return "softmax + cross-entropy: dL/ds = p - onehot(label)"
+    return f"{kind}: its hand-derived backward"
+
+
+def top_entries(array: np.ndarray, count: int = 3) -> list[tuple[tuple[int, ...], float]]:
+    """The ``count`` entries of largest magnitude, with their indices."""
+    flat = np.abs(array).ravel()
+    order = np.argsort(-flat, kind="stable")[:count]
+    return [
+        (tuple(int(i) for i in np.unravel_index(j, array.shape)), float(array.ravel()[j]))
+        for j in order
+    ]
