@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import missing
+
 QUICK = ["--limit", "40", "--batch-size", "20", "--quiet", "--seed", "2", "--augment", "none"]
 
 # Runs the CLI with one os function failing: CONVPROP_FAULT="open:ENOSPC:checkpoint.json."
@@ -162,7 +164,7 @@ def _on_a_tmpfs(size: str, fault: str, commands: str, tmp_path: Path) -> Path:
     the tmpfs, ``$REPORT`` a folder outside it), and hash the files again into
     ``report/after``. Returns the report folder."""
     if shutil.which("unshare") is None:
-        pytest.skip("needs util-linux's unshare to mount a private tmpfs")
+        missing("needs util-linux's unshare to mount a private tmpfs")
     disk, report = tmp_path / "disk", tmp_path / "report"
     disk.mkdir()
     report.mkdir()
@@ -171,7 +173,7 @@ def _on_a_tmpfs(size: str, fault: str, commands: str, tmp_path: Path) -> Path:
         capture_output=True,
     )
     if probe.returncode != 0:
-        pytest.skip(f"this machine lets no unshare mount a tmpfs: {probe.stderr.decode().strip()}")
+        missing(f"this machine lets no unshare mount a tmpfs: {probe.stderr.decode().strip()}")
     hashes = "(cd $RUN && find . -type f | sort | xargs sha256sum)"
     script = f"""
         set -u

@@ -84,7 +84,7 @@ def add_parser(subcommands: Any) -> None:
     )
     kinds = explain.add_subparsers(dest="explain_kind", required=True, parser_class=type(explain))
 
-    for add in (_add_conv, _add_matrix, _add_pool, _add_network):
+    for add in (_add_conv, _add_matrix, _add_pool, _add_network, _add_model):
         add(kinds)
 
 
@@ -179,6 +179,33 @@ def _add_network(kinds: Any) -> None:
     _common(network)
 
 
+def _add_model(kinds: Any) -> None:
+    """``explain model``: the user's trained network on one image, layer by layer."""
+    model = kinds.add_parser(
+        "model",
+        help="your trained network on one image: every layer's maps and gradients, checked",
+        description="One forward and one backward pass of a run's network on an image, with the "
+        "cross-entropy against a label: per layer its configuration and shape arithmetic, its "
+        "maps, delta = dL/d(output), dL/d(input), dL/dw and dL/db, the notes' rule connecting "
+        "them, and a check by finite differences and the chain rule.",
+    )
+    model.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a training run")
+    source = model.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="an image file (as predict reads it)")
+    source.add_argument("--index", type=int, help="the I-th sample of the run's test split")
+    model.add_argument(
+        "--label",
+        help="the class to take the loss against (name or index; default: the true "
+        "label when known, else the predicted class)",
+    )
+    model.add_argument("--weights", choices=("latest", "best"), default="latest")
+    model.add_argument("--html", type=Path, metavar="PAGE.html", help="also write the page")
+    model.add_argument(
+        "--checks", type=int, default=2, help="finite differences per layer (default 2; 0: none)"
+    )
+    _common(model)
+
+
 def build(args: argparse.Namespace) -> Any:
     """The explanation the parsed arguments ask for."""
     import convprop.explain as explain
@@ -212,6 +239,12 @@ def build(args: argparse.Namespace) -> Any:
         return explain.pool(
             args.mode, args.input, args.kernel, args.stride, args.padding, args.values, args.seed
         )
+    if args.explain_kind == "model":
+        from convprop.explain.model import explain_run
+
+        return explain_run(
+            args.run_dir, args.image, args.index, args.label, args.weights, args.checks, args.seed
+        )
     if args.explain_kind == "network":
         target = None if args.target is None else args.target - 1
         if target is not None and not 0 <= target < 3:
@@ -229,9 +262,20 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"explain: --figure {args.figure}: no such directory {str(args.figure.parent)!r}"
             )
+    page = getattr(args, "html", None)
+    if page is not None:
+        if page.suffix.lower() not in (".html", ".htm"):
+            raise ValueError(f"explain: --html must name a .html file, got {str(page)!r}")
+        if not page.parent.is_dir():
+            raise ValueError(f"explain: --html {page}: no such directory {str(page.parent)!r}")
     explanation = build(args)
     sys.stdout.write(explanation.render(args.format))
     if args.figure is not None:
         path = explanation.figure(args.figure)
         print(f"figure written to {path}", file=sys.stderr)
+    if page is not None:
+        from convprop.io.files import atomic_write_bytes
+
+        atomic_write_bytes(page, explanation.html().encode())
+        print(f"page written to {page}", file=sys.stderr)
     return 0

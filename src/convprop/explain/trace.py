@@ -25,6 +25,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -291,9 +292,15 @@ class Trace:
 
     def html(self) -> str:
         """The self-contained interactive page (``convprop.explain.page``)."""
-        from convprop.explain import page
+        from convprop.explain.page import html as page_html
 
-        return page.html(self)
+        return page_html(self)
+
+    def figure(self, path: str | Path) -> Path:
+        """A PNG of the maps, a row per layer (``convprop.explain.trace_figure``)."""
+        from convprop.explain.trace_figure import write
+
+        return write(self, Path(path))
 
     def __str__(self) -> str:
         return self.render("text")
