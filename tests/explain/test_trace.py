@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import convprop as cp
 from convprop.cli import main
 from convprop.explain.trace import trace
 from convprop.training import TrainConfig, fit, load_run
@@ -236,3 +237,35 @@ def test_the_cli_reads_images_labels_and_writes_files(
     assert "--label 'ten' is not a class of the run" in capsys.readouterr().err
     assert main(["explain", "model", str(runs["lenet5"]), "--index", "99999"]) == 2
     assert "--index 99999 is outside the run's" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["resnet32", "resnet56", "tdnn"])
+def test_every_other_zoo_model_traces(model: str, tmp_path: Path) -> None:
+    from convprop.training import build_model
+
+    shape = (28, 28) if model == "tdnn" else (1, 12, 12)
+    cp.manual_seed(0)
+    network = build_model(model, shape, 10)
+    image = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    result = trace(network, image, 1, checks=1 if model == "tdnn" else 0)
+    assert result.entries[-1].name == "loss" and result.max_rel_error < 1e-3
+    assert all(e.check["entries"] > 0 for e in result.entries)
+
+
+def test_an_onnx_import_traces(tmp_path: Path) -> None:
+    pytest.importorskip("onnx", reason="needs the onnx extra")
+    from convprop.onnx import load
+
+    torch.onnx.export(
+        TorchLeNet5().eval(),
+        (torch.zeros(2, 1, 28, 28),),
+        str(tmp_path / "m.onnx"),
+        dynamo=False,
+        input_names=["input"],
+        dynamic_axes={"input": {0: "batch"}},
+    )
+    network = load(tmp_path / "m.onnx")
+    image = np.random.default_rng(3).standard_normal((1, 28, 28)).astype(np.float32)
+    result = trace(network, image, 2, checks=1)
+    assert [e.type for e in result.entries[:3]] == ["conv2d", "relu", "max_pool2d"]
+    assert result.max_rel_error < 1e-3
