@@ -153,7 +153,8 @@ BACKWARD_KERNELS: dict[str, BackwardKernel] = {
 
 def plan_batch_norm() -> str:
     """The implementation of every part of batch norm: ``"reference"`` under
-    ``use_algorithm("reference")``, else the compiled passes (faster at every size)."""
+    ``use_algorithm("reference")``, else the compiled passes, which read the map once per pass
+    at any size (BENCHMARKS.md, "Kernels: batch norm")."""
     return "reference" if algorithm.reference() else "compiled"
 
 
