@@ -17,6 +17,7 @@ import convprop as cp
 import convprop.nn.functional as F
 from convprop.autograd import gradcheck
 from convprop.ops import activation
+from convprop.ops.algorithm import kernels_used, use_algorithm
 from tests.reference import assert_close, grad_of, pair
 
 # (name, convprop function, torch function); each takes only the input.
@@ -312,3 +313,38 @@ def test_dropout_errors() -> None:
         F.dropout(cp.tensor(np.array([1, 2])))
     with pytest.raises(ValueError, match=r"dropout1d: input must be 2-D \(C, L\) or 3-D"):
         F.dropout1d(cp.tensor(np.ones((2, 3, 4, 5))))
+
+
+# ------------------------------------------------------------------- relu's plan and reference
+def test_the_relu_plans_pick_the_fast_passes_and_the_reference_on_request() -> None:
+    with use_algorithm("fast"):
+        assert (activation.plan_relu_forward(), activation.plan_relu_backward()) == (
+            "blocked",
+            "compiled",
+        )
+    with use_algorithm("reference"):
+        assert (activation.plan_relu_forward(), activation.plan_relu_backward()) == (
+            "reference",
+            "reference",
+        )
+
+
+def test_the_relu_reference_path_is_really_taken() -> None:
+    """Under ``use_algorithm("reference")`` ReLU runs the notes' rule and only reference
+    kernels are counted; the results equal the fast passes'."""
+    x = random_input(9, (3, 4, 5))
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        inputs = cp.tensor(x, requires_grad=True)
+        out = F.relu(F.relu(inputs) - 0.5)
+        (out * out).sum().backward()
+        return out.numpy(), inputs.grad.numpy()
+
+    with use_algorithm("reference"), kernels_used() as used:
+        reference = run()
+    assert dict(used) == {"relu.forward.reference": 2, "relu.backward.reference": 2}
+    with use_algorithm("fast"), kernels_used() as used:
+        fast = run()
+    assert dict(used) == {"relu.forward.blocked": 2, "relu.backward.compiled": 2}
+    for a, b in zip(reference, fast, strict=True):
+        np.testing.assert_array_equal(a, b)

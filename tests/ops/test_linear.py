@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 import convprop as cp
 import convprop.nn.functional as F
 from convprop.autograd import gradcheck
+from convprop.ops import linear as linear_ops
+from convprop.ops.algorithm import kernels_used, use_algorithm
 from tests.reference import assert_close, grad_of, pair
 
 
@@ -131,3 +133,69 @@ def test_linear_errors() -> None:
         F.linear(x, cp.tensor(np.ones((2, 3), dtype=np.float32)))
     with pytest.raises(TypeError, match=r"linear: weight must have a floating-point dtype"):
         F.linear(x, cp.tensor(np.ones((2, 3), dtype=np.int64)))
+
+
+# --------------------------------------------------------------- every kernel, the plan
+@pytest.mark.parametrize("kernel", sorted(linear_ops.FORWARD_KERNELS))
+@given(
+    samples=st.integers(0, 6),
+    in_features=st.integers(1, 6),
+    out_features=st.integers(1, 5),
+    seed=st.integers(0, 2**31),
+)
+def test_every_kernel_matches_torch_and_the_reference(
+    kernel: str, samples: int, in_features: int, out_features: int, seed: int
+) -> None:
+    """Each product of the tables, called directly on (samples, features) matrices."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((samples, in_features))
+    weight = rng.standard_normal((out_features, in_features))
+    grad = rng.standard_normal((samples, out_features))
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(weight, requires_grad=True)
+    out = TF.linear(tx, tw)
+    out.backward(torch.tensor(grad))
+    ours = {
+        "forward": linear_ops.FORWARD_KERNELS[kernel](x, weight),
+        "dL/dx": linear_ops.INPUT_GRAD_KERNELS[kernel](grad, weight),
+        "dL/dW": linear_ops.WEIGHT_GRAD_KERNELS[kernel](grad, x),
+    }
+    reference = {
+        "forward": linear_ops.reference_forward(x, weight),
+        "dL/dx": linear_ops.reference_input_grad(grad, weight),
+        "dL/dW": linear_ops.reference_weight_grad(grad, x),
+    }
+    theirs = {"forward": out, "dL/dx": tx.grad, "dL/dW": tw.grad}
+    for what, value in ours.items():
+        assert_close(value, theirs[what], what=f"{kernel} {what} vs torch")
+        assert_close(value, reference[what], what=f"{kernel} {what} vs reference")
+
+
+def test_the_plan_picks_row_blocks_and_the_reference_on_request() -> None:
+    with use_algorithm("fast"):
+        assert linear_ops.plan_linear() == "row_blocks"
+    with use_algorithm("reference"):
+        assert linear_ops.plan_linear() == "reference"
+
+
+def test_the_reference_path_is_really_taken() -> None:
+    rng = np.random.default_rng(11)
+    x, weight, bias = rng.standard_normal((6, 5)), rng.standard_normal((4, 5)), np.ones(4)
+
+    def run() -> tuple[np.ndarray, ...]:
+        inputs, w, b = (cp.tensor(a, requires_grad=True) for a in (x, weight, bias))
+        out = F.linear(F.linear(inputs, w, b), w.T)
+        (out * out).sum().backward()
+        return out.numpy(), inputs.grad.numpy(), w.grad.numpy(), b.grad.numpy()
+
+    with use_algorithm("reference"), kernels_used() as used:
+        reference = run()
+    assert dict(used) == {
+        "linear.forward.reference": 2,
+        "linear.input_grad.reference": 2,
+        "linear.weight_grad.reference": 2,
+    }
+    with use_algorithm("fast"), kernels_used() as used:
+        fast = run()
+    assert used and not any(name.endswith(".reference") for name in used), used
+    for a, b in zip(reference, fast, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

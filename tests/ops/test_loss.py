@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 import convprop as cp
 import convprop.nn.functional as F
 from convprop.autograd import gradcheck
+from convprop.ops import loss as loss_ops
+from convprop.ops.algorithm import kernels_used, use_algorithm
 from tests.reference import assert_close, grad_of
 
 REDUCTIONS = st.sampled_from(["mean", "sum", "none"])
@@ -472,3 +474,39 @@ def test_binary_cross_entropy_with_logits_errors() -> None:
         F.binary_cross_entropy_with_logits(
             x, cp.tensor(np.zeros((4, 3))), pos_weight=cp.tensor(np.ones(3), requires_grad=True)
         )
+
+
+# ------------------------------------------------------------- cross_entropy's plan, reference
+def test_the_cross_entropy_plan_gathers_the_target_and_the_reference_on_request() -> None:
+    with use_algorithm("fast"):
+        assert loss_ops.plan_cross_entropy() == "target_gather"
+    with use_algorithm("reference"):
+        assert loss_ops.plan_cross_entropy() == "reference"
+
+
+def test_the_cross_entropy_reference_path_is_really_taken() -> None:
+    rng = np.random.default_rng(12)
+    logits, labels = rng.standard_normal((6, 4, 3)), rng.integers(0, 4, (6, 3))
+    labels[0, 0] = -100
+    weight = rng.uniform(0.5, 2.0, 4)
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        z = cp.tensor(logits, requires_grad=True)
+        value = F.cross_entropy(z, cp.tensor(labels), cp.tensor(weight), label_smoothing=0.1)
+        value.backward()
+        return value.numpy(), z.grad.numpy()
+
+    with use_algorithm("reference"), kernels_used() as used:
+        reference = run()
+    assert dict(used) == {
+        "cross_entropy.forward.reference": 1,
+        "cross_entropy.backward.reference": 1,
+    }
+    with use_algorithm("fast"), kernels_used() as used:
+        fast = run()
+    assert set(used) == {
+        "cross_entropy.forward.target_gather",
+        "cross_entropy.backward.target_gather",
+    }
+    for a, b in zip(reference, fast, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

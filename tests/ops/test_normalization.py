@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 import convprop as cp
 import convprop.nn.functional as F
 from convprop.autograd import gradcheck
+from convprop.ops import normalization
+from convprop.ops.algorithm import kernels_used, use_algorithm
 from convprop.ops.kernels import parallel
 from tests.reference import assert_close, grad_of, pair
 
@@ -148,16 +150,17 @@ def test_batch_norm_split_over_blocks_matches_torch() -> None:
     rng = np.random.default_rng(5)
     x = rng.standard_normal((7, 3, 160, 160)) * 2 + 1
     assert [b.stop - b.start for b in parallel.batch_blocks(7, x[0].nbytes)] == [2, 2, 2, 1]
-    compare_batch_norm(
-        x,
-        (np.zeros(3), np.ones(3)),
-        rng.standard_normal(3),
-        rng.standard_normal(3),
-        training=True,
-        momentum=0.1,
-        eps=1e-5,
-        seed=5,
-    )
+    with use_algorithm("fast"):
+        compare_batch_norm(
+            x,
+            (np.zeros(3), np.ones(3)),
+            rng.standard_normal(3),
+            rng.standard_normal(3),
+            training=True,
+            momentum=0.1,
+            eps=1e-5,
+            seed=5,
+        )
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -221,3 +224,45 @@ def test_batch_norm_errors() -> None:
         F.batch_norm(cp.tensor(np.ones((2, 4), dtype=np.float32)), *stats)
     with pytest.raises(TypeError, match=r"batch_norm: input must have a floating-point dtype"):
         F.batch_norm(cp.tensor(np.ones((2, 4), dtype=np.int64)), *stats)
+
+
+def test_the_plan_picks_the_compiled_passes_and_the_reference_on_request() -> None:
+    with use_algorithm("fast"):
+        assert normalization.plan_batch_norm() == "compiled"
+    with use_algorithm("reference"):
+        assert normalization.plan_batch_norm() == "reference"
+    assert set(normalization.STATISTICS_KERNELS) == {"reference", "compiled"}
+    assert set(normalization.NORMALIZE_KERNELS) == set(normalization.BACKWARD_KERNELS)
+
+
+def test_the_reference_path_is_really_taken() -> None:
+    """Under ``use_algorithm("reference")`` batch norm (training and evaluation) runs the
+    formulas as written and only reference kernels are counted; the results, running
+    statistics included, equal the compiled passes'."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 3, 5, 5)) * 3 + 2
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+
+    def run() -> tuple[np.ndarray, ...]:
+        inputs = cp.tensor(x, requires_grad=True)
+        weight, bias = cp.tensor(gamma, requires_grad=True), cp.tensor(beta, requires_grad=True)
+        mean, var = cp.zeros(3, dtype=np.float64), cp.ones(3, dtype=np.float64)
+        hidden = F.batch_norm(inputs, mean, var, weight, bias, training=True)
+        out = F.batch_norm(hidden * hidden, mean, var, weight, bias, training=False)
+        (out * out).sum().backward()
+        grads = (inputs.grad.numpy(), weight.grad.numpy(), bias.grad.numpy())
+        return (out.numpy(), mean.numpy(), var.numpy(), *grads)
+
+    with use_algorithm("reference"), kernels_used() as used:
+        reference = run()
+    assert used and all(name.endswith(".reference") for name in used), used
+    assert set(used) == {
+        "batch_norm.statistics.reference",
+        "batch_norm.normalize.reference",
+        "batch_norm.backward.reference",
+    }
+    with use_algorithm("fast"), kernels_used() as used:
+        fast = run()
+    assert not any(name.endswith(".reference") for name in used), used
+    for a, b in zip(reference, fast, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)

@@ -21,6 +21,7 @@ import convprop as cp
 import convprop.nn.functional as F
 from convprop.autograd import gradcheck
 from convprop.ops import resample
+from convprop.ops.algorithm import kernels_used, use_algorithm
 from tests.reference import assert_close, grad_of, pair
 
 LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -517,3 +518,39 @@ def test_pixel_shuffle_keeps_float32(name) -> None:
     assert out.dtype == np.float32
     out.sum().backward()
     assert x.grad.dtype == np.float32
+
+
+# ------------------------------------------------------------- interpolate's plan, reference
+def test_the_interpolate_plan_picks_each_modes_fast_path_and_the_reference_on_request() -> None:
+    with use_algorithm("fast"):
+        assert resample.plan_interpolate("nearest") == "index_copy"
+        assert resample.plan_interpolate("linear") == "axis_products"
+    with use_algorithm("reference"):
+        assert {resample.plan_interpolate(k) for k in ("nearest", "linear")} == {"reference"}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"scale_factor": 2, "mode": "nearest"},
+        {"size": (5, 3), "mode": "nearest-exact"},
+        {"scale_factor": (1.5, 0.5), "mode": "bilinear", "align_corners": False},
+    ],
+)
+def test_the_interpolate_reference_path_is_really_taken(kwargs: dict[str, Any]) -> None:
+    x = sample(4, (2, 3, 4, 6))
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        inputs = cp.tensor(x, requires_grad=True)
+        out = F.interpolate(inputs, **kwargs)
+        (out * out).sum().backward()
+        return out.numpy(), inputs.grad.numpy()
+
+    with use_algorithm("reference"), kernels_used() as used:
+        reference = run()
+    assert dict(used) == {"interpolate.forward.reference": 1, "interpolate.backward.reference": 1}
+    with use_algorithm("fast"), kernels_used() as used:
+        fast = run()
+    assert used and not any(name.endswith(".reference") for name in used), used
+    for a, b in zip(reference, fast, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -16,6 +16,7 @@ import convprop as cp
 import convprop.nn.functional as F
 from convprop.autograd import gradcheck
 from convprop.ops import unfold as unfold_ops
+from convprop.ops.algorithm import kernels_used, use_algorithm
 from tests.reference import assert_close, grad_of, pair
 
 
@@ -242,3 +243,53 @@ def test_unfold_fold_keep_float32() -> None:
     assert image.dtype == np.float32
     image.sum().backward()
     assert x.grad.dtype == np.float32
+
+
+# ------------------------------------------------------------------ every kernel, the plan
+@pytest.mark.parametrize("kernel", sorted(unfold_ops.IM2COL_KERNELS))
+@given(window_configs(), st.integers(0, 2**16))
+def test_every_kernel_matches_torch_and_the_reference(kernel: str, config, seed) -> None:
+    """im2col and col2im of the tables, called directly on batched images, against
+    torch.nn.functional.unfold and fold and against the reference."""
+    shape, kwargs = config
+    x = torch.tensor(sample(seed, (2, *shape[-3:])))
+    window = tuple(as_pair(kwargs[k]) for k in ("kernel_size", "dilation", "padding", "stride"))
+    counts = tuple(
+        blocks(x.shape[2 + axis], *(value[axis] for value in window)) for axis in range(2)
+    )
+    columns = unfold_ops.IM2COL_KERNELS[kernel](x.numpy(), *window, counts)
+    assert_close(columns, torch_F.unfold(x, **kwargs), what=f"{kernel} im2col")
+    reference = unfold_ops.reference_im2col(x.numpy(), *window, counts)
+    np.testing.assert_array_equal(columns, reference)
+    c = torch.tensor(sample(seed + 1, columns.shape))
+    image = unfold_ops.COL2IM_KERNELS[kernel](c.numpy(), x.shape[2:], *window, counts)
+    assert_close(image, torch_F.fold(c, x.shape[2:], **kwargs), what=f"{kernel} col2im")
+    reference_image = unfold_ops.reference_col2im(c.numpy(), x.shape[2:], *window, counts)
+    assert_close(image, reference_image, what=f"{kernel} col2im vs reference")
+
+
+def test_the_plan_picks_the_compiled_loops_and_the_reference_on_request() -> None:
+    with use_algorithm("fast"):
+        assert unfold_ops.plan_unfold() == "compiled"
+    with use_algorithm("reference"):
+        assert unfold_ops.plan_unfold() == "reference"
+
+
+def test_the_reference_path_is_really_taken() -> None:
+    x = sample(3, (2, 3, 7, 6))
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        inputs = cp.tensor(x, requires_grad=True)
+        columns = F.unfold(inputs, 3, padding=1, stride=2)
+        out = F.fold(columns * columns, (7, 6), 3, padding=1, stride=2)
+        (out * out).sum().backward()
+        return out.numpy(), inputs.grad.numpy()
+
+    with use_algorithm("reference"), kernels_used() as used:
+        reference = run()
+    assert dict(used) == {"unfold.im2col.reference": 2, "unfold.col2im.reference": 2}
+    with use_algorithm("fast"), kernels_used() as used:
+        fast = run()
+    assert dict(used) == {"unfold.im2col.compiled": 2, "unfold.col2im.compiled": 2}
+    for a, b in zip(reference, fast, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -14,19 +14,26 @@ dy_i/dz_j = y_i (delta_ij - y_j), which gives dL/dz = y * (dL/dy - sum_j dL/dy_j
 
 Dropout (inverted dropout) multiplies by a random mask that keeps each entry with probability
 1 - p and scales the kept ones by 1 / (1 - p); its backward multiplies by the same mask.
+
+ReLU, in every CNN of the zoo, also has fast passes (``convprop.ops.kernels.relu``: blocks of
+samples on every core, a compiled one-pass backward) beside ``reference_relu_forward`` and
+``reference_relu_backward``, chosen by ``plan_relu_forward``/``plan_relu_backward``. Every
+other op here has one implementation, the formula as written, which is its own reference:
+``convprop.ops.use_algorithm("reference")`` changes nothing for them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from convprop.ops import algorithm
 from convprop.ops.checks import check_float
 from convprop.ops.contract import Grads, Needs, OpPair
-from convprop.ops.kernels.compiled import compiled
-from convprop.ops.kernels.parallel import batch_blocks, map_blocks
+from convprop.ops.kernels import relu as relu_kernels
 
 # ----------------------------------------------------------------------------------------- erf
 #
@@ -90,7 +97,7 @@ def erf(x: np.ndarray) -> np.ndarray:
     magnitude = np.abs(x)
     # The series runs over every element (clipped to |x| <= 1, most of a layer's inputs), and
     # the few large ones are overwritten after: cheaper than splitting the array with boolean
-    # masks, whose random branches make NumPy's where/compress ~10x slower than arithmetic.
+    # masks, whose random branches make NumPy's where/compress slower than the arithmetic.
     small = np.minimum(magnitude, _ERFCX_SPLIT)
     square = small * small
     result = np.full_like(small, _ERF_SERIES[-1])
@@ -131,47 +138,65 @@ def _check_input(x: np.ndarray, func: str) -> None:
     check_float(x, func, "input")
 
 
+# ReLU has fast passes (``convprop.ops.kernels.relu``) beside the rule as the notes write it;
+# every other point-wise activation below has one implementation, the formula itself, which is
+# its own reference.
+def reference_relu_forward(z: np.ndarray) -> np.ndarray:
+    """y = f(z) = max(z, 0)."""
+    out: np.ndarray = np.maximum(z, 0)
+    return out
+
+
+def reference_relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Deck 004's point-wise rule dL/dz = dL/dy f'(z), f'(z) = 1 for z > 0 and 0 for z <= 0,
+    read off the output y = relu(z) (positive exactly where z is).
+
+    Written as PyTorch's threshold_backward, the selection "0 where z <= 0, else delta", rather
+    than a product with the 0/1 mask: a NaN z passes its delta, and an infinite delta at a zero
+    slope gives 0 rather than inf * 0 = NaN.
+    """
+    selected: np.ndarray = np.where(out <= 0, 0.0, grad_out)
+    return selected.astype(np.result_type(grad_out, out), copy=False)
+
+
+RELU_FORWARD_KERNELS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "reference": reference_relu_forward,
+    "blocked": relu_kernels.forward,
+}
+RELU_BACKWARD_KERNELS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "reference": reference_relu_backward,
+    "compiled": relu_kernels.backward,
+}
+
+
+def plan_relu_forward() -> str:
+    """max(z, 0) in blocks of samples on every core, or the reference."""
+    return "reference" if algorithm.reference() else "blocked"
+
+
+def plan_relu_backward() -> str:
+    """The compiled one-pass mask, or the reference."""
+    return "reference" if algorithm.reference() else "compiled"
+
+
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, Any]:
     """relu(v) = max(v, 0)."""
     _check_input(x, "relu")
-    blocks = batch_blocks(len(x), x[:1].nbytes) if x.ndim else [slice(None)]
-    if len(blocks) == 1:
-        out = np.maximum(x, 0)
-        return out, out
-    # Large maps: blocks of samples on every core (NumPy releases the GIL in the ufunc).
-    out = np.empty_like(x)
-    map_blocks(lambda b: np.maximum(x[b], 0, out=out[b]), blocks, blas=False)
+    kernel = plan_relu_forward()
+    algorithm.ran(f"relu.forward.{kernel}")
+    out = RELU_FORWARD_KERNELS[kernel](x)
     return out, out
 
 
 def relu_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
-    """phi'(v) = 1 for v > 0, 0 for v <= 0 (0 at the kink, as PyTorch).
-
-    Read off the output y = relu(v) (v > 0 exactly where y > 0): dL/dv = 0 where y <= 0, else
-    dL/dy, one compiled pass (NumPy's mask-and-multiply took three).
-    """
+    """phi'(v) = 1 for v > 0, 0 for v <= 0 (0 at the kink, as PyTorch): dL/dv = 0 where the
+    output y <= 0, else dL/dy (``reference_relu_backward``; ``plan_relu_backward`` picks)."""
     out = saved
     if grad_out.shape != out.shape:
         grad_out = np.broadcast_to(grad_out, out.shape)
-    grad_out = np.ascontiguousarray(grad_out)
-    grad = np.empty(out.shape, dtype=np.result_type(grad_out, out))
-    if not out.ndim:
-        _zero_where_not_positive(grad_out.reshape(1), out.reshape(1), grad.reshape(1))
-        return (grad,)
-
-    def block(b: slice) -> None:
-        _zero_where_not_positive(grad_out[b].reshape(-1), out[b].reshape(-1), grad[b].reshape(-1))
-
-    map_blocks(block, batch_blocks(len(out), out[:1].nbytes), blas=False)
-    return (grad,)
-
-
-@compiled
-def _zero_where_not_positive(grad: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
-    """out_i = 0 where values_i <= 0, else grad_i (a NaN value passes its gradient, as in
-    PyTorch's threshold_backward)."""
-    for i in range(grad.size):
-        out[i] = 0 if values[i] <= 0 else grad[i]
+    kernel = plan_relu_backward()
+    algorithm.ran(f"relu.backward.{kernel}")
+    return (RELU_BACKWARD_KERNELS[kernel](grad_out, out),)
 
 
 def leaky_relu_forward(x: np.ndarray, negative_slope: float = 0.01) -> tuple[np.ndarray, Any]:

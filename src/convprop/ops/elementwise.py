@@ -4,6 +4,11 @@ Each op is a forward/backward pair named by an ``OpPair`` (``convprop.ops.contra
 
 Broadcasting rule for every backward here: when an input of shape ``s`` was broadcast to the
 output's shape, its gradient is ``grad_out`` summed over the broadcast axes (``unbroadcast``).
+
+Each op has one implementation, the formula as written, which is its own reference:
+``convprop.ops.use_algorithm("reference")`` changes nothing here. (``matmul`` calls NumPy's
+product through ``kernels.parallel.broadcast_matmul`` only to keep BLAS on one thread, so its
+bits do not depend on the core count.)
 """
 
 from __future__ import annotations

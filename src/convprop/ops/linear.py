@@ -10,21 +10,71 @@ backward, transposed to rows:
 
 Every leading axis of x counts as a sample axis (a flattened batch), so the sums run over all of
 them. Deck 004 feeds this layer the "flattened" maps of the last convolutional layer.
+
+The reference (``reference_forward``, ``reference_input_grad``, ``reference_weight_grad``) is
+those three products as written, with NumPy's ``@``; the fast kernels are the same products
+in ``convprop.ops.kernels.parallel`` (blocks of rows on every core when a product is large,
+each with one BLAS thread, so the bits do not depend on the core count). ``plan_linear``
+picks; ``convprop.ops.use_algorithm("reference")`` runs the reference.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from convprop.ops import algorithm
 from convprop.ops.checks import check_float, check_same_dtype
 from convprop.ops.contract import Grads, Needs, OpPair
 from convprop.ops.elementwise import unbroadcast
 from convprop.ops.kernels.parallel import matmul, matmul_over_rows
 
 
+# 1. The reference: deck 002's products, samples as rows (x: (samples, in), W: (out, in)).
+def reference_forward(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """y = x W^T (the bias is added by the pair)."""
+    out: np.ndarray = x @ weight.T
+    return out
+
+
+def reference_input_grad(grad_out: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """dL/dx = dL/dy W."""
+    grad: np.ndarray = grad_out @ weight
+    return grad
+
+
+def reference_weight_grad(grad_out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """dL/dW = (dL/dy)^T x: the outer products of every sample, summed."""
+    grad: np.ndarray = grad_out.T @ x
+    return grad
+
+
+# 2. The plan: the reference, or the same products in blocks of rows ("row_blocks").
+Product = Callable[[np.ndarray, np.ndarray], np.ndarray]
+FORWARD_KERNELS: dict[str, Product] = {
+    "reference": reference_forward,
+    "row_blocks": lambda x, weight: matmul(x, weight.T),
+}
+INPUT_GRAD_KERNELS: dict[str, Product] = {
+    "reference": reference_input_grad,
+    "row_blocks": matmul,
+}
+WEIGHT_GRAD_KERNELS: dict[str, Product] = {
+    "reference": reference_weight_grad,
+    "row_blocks": matmul_over_rows,
+}
+
+
+def plan_linear() -> str:
+    """The products' implementation: blocks of rows (``parallel.matmul``, which holds the
+    thresholds: products too small to share run whole), or the reference."""
+    return "reference" if algorithm.reference() else "row_blocks"
+
+
+# 3. The public pair.
 def _as_rows(array: np.ndarray) -> np.ndarray:
     """(*, features) as a (samples, features) matrix (explicit sizes, so empty axes work)."""
     return array.reshape(math.prod(array.shape[:-1]), array.shape[-1])
@@ -62,7 +112,9 @@ def linear_forward(
     samples = _as_rows(x)
     weight_matrix = weight.reshape(1 if weight.ndim == 1 else weight.shape[0], weight.shape[-1])
     out_shape = x.shape[:-1] + weight.shape[:-1]
-    out = matmul(samples, weight_matrix.T).reshape(out_shape)
+    kernel = plan_linear()
+    algorithm.ran(f"linear.forward.{kernel}")
+    out = FORWARD_KERNELS[kernel](samples, weight_matrix).reshape(out_shape)
     if bias is not None:
         try:
             broadcast = np.broadcast_shapes(bias.shape, out_shape)
@@ -85,10 +137,13 @@ def linear_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     grad_matrix = grad_out.reshape(math.prod(x.shape[:-1]), out_features)
     weight_matrix = weight.reshape(out_features, weight.shape[-1])
     grad_x = grad_weight = grad_bias = None
+    kernel = plan_linear()
     if needs[0]:
-        grad_x = matmul(grad_matrix, weight_matrix).reshape(x.shape)
+        algorithm.ran(f"linear.input_grad.{kernel}")
+        grad_x = INPUT_GRAD_KERNELS[kernel](grad_matrix, weight_matrix).reshape(x.shape)
     if needs[1]:
-        grad_weight = matmul_over_rows(grad_matrix, _as_rows(x)).reshape(weight.shape)
+        algorithm.ran(f"linear.weight_grad.{kernel}")
+        grad_weight = WEIGHT_GRAD_KERNELS[kernel](grad_matrix, _as_rows(x)).reshape(weight.shape)
     if len(needs) > 2 and needs[2]:
         grad_bias = unbroadcast(grad_out, bias_shape)
     return grad_x, grad_weight, grad_bias

@@ -19,19 +19,30 @@ log y = z - logsumexp(z) with the maximum subtracted, so that exp() cannot overf
 Every loss follows PyTorch exactly: shapes (N, C) or (N, C, d1, d2, ...), unbatched (C,) inputs,
 weighted means normalised by the sum of the weights of the target classes, ignore_index left out
 of numerator and denominator, label smoothing as PyTorch mixes it in.
+
+Cross-entropy with class-index targets has two implementations: the notes' formula with a
+one-hot target distribution (``reference_cross_entropy``, ``reference_cross_entropy_grad``)
+and the kernels of ``convprop.ops.kernels.cross_entropy``, which pick the target class out of
+log y instead; ``plan_cross_entropy`` chooses (``convprop.ops.use_algorithm("reference")``
+runs the formula). Every other loss here (class-probability cross-entropy, nll_loss, mse_loss,
+binary_cross_entropy_with_logits) has one implementation, its formula as the docstring writes
+it, which is its own reference.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from convprop.ops import algorithm
 from convprop.ops.activation import log_softmax_forward
 from convprop.ops.checks import check_float
 from convprop.ops.contract import Grads, Needs, OpPair
 from convprop.ops.elementwise import unbroadcast
+from convprop.ops.kernels import cross_entropy as cross_entropy_kernels
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -191,6 +202,91 @@ def _kept_only(sample_grad: np.ndarray, kept: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- cross_entropy
+# With class-index targets, cross-entropy has the notes' formula as its reference (a one-hot
+# target distribution over every class) beside the kernels of ``convprop.ops.kernels.
+# cross_entropy``, which pick the target class out instead; ``plan_cross_entropy`` chooses.
+def _target_distribution(
+    class_index: np.ndarray, kept: np.ndarray, classes: int, label_smoothing: float, dtype: Any
+) -> np.ndarray:
+    """d = (1 - eps) onehot(t) + eps / C over axis 1, zero for an ignored target."""
+    shape = (1, classes) + (1,) * (class_index.ndim - 2)
+    onehot = (np.arange(classes).reshape(shape) == class_index).astype(dtype)
+    smoothed = (1.0 - label_smoothing) * onehot + label_smoothing / classes
+    distribution: np.ndarray = smoothed * np.expand_dims(kept, 1)
+    return distribution
+
+
+def reference_cross_entropy(
+    log_probs: np.ndarray,
+    class_index: np.ndarray,
+    kept: np.ndarray,
+    target_weight: np.ndarray,
+    weight: np.ndarray | None,
+    label_smoothing: float,
+) -> np.ndarray:
+    """div_n = -sum_c w_c d_c log y_c, the divergence of y = softmax(z) from the target
+    distribution d = (1 - eps) onehot(t) + eps / C (d = 0 for an ignored target).
+
+    A class with w_c d_c = 0 adds nothing even where log y_c = -inf (0 log 0 = 0).
+    """
+    classes = log_probs.shape[1]
+    d = _target_distribution(class_index, kept, classes, label_smoothing, log_probs.dtype)
+    w = np.ones(classes, log_probs.dtype) if weight is None else weight
+    coefficient = _class_weight_view(w, log_probs.ndim) * d
+    with np.errstate(invalid="ignore"):  # 0 * -inf, replaced by 0
+        terms = np.where(coefficient != 0, coefficient * log_probs, np.zeros((), log_probs.dtype))
+    loss: np.ndarray = -terms.sum(axis=1)
+    return loss
+
+
+def reference_cross_entropy_grad(
+    sample_grad: np.ndarray,
+    log_probs: np.ndarray,
+    class_index: np.ndarray,
+    kept: np.ndarray,
+    target_weight: np.ndarray,
+    weight: np.ndarray | None,
+    label_smoothing: float,
+) -> np.ndarray:
+    """dL/dz_c = s (y_c sum_k w_k d_k - w_c d_c), s = dL/d div_n (1/sum w_t for 'mean').
+
+    Without class weights or smoothing, sum_k w_k d_k = 1: the notes' dDiv/dz = y - onehot(t),
+    times s = 1/N for the mean, (p - onehot) / N.
+    """
+    classes = log_probs.shape[1]
+    d = _target_distribution(class_index, kept, classes, label_smoothing, log_probs.dtype)
+    w = np.ones(classes, log_probs.dtype) if weight is None else weight
+    weighted_target = _class_weight_view(w, log_probs.ndim) * d
+    y = np.exp(log_probs)
+    s = np.expand_dims(sample_grad, 1)
+    grad: np.ndarray = s * (y * weighted_target.sum(axis=1, keepdims=True) - weighted_target)
+    return grad
+
+
+LossKernel = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, float], np.ndarray
+]
+LossGradKernel = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, float],
+    np.ndarray,
+]
+CROSS_ENTROPY_KERNELS: dict[str, LossKernel] = {
+    "reference": reference_cross_entropy,
+    "target_gather": cross_entropy_kernels.per_sample_loss,
+}
+CROSS_ENTROPY_GRAD_KERNELS: dict[str, LossGradKernel] = {
+    "reference": reference_cross_entropy_grad,
+    "target_gather": cross_entropy_kernels.input_grad,
+}
+
+
+def plan_cross_entropy() -> str:
+    """Cross-entropy of class-index targets: the target class picked out of log y (no one-hot
+    array), or the reference. Class-probability targets have one implementation, the formula
+    with the dense target d, which is its own reference."""
+    return "reference" if algorithm.reference() else "target_gather"
+
+
 def cross_entropy_forward(
     x: np.ndarray,
     target: np.ndarray,
@@ -234,18 +330,13 @@ def _cross_entropy_index(
     label_smoothing: float,
 ) -> tuple[np.ndarray, Any]:
     batched, target, unbatched = _batched_index_target(x, target, ignore_index, "cross_entropy")
-    classes = batched.shape[1]
     log_probs, _ = log_softmax_forward(batched, 1)
     class_index, kept, target_weight = _gather_classes(target, weight, ignore_index, x.dtype)
-    target_log_prob = np.take_along_axis(log_probs, class_index, axis=1)[:, 0]
-    per_sample = -target_log_prob * target_weight
-    if label_smoothing > 0:
-        if weight is None:
-            smooth = -log_probs.sum(axis=1)
-        else:
-            smooth = -(log_probs * _class_weight_view(weight, batched.ndim)).sum(axis=1)
-        smooth = np.where(kept, smooth, np.zeros((), x.dtype))
-        per_sample = (1.0 - label_smoothing) * per_sample + (label_smoothing / classes) * smooth
+    kernel = plan_cross_entropy()
+    algorithm.ran(f"cross_entropy.forward.{kernel}")
+    per_sample = CROSS_ENTROPY_KERNELS[kernel](
+        log_probs, class_index, kept, target_weight, weight, label_smoothing
+    )
     denominator = target_weight.sum()
     saved = (
         "index",
@@ -352,23 +443,11 @@ def _cross_entropy_index_backward(grad_out: np.ndarray, saved: Any, needs: Needs
     sample_grad = _kept_only(
         _per_sample_grad(grad_out, reduction, denominator, target_weight.shape), kept
     )
-    classes = log_probs.shape[1]
-    probs = np.exp(log_probs)
-    # Coefficient of -log y_t (the one-hot part) for each sample.
-    onehot_coef = (1.0 - label_smoothing) * sample_grad * target_weight
-    if label_smoothing > 0:
-        smooth_coef = (label_smoothing / classes) * sample_grad * kept
-        total_weight = classes if weight is None else weight.sum()
-        grad = probs * np.expand_dims(onehot_coef + smooth_coef * total_weight, 1)
-        smooth_part = np.expand_dims(smooth_coef, 1)
-        if weight is not None:
-            smooth_part = smooth_part * _class_weight_view(weight, log_probs.ndim)
-        grad -= smooth_part
-    else:
-        grad = probs * np.expand_dims(onehot_coef, 1)
-    # Subtract the one-hot term at each sample's target class (ignored samples add 0 at class 0).
-    at_target = np.take_along_axis(grad, class_index, axis=1)
-    np.put_along_axis(grad, class_index, at_target - np.expand_dims(onehot_coef, 1), axis=1)
+    kernel = plan_cross_entropy()
+    algorithm.ran(f"cross_entropy.backward.{kernel}")
+    grad = CROSS_ENTROPY_GRAD_KERNELS[kernel](
+        sample_grad, log_probs, class_index, kept, target_weight, weight, label_smoothing
+    )
     return grad.reshape(input_shape), None, None
 
 

@@ -1,6 +1,8 @@
-"""Batch normalisation as a forward/backward pair.
+"""Batch normalisation: the formulas, literally; one plan; the public pair.
 
-Per channel c, over the m = N * (product of spatial sizes) values x_i of that channel:
+Batch norm is not in the decks; its backward is the standard hand derivation (Ioffe and
+Szegedy, 2015), written in the notes' terms. Per channel c, over the m = N * (product of
+spatial sizes) values x_i of that channel:
 
     mu = (1/m) sum_i x_i,    var = (1/m) sum_i (x_i - mu)^2    (the biased batch variance)
     xhat_i = (x_i - mu) / sqrt(var + eps),    y_i = gamma xhat_i + beta
@@ -10,28 +12,155 @@ place, running <- (1 - momentum) running + momentum * batch, with the *unbiased*
 var * m / (m - 1) (as PyTorch). In evaluation mode mu and var are the running statistics, so the
 layer is a fixed per-channel affine map.
 
-Backward, with dxhat_i = gamma dL/dy_i. In evaluation mode the statistics are constants and
-dL/dx_i = dxhat_i / sqrt(var + eps). In training mode mu and var depend on every x_i of the
-channel, and the chain rule through them gives the standard formula
+Backward, with delta_i = dL/dy_i and sigma = sqrt(var + eps). In evaluation mode the statistics
+are constants and dL/dx_i = gamma delta_i / sigma. In training mode mu and var depend on every
+x_i of the channel, and the chain rule through them gives the standard formula
 
-    dL/dx_i = (1 / m) / sqrt(var + eps) * (m dxhat_i - sum_j dxhat_j - xhat_i sum_j dxhat_j xhat_j).
+    dL/dx_i = (1/m) gamma / sigma (m delta_i - sum_j delta_j - xhat_i sum_j delta_j xhat_j).
 
-dL/dgamma = sum_i dL/dy_i xhat_i and dL/dbeta = sum_i dL/dy_i in both modes.
+dL/dgamma = sum_i delta_i xhat_i and dL/dbeta = sum_i delta_i in both modes.
+
+This module holds, in this order:
+
+1. **The reference implementation** (``reference_statistics``, ``reference_normalize``,
+   ``reference_backward``): the formulas above in plain NumPy over the reduction axes.
+   ``convprop.ops.use_algorithm("reference")`` runs every batch norm through them.
+2. **The plan** (``plan_batch_norm``) and the kernel tables: the reference, or the compiled
+   passes of ``convprop.ops.kernels.batch_norm`` (each reads the map once, in blocks of
+   samples on every core).
+3. **The public pair** (``batch_norm``, an :class:`~convprop.ops.contract.OpPair`): validation,
+   the running statistics, then the plan's kernels.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from convprop.ops import algorithm
 from convprop.ops.checks import check_float, check_same_dtype
 from convprop.ops.contract import Grads, Needs, OpPair
-from convprop.ops.kernels.compiled import compiled
-from convprop.ops.kernels.parallel import batch_blocks, map_blocks, sum_blocks
+from convprop.ops.kernels import batch_norm as batch_norm_kernels
 
 
+# --------------------------------------------------------------------------------------------
+# 1. The reference implementation: the formulas, literally.
+# --------------------------------------------------------------------------------------------
+def _reduction_axes(x: np.ndarray) -> tuple[int, ...]:
+    """Every axis but the channels': the batch and the positions."""
+    return (0, *range(2, x.ndim))
+
+
+def _per_channel(values: np.ndarray, ndim: int) -> np.ndarray:
+    """A (C,) array shaped (1, C, 1, ...) to broadcast against an (N, C, *) array."""
+    return values.reshape(1, -1, *(1,) * (ndim - 2))
+
+
+def reference_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """mu = (1/m) sum_i x_i and var = (1/m) sum_i (x_i - mu)^2 per channel, in float64."""
+    axes = _reduction_axes(x)
+    mean = x.mean(axis=axes, dtype=np.float64)
+    variance = ((x - _per_channel(mean, x.ndim)) ** 2).mean(axis=axes)
+    return mean, variance
+
+
+def reference_normalize(
+    x: np.ndarray,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    weight: np.ndarray | None,
+    bias: np.ndarray | None,
+    eps: float,
+    training: bool,
+) -> np.ndarray:
+    """y = gamma xhat + beta, xhat = (x - mu) / sqrt(var + eps) (the same in both modes)."""
+    sigma = _per_channel(np.sqrt(variance + eps), x.ndim)
+    x_hat = (x - _per_channel(mean, x.ndim)) / sigma
+    gamma = 1.0 if weight is None else _per_channel(weight, x.ndim)
+    beta = 0.0 if bias is None else _per_channel(bias, x.ndim)
+    y: np.ndarray = (gamma * x_hat + beta).astype(x.dtype, copy=False)
+    return y
+
+
+def reference_backward(
+    grad_out: np.ndarray,
+    x: np.ndarray,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    weight: np.ndarray | None,
+    eps: float,
+    training: bool,
+    needs: Needs,
+) -> Grads:
+    """delta = dL/dy, sums over the batch and the positions (m values per channel):
+
+    dL/dx (training)   = (1/m) gamma / sigma (m delta - sum delta - xhat sum(delta xhat))
+    dL/dx (evaluation) = gamma delta / sigma
+    dL/dgamma = sum delta xhat,    dL/dbeta = sum delta
+    """
+    axes, dtype = _reduction_axes(x), np.result_type(grad_out, x)
+    delta, m = grad_out, x.size // x.shape[1]
+    sigma = _per_channel(np.sqrt(variance + eps), x.ndim)
+    x_hat = (x - _per_channel(mean, x.ndim)) / sigma
+    gamma = 1.0 if weight is None else _per_channel(weight, x.ndim)
+    sum_delta = delta.sum(axis=axes, keepdims=True, dtype=np.float64)
+    sum_delta_x_hat = (delta * x_hat).sum(axis=axes, keepdims=True)
+    grad_x = grad_weight = grad_bias = None
+    if needs[0]:
+        if training:
+            grad_x = (1 / m) * gamma / sigma * (m * delta - sum_delta - x_hat * sum_delta_x_hat)
+        else:
+            grad_x = gamma * delta / sigma
+        grad_x = grad_x.astype(dtype, copy=False)
+    if needs[1]:
+        grad_weight = sum_delta_x_hat.reshape(-1).astype(dtype)
+    if needs[2]:
+        grad_bias = sum_delta.reshape(-1).astype(dtype)
+    return grad_x, grad_weight, grad_bias
+
+
+# --------------------------------------------------------------------------------------------
+# 2. The plan: the reference or the compiled passes.
+# --------------------------------------------------------------------------------------------
+# Every implementation takes (N, C, S) arrays (the public pair's contiguous view of the maps);
+# the compiled passes split them into ``parallel.batch_blocks`` (the one threshold: maps too
+# small to be worth sharing between the cores run whole in the calling thread).
+StatisticsKernel = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+NormalizeKernel = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, float, bool],
+    np.ndarray,
+]
+BackwardKernel = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, float, bool, Needs],
+    Grads,
+]
+
+STATISTICS_KERNELS: dict[str, StatisticsKernel] = {
+    "reference": reference_statistics,
+    "compiled": batch_norm_kernels.statistics,
+}
+NORMALIZE_KERNELS: dict[str, NormalizeKernel] = {
+    "reference": reference_normalize,
+    "compiled": batch_norm_kernels.normalize,
+}
+BACKWARD_KERNELS: dict[str, BackwardKernel] = {
+    "reference": reference_backward,
+    "compiled": batch_norm_kernels.backward,
+}
+
+
+def plan_batch_norm() -> str:
+    """The implementation of every part of batch norm: ``"reference"`` under
+    ``use_algorithm("reference")``, else the compiled passes, which read the map once per pass
+    at any size (BENCHMARKS.md, "Kernels: batch norm")."""
+    return "reference" if algorithm.reference() else "compiled"
+
+
+# --------------------------------------------------------------------------------------------
+# 3. The public pair: validation, the running statistics, then the plan's kernels.
+# --------------------------------------------------------------------------------------------
 def _check_batch_norm(
     x: np.ndarray,
     weight: np.ndarray | None,
@@ -81,6 +210,38 @@ def _check_batch_norm(
         )
 
 
+@dataclass(frozen=True)
+class BatchNormSaved:
+    """What batch norm's backward needs: the maps as (N, C, S) ``values`` (x itself where it
+    was contiguous: alive anyway as this node's input) and mu rather than a copy of xhat,
+    which the backward rebuilds as it runs; ``mean`` is None for an empty input."""
+
+    values: np.ndarray
+    mean: np.ndarray | None
+    variance: np.ndarray | None
+    weight: np.ndarray | None
+    eps: float
+    training: bool
+    shape: tuple[int, ...]
+
+
+def _update_running(
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    momentum: float,
+    count: int,
+) -> None:
+    """running <- (1 - momentum) running + momentum batch, with the unbiased variance."""
+    if running_mean is None or running_var is None:
+        return
+    running_mean *= 1.0 - momentum
+    running_mean += momentum * mean
+    running_var *= 1.0 - momentum
+    running_var += (momentum * count / (count - 1)) * variance
+
+
 def batch_norm_forward(
     x: np.ndarray,
     weight: np.ndarray | None,
@@ -90,197 +251,55 @@ def batch_norm_forward(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
-) -> tuple[np.ndarray, Any]:
+) -> tuple[np.ndarray, BatchNormSaved]:
     """y = gamma (x - mu) / sqrt(var + eps) + beta, statistics per channel (axis 1).
 
     ``running_mean``/``running_var`` are updated in place when ``training`` is true.
-    Training mode reads x twice (the statistics, then y); evaluation mode once.
     """
     _check_batch_norm(x, weight, bias, running_mean, running_var, training)
-    axes = (0, *range(2, x.ndim))
-    channels = x.shape[1]
-    count = math.prod(x.shape[i] for i in axes)
     if x.size == 0:
-        return x.copy(), (None, None, None, weight, training, x.shape, count)
-
-    # (N, C, S), contiguous; per-channel statistics are float64 arrays of shape (C,). Each pass
-    # runs over blocks of samples on every core (``batch_blocks``), partial sums added in block
-    # order.
-    values = np.ascontiguousarray(x).reshape(x.shape[0], channels, -1)
-    blocks = batch_blocks(values.shape[0], values[0].nbytes)
+        return x.copy(), BatchNormSaved(x, None, None, weight, eps, training, x.shape)
+    values = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[1], -1)
+    kernel = plan_batch_norm()
     if training:
-        # Sums of x - k and (x - k)^2 with k_c the channel's first value: mu = k + sum/m and
-        # var = sum (x - k)^2 / m - (mu - k)^2, one read of x. The shift keeps the subtraction
-        # from cancelling when |mu| >> sigma (k lies within a few sigma of mu).
-        shift = values[0, :, 0].astype(np.float64)
-
-        def shifted_sums(b: slice) -> np.ndarray:
-            sums = np.empty((channels, 2))
-            _shifted_sums(values[b], shift, sums)
-            return sums
-
-        offset_sum, square_sum = sum_blocks(shifted_sums, blocks, blas=False).T
-        mean_offset = offset_sum / count
-        mean = shift + mean_offset
-        variance = np.maximum(square_sum / count - mean_offset * mean_offset, 0.0)
-        if running_mean is not None and running_var is not None:
-            running_mean *= 1.0 - momentum
-            running_mean += momentum * mean
-            running_var *= 1.0 - momentum
-            running_var += (momentum * count / (count - 1)) * variance
+        algorithm.ran(f"batch_norm.statistics.{kernel}")
+        mean, variance = STATISTICS_KERNELS[kernel](values)
+        count = values.shape[0] * values.shape[2]
+        _update_running(running_mean, running_var, mean, variance, momentum, count)
     else:
         # Evaluation mode: _check_batch_norm guarantees the running statistics are given.
         mean = np.asarray(running_mean, dtype=np.float64)
         variance = np.asarray(running_var, dtype=np.float64)
-    inv_std = 1.0 / np.sqrt(variance + eps)
-    scale = inv_std if weight is None else weight * inv_std
-    beta = np.zeros(channels) if bias is None else bias.astype(np.float64)
-    if training:
-        # y = (x - mu) (gamma inv_std) + beta.
-        center, offset = mean, beta
-    else:
-        # A fixed affine map, y = x (gamma inv_std) + (beta - mu gamma inv_std), PyTorch's form.
-        center, offset = np.zeros(channels), beta - mean * scale
-    out = np.empty_like(values)
-
-    def normalize(b: slice) -> None:
-        _shifted_affine(values[b], center, scale, offset, out[b])
-
-    map_blocks(normalize, blocks, blas=False)
-    # Backward keeps x (alive anyway: it is this node's input) and mu rather than a copy of
-    # xhat, and rebuilds x - mu as it runs.
-    return out.reshape(x.shape), (values, mean, inv_std, weight, training, x.shape, count)
+    algorithm.ran(f"batch_norm.normalize.{kernel}")
+    out = NORMALIZE_KERNELS[kernel](values, mean, variance, weight, bias, eps, training)
+    saved = BatchNormSaved(values, mean, variance, weight, eps, training, x.shape)
+    return out.reshape(x.shape), saved
 
 
-@compiled
-def _shifted_sums(values: np.ndarray, shift: np.ndarray, sums: np.ndarray) -> None:
-    """sums[c] = (sum_(n,s) (x[n,c,s] - k_c), sum_(n,s) (x[n,c,s] - k_c)^2), in float64."""
-    batch, channels, positions = values.shape
-    for c in range(channels):
-        k = shift[c]
-        linear = 0.0
-        square = 0.0
-        for n in range(batch):
-            for s in range(positions):
-                d = np.float64(values[n, c, s]) - k
-                linear += d
-                square += d * d
-        sums[c, 0] = linear
-        sums[c, 1] = square
+def batch_norm_backward(grad_out: np.ndarray, saved: BatchNormSaved, needs: Needs) -> Grads:
+    """dL/dx (training): (1/m) gamma / sigma (m delta - sum delta - xhat sum(delta xhat));
+    dL/dx (evaluation): gamma delta / sigma; dL/dgamma = sum delta xhat; dL/dbeta = sum delta.
 
-
-@compiled
-def _shifted_affine(
-    values: np.ndarray, center: np.ndarray, scale: np.ndarray, offset: np.ndarray, out: np.ndarray
-) -> None:
-    """out[n,c,s] = (x[n,c,s] - center_c) scale_c + offset_c, computed in float64."""
-    batch, channels, positions = values.shape
-    for n in range(batch):
-        for c in range(channels):
-            m, a, b = center[c], scale[c], offset[c]
-            for s in range(positions):
-                out[n, c, s] = (np.float64(values[n, c, s]) - m) * a + b
-
-
-def batch_norm_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
-    """dL/dx (training): (1/m) inv_std (m dxhat - sum dxhat - xhat sum(dxhat xhat));
-    dL/dx (evaluation): dxhat inv_std; dL/dgamma = sum dL/dy xhat; dL/dbeta = sum dL/dy.
-
-    Here dxhat = gamma dL/dy, inv_std = 1/sqrt(var + eps), sums over batch and positions.
-    Training mode reads x and dL/dy twice (the two sums, then dL/dx).
+    Here delta = dL/dy, sigma = sqrt(var + eps), sums over the batch and the positions;
+    ``reference_backward`` computes them as written, ``plan_batch_norm`` picks what runs.
     """
-    values, mean, inv_std, weight, training, shape, count = saved
-    if grad_out.size == 0:
-        empty_channel = np.zeros(shape[1], dtype=grad_out.dtype)
+    if saved.mean is None or saved.variance is None:  # an empty input
+        empty_channel = np.zeros(saved.shape[1], dtype=grad_out.dtype)
         return (
             np.zeros_like(grad_out) if needs[0] else None,
             empty_channel if needs[1] else None,
             empty_channel.copy() if needs[2] else None,
         )
+    values = saved.values
     grad = np.ascontiguousarray(grad_out).reshape(values.shape)
-    dtype = np.result_type(grad, values)
-    channels = values.shape[1]
-    blocks = batch_blocks(values.shape[0], values[0].nbytes)
-    grad_x = grad_weight = grad_bias = None
-    if training or needs[1] or needs[2]:
-
-        def sums(b: slice) -> np.ndarray:
-            partial = np.empty((channels, 2))
-            _grad_sums(grad[b], values[b], mean, partial)
-            return partial
-
-        grad_sum, grad_dot_centered = sum_blocks(sums, blocks, blas=False).T
-        # sum dL/dy xhat = inv_std sum dL/dy (x - mu)
-        grad_dot_normalized = grad_dot_centered * inv_std
-        if needs[1]:
-            grad_weight = grad_dot_normalized.astype(dtype)
-        if needs[2]:
-            grad_bias = grad_sum.astype(dtype)
-    if needs[0]:
-        scale = inv_std if weight is None else weight * inv_std
-        grad_x_values = np.empty(values.shape, dtype=dtype)
-        if training:
-            # The bracket expanded per channel, with xhat = (x - mu) inv_std and
-            # sum dxhat = gamma grad_sum, sum dxhat xhat = gamma grad_dot_normalized:
-            # dL/dx = scale dL/dy - scale inv_std (grad_dot_normalized / m) (x - mu)
-            #         - scale grad_sum / m: three per-channel coefficients, one pass.
-            coefficients = (
-                mean,
-                scale,
-                -scale * inv_std * grad_dot_normalized / count,
-                -scale * grad_sum / count,
-            )
-
-            def input_grad(b: slice) -> None:
-                _input_grad(grad[b], values[b], *coefficients, grad_x_values[b])
-
-        else:
-            per_channel = scale.astype(dtype)[:, np.newaxis]
-
-            def input_grad(b: slice) -> None:
-                np.multiply(grad[b], per_channel, out=grad_x_values[b])
-
-        map_blocks(input_grad, blocks, blas=False)
-        grad_x = grad_x_values.reshape(shape)
+    kernel = plan_batch_norm()
+    algorithm.ran(f"batch_norm.backward.{kernel}")
+    grad_x, grad_weight, grad_bias = BACKWARD_KERNELS[kernel](
+        grad, values, saved.mean, saved.variance, saved.weight, saved.eps, saved.training, needs
+    )
+    if grad_x is not None:
+        grad_x = grad_x.reshape(saved.shape)
     return grad_x, grad_weight, grad_bias
-
-
-@compiled
-def _grad_sums(grad: np.ndarray, values: np.ndarray, mean: np.ndarray, sums: np.ndarray) -> None:
-    """sums[c] = (sum_(n,s) g[n,c,s], sum_(n,s) g[n,c,s] (x[n,c,s] - mu_c)), in float64."""
-    batch, channels, positions = values.shape
-    for c in range(channels):
-        m = mean[c]
-        linear = 0.0
-        product = 0.0
-        for n in range(batch):
-            for s in range(positions):
-                g = np.float64(grad[n, c, s])
-                linear += g
-                product += g * (np.float64(values[n, c, s]) - m)
-        sums[c, 0] = linear
-        sums[c, 1] = product
-
-
-@compiled
-def _input_grad(
-    grad: np.ndarray,
-    values: np.ndarray,
-    center: np.ndarray,
-    grad_scale: np.ndarray,
-    centered_scale: np.ndarray,
-    constant: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """out[n,c,s] = g[n,c,s] grad_scale_c + (x[n,c,s] - center_c) centered_scale_c + constant_c,
-    computed in float64."""
-    batch, channels, positions = values.shape
-    for n in range(batch):
-        for c in range(channels):
-            m, a, b, k = center[c], grad_scale[c], centered_scale[c], constant[c]
-            for s in range(positions):
-                x = np.float64(values[n, c, s])
-                out[n, c, s] = np.float64(grad[n, c, s]) * a + (x - m) * b + k
 
 
 batch_norm = OpPair("batch_norm", batch_norm_forward, batch_norm_backward)

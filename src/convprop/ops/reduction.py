@@ -3,6 +3,9 @@
 The backward of a reduction broadcasts ``grad_out`` back over the reduced axes: every input
 element contributes to exactly one output element, so its gradient is that element's gradient
 times the local derivative (1 for sum, 1/n for mean, the argmax indicator for max).
+
+Each op has one implementation, the formula as written, which is its own reference:
+``convprop.ops.use_algorithm("reference")`` changes nothing here.
 """
 
 from __future__ import annotations

@@ -38,18 +38,26 @@ Linear modes copy an axis whose length does not change, whatever the scale facto
 ``pixel_shuffle`` rearranges (*, C r^2, H, W) into (*, C, H r, W r):
 y[c, h r + i, w r + j] = x[c r^2 + i r + j, h, w]; ``pixel_unshuffle`` is its inverse. Both are
 permutations, so each one's backward is the other applied to the output gradient.
+
+Implementations: dilate, decimate and pixel (un)shuffle have one each, the formula as written
+(a strided assignment or slice, a reshape and transpose), which is its own reference.
+Interpolation has a reference (``reference_nearest``/``reference_nearest_grad``: the gather
+and its "+=" with ``np.add.at``; ``reference_linear``/``reference_linear_grad``: the matrices
+contracted with ``tensordot``) and fast paths in ``convprop.ops.kernels.interpolate``, chosen
+by ``plan_interpolate``; ``convprop.ops.use_algorithm("reference")`` runs the reference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from convprop.ops import algorithm
 from convprop.ops.checks import check_float, check_ndim, check_positive, to_tuple
 from convprop.ops.contract import Grads, Needs, OpPair
-from convprop.ops.kernels.parallel import matmul_along_axis
+from convprop.ops.kernels import interpolate as interpolate_kernels
 
 
 def _spatial_setup(x: np.ndarray, factor: int | Sequence[int], func: str) -> tuple[int, ...]:
@@ -184,42 +192,74 @@ def _linear_matrix(
     return result
 
 
-def _repeat_factor(index: np.ndarray, in_size: int) -> int:
-    """r if ``index`` repeats every input sample r times in a row (index = d // r), else 0."""
-    out_size = index.shape[0]
-    if out_size % in_size == 0:
-        repeat = out_size // in_size
-        if np.array_equal(index, np.arange(out_size) // repeat):
-            return int(repeat)
-    return 0
+# The reference: the formulas as written (a gather and "+=" for nearest, the matrices for
+# linear modes); the fast paths are in ``convprop.ops.kernels.interpolate``.
+def _spatial_first(array: np.ndarray) -> np.ndarray:
+    """A view of (N, C, d_1, ..., d_K) as (d_1, ..., d_K, N, C)."""
+    return np.moveaxis(array, (0, 1), (-2, -1))
 
 
-def _gather_adjoint(grad: np.ndarray, index: np.ndarray, in_size: int, axis: int) -> np.ndarray:
-    """Adjoint of ``take(x, index, axis)``: sum the gradient of every copy of a sample."""
-    repeat = _repeat_factor(index, in_size)
-    if repeat == 1:
-        return grad
-    if repeat:
-        # Each sample was copied ``repeat`` times in a row: a reshape and a sum.
-        shape = grad.shape[:axis] + (in_size, repeat) + grad.shape[axis + 1 :]
-        summed: np.ndarray = grad.reshape(shape).sum(axis=axis + 1)
-        return summed
-    out_size = index.shape[0]
-    one_hot = np.zeros((in_size, out_size), dtype=grad.dtype)
-    one_hot[index, np.arange(out_size)] = 1.0
-    return matmul_along_axis(grad, one_hot, axis)
+def reference_nearest(x: np.ndarray, indices: Sequence[np.ndarray]) -> np.ndarray:
+    """y[n, c, d_1, ..., d_K] = x[n, c, i_1(d_1), ..., i_K(d_K)]: each output copies one sample."""
+    copied: np.ndarray = _spatial_first(x)[np.ix_(*indices)]
+    return np.ascontiguousarray(np.moveaxis(copied, (-2, -1), (0, 1)))
 
 
-def interpolate_forward(
-    x: np.ndarray,
-    size: int | Sequence[int] | None = None,
-    scale_factor: float | Sequence[float] | None = None,
-    mode: str = "nearest",
-    align_corners: bool | None = None,
-    recompute_scale_factor: bool | None = None,
-    antialias: bool = False,
-) -> tuple[np.ndarray, Any]:
-    """Resize the spatial axes of an (N, C, d1, ..., dK) input, K = 1, 2 or 3."""
+def reference_nearest_grad(
+    grad_out: np.ndarray, indices: Sequence[np.ndarray], input_shape: tuple[int, ...]
+) -> np.ndarray:
+    """dL/dx[n, c, i_1(d_1), ...] += dL/dy[n, c, d_1, ...]: every output gradient is added onto
+    the sample it copies (``np.add.at`` adds each one, also where outputs share a sample)."""
+    grad = np.zeros(input_shape, dtype=grad_out.dtype)
+    np.add.at(_spatial_first(grad), np.ix_(*indices), _spatial_first(grad_out))
+    return grad
+
+
+def reference_linear(x: np.ndarray, matrices: Sequence[np.ndarray]) -> np.ndarray:
+    """y = A_1 x A_2^T ...: y[..., p, ...] = sum_q A_k[p, q] x[..., q, ...] along each axis k."""
+    out = x
+    for k, matrix in enumerate(matrices):
+        out = np.moveaxis(np.tensordot(matrix, out, axes=(1, 2 + k)), 0, 2 + k)
+    return np.ascontiguousarray(out)
+
+
+def reference_linear_grad(grad_out: np.ndarray, matrices: Sequence[np.ndarray]) -> np.ndarray:
+    """dL/dx = A_1^T (dL/dy) A_2 ...: each output gradient split between the samples it was
+    interpolated from with the forward weights, summed where outputs share a sample."""
+    return reference_linear(grad_out, [matrix.T for matrix in matrices])
+
+
+# The plan: the reference, or the fast paths of ``kernels.interpolate`` for each mode.
+NearestKernel = Callable[[np.ndarray, Sequence[np.ndarray]], np.ndarray]
+NearestGradKernel = Callable[[np.ndarray, Sequence[np.ndarray], tuple[int, ...]], np.ndarray]
+LinearKernel = Callable[[np.ndarray, Sequence[np.ndarray]], np.ndarray]
+NEAREST_KERNELS: dict[str, NearestKernel] = {
+    "reference": reference_nearest,
+    "index_copy": interpolate_kernels.nearest,
+}
+NEAREST_GRAD_KERNELS: dict[str, NearestGradKernel] = {
+    "reference": reference_nearest_grad,
+    "index_copy": interpolate_kernels.nearest_grad,
+}
+LINEAR_KERNELS: dict[str, LinearKernel] = {
+    "reference": reference_linear,
+    "axis_products": interpolate_kernels.linear,
+}
+LINEAR_GRAD_KERNELS: dict[str, LinearKernel] = {
+    "reference": reference_linear_grad,
+    "axis_products": interpolate_kernels.linear_grad,
+}
+
+
+def plan_interpolate(kind: str) -> str:
+    """The implementation for ``kind`` 'nearest' (both nearest modes) or 'linear' (the
+    interpolating modes): the reference, or that mode's fast path."""
+    if algorithm.reference():
+        return "reference"
+    return "index_copy" if kind == "nearest" else "axis_products"
+
+
+def _check_mode(x: np.ndarray, mode: str, align_corners: bool | None, antialias: bool) -> None:
     func = "interpolate"
     if not isinstance(mode, str) or mode not in _NEAREST + tuple(_INTERPOLATING):
         extra = (
@@ -240,13 +280,28 @@ def interpolate_forward(
         raise TypeError(f"{func}: align_corners must be a bool or None, got {align_corners!r}")
     check_float(x, func, "input")
     check_ndim(x, (3, 4, 5), func, "input", "N, C, L or N, C, H, W or N, C, D, H, W")
-    spatial = x.ndim - 2
-    if mode in _INTERPOLATING and _INTERPOLATING[mode] != spatial:
+    if mode in _INTERPOLATING and _INTERPOLATING[mode] != x.ndim - 2:
         needed = _INTERPOLATING[mode] + 2
         raise ValueError(
             f"{func}: mode {mode!r} needs a {needed}-D input, got {x.ndim}-D with shape "
             f"{tuple(x.shape)}"
         )
+    if antialias:
+        raise ValueError(
+            f"{func}: antialias=True is not supported (PyTorch restricts it to bilinear and "
+            f"bicubic; convprop implements neither antialiased variant)"
+        )
+
+
+def _output_sizes(
+    x: np.ndarray,
+    size: int | Sequence[int] | None,
+    scale_factor: float | Sequence[float] | None,
+    recompute_scale_factor: bool | None,
+) -> tuple[tuple[int, ...], tuple[float | None, ...]]:
+    """The output size of every spatial axis, and the scale its source index uses (None: the
+    ratio of the sizes)."""
+    func, spatial = "interpolate", x.ndim - 2
     if size is not None and scale_factor is not None:
         raise ValueError(
             f"{func}: only one of size or scale_factor should be defined, got size={size!r} "
@@ -254,25 +309,21 @@ def interpolate_forward(
         )
     if size is None and scale_factor is None:
         raise ValueError(f"{func}: either size or scale_factor should be defined")
-    if antialias:
-        raise ValueError(
-            f"{func}: antialias=True is not supported (PyTorch restricts it to bilinear and "
-            f"bicubic; convprop implements neither antialiased variant)"
-        )
     in_sizes = tuple(x.shape[2:])
+    scales: tuple[float | None, ...] = (None,) * spatial
     if size is not None:
         if recompute_scale_factor:
             raise ValueError(
                 f"{func}: recompute_scale_factor is not meaningful with an explicit size"
             )
         out_sizes = _per_axis(size, spatial, "size", x.shape, "int")
-        scales: tuple[float | None, ...] = (None,) * spatial
     else:
         factors = _per_axis(scale_factor, spatial, "scale_factor", x.shape, "float")
         if not all(np.isfinite(f) for f in factors):
             raise ValueError(f"{func}: scale_factor must be finite, got {scale_factor!r}")
         out_sizes = tuple(int(np.floor(n * f)) for n, f in zip(in_sizes, factors, strict=True))
-        scales = (None,) * spatial if recompute_scale_factor else factors
+        if not recompute_scale_factor:
+            scales = factors
     if any(n <= 0 for n in in_sizes) or any(m <= 0 for m in out_sizes):
         raise ValueError(
             f"{func}: input and output sizes should be greater than 0, but got input "
@@ -282,63 +333,52 @@ def interpolate_forward(
         raise ValueError(
             f"{func}: input must be non-empty apart from the batch, got shape {tuple(x.shape)}"
         )
+    return out_sizes, scales
 
+
+def interpolate_forward(
+    x: np.ndarray,
+    size: int | Sequence[int] | None = None,
+    scale_factor: float | Sequence[float] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+    recompute_scale_factor: bool | None = None,
+    antialias: bool = False,
+) -> tuple[np.ndarray, Any]:
+    """Resize the spatial axes of an (N, C, d1, ..., dK) input, K = 1, 2 or 3: y = A_1 x A_2^T
+    ..., A_k the (out x in) matrix of axis k (one-hot rows for the nearest modes)."""
+    _check_mode(x, mode, align_corners, antialias)
+    out_sizes, scales = _output_sizes(x, size, scale_factor, recompute_scale_factor)
+    axes = list(zip(x.shape[2:], out_sizes, scales, strict=True))
     if mode in _NEAREST:
         precision = np.float32 if x.dtype == np.float32 else np.float64
-        indices = tuple(
-            _nearest_indices(
-                n,
-                m,
-                s,
-                mode == "nearest-exact",
-                precision,
-                fast_paths=mode == "nearest" and spatial == 2,
-            )
-            for n, m, s in zip(in_sizes, out_sizes, scales, strict=True)
-        )
-        repeats = [_repeat_factor(index, n) for index, n in zip(indices, in_sizes, strict=True)]
-        if all(repeats):
-            # Whole-number upscaling: one broadcast copy instead of a gather.
-            out = np.empty(x.shape[:2] + tuple(out_sizes), dtype=x.dtype)
-            blocks = out.reshape(
-                x.shape[:2]
-                + tuple(v for n, r in zip(in_sizes, repeats, strict=True) for v in (n, r))
-            )
-            blocks[...] = x.reshape(x.shape[:2] + tuple(v for n in in_sizes for v in (n, 1)))
-        else:
-            out = x[(slice(None), slice(None)) + np.ix_(*indices)]
-        return out, ("nearest", x.shape, indices)
-
-    matrices = tuple(
-        _linear_matrix(n, m, s, bool(align_corners), x.dtype)
-        for n, m, s in zip(in_sizes, out_sizes, scales, strict=True)
-    )
-    # Shrinking axes first keeps the intermediate results small.
-    order = sorted(range(spatial), key=lambda k: out_sizes[k] / in_sizes[k])
-    out = x
-    for k in order:
-        out = matmul_along_axis(out, matrices[k], 2 + k)
-    return out, ("linear", x.shape, (matrices, order))
+        # 2-D nearest short-cuts m = n and m = 2n, as PyTorch's 2-D kernel does.
+        fast_paths = mode == "nearest" and x.ndim == 4
+        exact = mode == "nearest-exact"
+        indices = tuple(_nearest_indices(n, m, s, exact, precision, fast_paths) for n, m, s in axes)
+        kernel = plan_interpolate("nearest")
+        algorithm.ran(f"interpolate.forward.{kernel}")
+        return NEAREST_KERNELS[kernel](x, indices), ("nearest", x.shape, indices)
+    matrices = tuple(_linear_matrix(n, m, s, bool(align_corners), x.dtype) for n, m, s in axes)
+    kernel = plan_interpolate("linear")
+    algorithm.ran(f"interpolate.forward.{kernel}")
+    return LINEAR_KERNELS[kernel](x, matrices), ("linear", x.shape, matrices)
 
 
 def interpolate_backward(grad_out: np.ndarray, saved: Any, needs: Needs) -> Grads:
     """dL/dx = A_1^T (dL/dy) A_2 ...: the transpose of each axis' interpolation matrix.
 
     nearest: the gradient of every output sample is added ("+=") onto the one input sample it
-    copies (a reshape-and-sum for whole-number upscaling, a one-hot matrix otherwise).
-    linear: every output gradient is split between the two neighbours it was interpolated
-    from with the forward weights (1 - t) and t, summed where outputs share a neighbour.
+    copies. linear: every output gradient is split between the two neighbours it was
+    interpolated from with the forward weights (1 - t) and t, summed where outputs share a
+    neighbour.
     """
     kind, input_shape, data = saved
-    grad = grad_out
+    kernel = plan_interpolate(kind)
+    algorithm.ran(f"interpolate.backward.{kernel}")
     if kind == "nearest":
-        for k in reversed(range(len(data))):
-            grad = _gather_adjoint(grad, data[k], input_shape[2 + k], 2 + k)
-        return (np.ascontiguousarray(grad),)
-    matrices, order = data
-    for k in reversed(order):
-        grad = matmul_along_axis(grad, matrices[k].T, 2 + k)
-    return (grad,)
+        return (NEAREST_GRAD_KERNELS[kernel](grad_out, data, input_shape),)
+    return (LINEAR_GRAD_KERNELS[kernel](grad_out, data),)
 
 
 # ---------------------------------------------------------------------------------------------

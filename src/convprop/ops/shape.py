@@ -3,6 +3,9 @@
 None of these changes a value, so each backward only moves the output gradient back to where
 its element came from: reshape it back, apply the inverse permutation, scatter it into the
 indexed positions ("+=" where an index repeats), or split it into the concatenated pieces.
+
+Each op has one implementation, the formula as written, which is its own reference:
+``convprop.ops.use_algorithm("reference")`` changes nothing here.
 """
 
 from __future__ import annotations

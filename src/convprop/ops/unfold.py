@@ -16,22 +16,25 @@ adjoint, <unfold(x), c> = <x, fold(c)>, so each one's backward is the other:
 * unfold: dL/dx = fold(dL/dcols);
 * fold: dL/dcols = unfold(dL/dy).
 
-Both are convolution's own im2col and col2im, ``windows.gather_windows_2d`` and its adjoint
-``windows.scatter_windows_2d``.
+The reference (``reference_im2col``, ``reference_col2im``) reads the windows off a zero-copy
+window view and adds them back with ``np.add.at``; the fast kernels are convolution's own
+compiled im2col and col2im (``convprop.ops.kernels.im2col.unfold_2d`` and ``fold_2d``).
+``plan_unfold`` picks; ``convprop.ops.use_algorithm("reference")`` runs the reference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from convprop.ops import algorithm
 from convprop.ops.checks import check_float, check_non_negative, check_positive, to_tuple
 from convprop.ops.contract import Grads, Needs, OpPair
 from convprop.ops.geometry import conv_output_size as window_count
-from convprop.ops.kernels.im2col import gather_windows_2d, scatter_windows_2d
-from convprop.ops.windows import pad_spatial
+from convprop.ops.kernels.im2col import fold_2d, unfold_2d
+from convprop.ops.windows import pad_spatial, unpad_spatial, window_view
 
 Pair = tuple[int, int]
 
@@ -70,15 +73,73 @@ def _block_counts(
     )
 
 
+# 1. The reference: the window view and "+=" with np.add.at, as the formulas above read.
+def reference_im2col(
+    x: np.ndarray, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair, blocks: Pair
+) -> np.ndarray:
+    """cols[n, (c K_h + i) K_w + j, o_h W_o + o_w] = x_pad[n, c, o_h S_h + i D_h, o_w S_w + j D_w].
+
+    The window view holds x_pad[n, c, o_h S_h + i D_h, o_w S_w + j D_w] at [n, c, o_h, o_w, i, j];
+    moving the taps (i, j) before the positions and flattening gives the columns.
+    """
+    batch, channels = x.shape[:2]
+    padded = pad_spatial(x, [(p, p) for p in padding])
+    windows = window_view(padded, kernel, stride, dilation, blocks)  # (N, C, H_o, W_o, K_h, K_w)
+    columns = windows.transpose(0, 1, 4, 5, 2, 3)  # (N, C, K_h, K_w, H_o, W_o)
+    return columns.reshape(batch, channels * kernel[0] * kernel[1], blocks[0] * blocks[1])
+
+
+def reference_col2im(
+    columns: np.ndarray,
+    spatial: Sequence[int],
+    kernel: Pair,
+    dilation: Pair,
+    padding: Pair,
+    stride: Pair,
+    blocks: Pair,
+) -> np.ndarray:
+    """x_pad[n, c, o_h S_h + i D_h, o_w S_w + j D_w] += cols[n, (c K_h + i) K_w + j, o_h W_o + o_w]
+    (``np.add.at`` adds every entry, also where windows overlap), then the padding region is
+    removed."""
+    batch = columns.shape[0]
+    channels = columns.shape[1] // (kernel[0] * kernel[1])
+    per_window = columns.reshape(batch, channels, *kernel, *blocks)
+    padded_size = [size + 2 * p for size, p in zip(spatial, padding, strict=True)]
+    padded = np.zeros((batch, channels, *padded_size), dtype=columns.dtype)
+    # The padded row and column that tap (i, j) reads at position (o_h, o_w): o S + k D,
+    # broadcast to (K_h, K_w, H_o, W_o); the add runs on a view with the pixels first.
+    rows = np.arange(kernel[0])[:, None] * dilation[0] + np.arange(blocks[0]) * stride[0]
+    cols = np.arange(kernel[1])[:, None] * dilation[1] + np.arange(blocks[1]) * stride[1]
+    pixels_first = padded.transpose(2, 3, 0, 1)  # (H_pad, W_pad, N, C), a view of padded
+    taps = (rows[:, None, :, None], cols[None, :, None, :])
+    np.add.at(pixels_first, taps, per_window.transpose(2, 3, 4, 5, 0, 1))
+    return np.ascontiguousarray(unpad_spatial(padded, [(p, p) for p in padding]))
+
+
+# 2. The plan: the reference, or the compiled gather and scatter of ``kernels.im2col``.
+IM2COL_KERNELS: dict[str, Callable[[np.ndarray, Pair, Pair, Pair, Pair, Pair], np.ndarray]] = {
+    "reference": reference_im2col,
+    "compiled": unfold_2d,
+}
+COL2IM_KERNELS: dict[
+    str, Callable[[np.ndarray, Sequence[int], Pair, Pair, Pair, Pair, Pair], np.ndarray]
+] = {
+    "reference": reference_col2im,
+    "compiled": lambda columns, spatial, *window: fold_2d(columns, _pair(spatial), *window),
+}
+
+
+def plan_unfold() -> str:
+    """The compiled loops (one pass over the windows each way), or the reference."""
+    return "reference" if algorithm.reference() else "compiled"
+
+
 def _im2col(
     x: np.ndarray, kernel: Pair, dilation: Pair, padding: Pair, stride: Pair, blocks: Pair
 ) -> np.ndarray:
-    """(N, C, H, W) -> (N, C K_h K_w, L): the windows of the zero-padded input, one copy."""
-    batch, channels = x.shape[:2]
-    padded = np.ascontiguousarray(pad_spatial(x, [(p, p) for p in padding]))
-    columns = np.empty((batch, channels, *kernel, *blocks), dtype=x.dtype)
-    gather_windows_2d(padded, *stride, *dilation, columns)
-    return columns.reshape(batch, channels * kernel[0] * kernel[1], blocks[0] * blocks[1])
+    kernel_name = plan_unfold()
+    algorithm.ran(f"unfold.im2col.{kernel_name}")
+    return IM2COL_KERNELS[kernel_name](x, kernel, dilation, padding, stride, blocks)
 
 
 def _col2im(
@@ -90,16 +151,12 @@ def _col2im(
     stride: Pair,
     blocks: Pair,
 ) -> np.ndarray:
-    """(N, C K_h K_w, L) -> (N, C, H, W): "+=" of every window entry onto the pixel it was
-    read from, entries of the padding region dropped."""
-    batch = columns.shape[0]
-    channels = columns.shape[1] // (kernel[0] * kernel[1])
-    per_window = np.ascontiguousarray(columns).reshape(batch, channels, *kernel, *blocks)
-    image = np.empty((batch, channels, *spatial), dtype=columns.dtype)
-    scatter_windows_2d(per_window, *stride, *dilation, *padding, image)
-    return image
+    kernel_name = plan_unfold()
+    algorithm.ran(f"unfold.col2im.{kernel_name}")
+    return COL2IM_KERNELS[kernel_name](columns, spatial, kernel, dilation, padding, stride, blocks)
 
 
+# 3. The public pairs.
 def unfold_forward(
     x: np.ndarray,
     kernel_size: int | Sequence[int],

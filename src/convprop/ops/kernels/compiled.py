@@ -2,19 +2,19 @@
 
 A batch-norm step in NumPy is a chain of whole-array operations (subtract the mean, square and
 sum, scale, shift; in backward seven such passes), each reading and writing the whole map. A
-loop that does all the arithmetic of one pass per element reads the map once: batch norm's
-forward and backward became 2.5-5x faster this way on the benchmark's maps (BENCHMARKS.md,
-session 4), where NumPy's passes were a quarter of a ResNet-20 training step.
+loop that does all the arithmetic of one pass per element reads the map once
+(``kernels.batch_norm``; BENCHMARKS.md, "Kernels: batch norm").
 
 ``compiled`` turns such a loop, written in plain Python over arrays, into machine code with
-numba, on its first call (numba's import costs ~0.3 s, so a program that never calls a
-compiled loop never pays it). The machine code is cached on disk (``cache=True``: beside the
-source, or in numba's cache directory when that is read-only), so only the first process on a
-machine pays the ~0.5 s compilation per loop and dtype. Where numba finds no directory it can
-write (a user whose HOME and site-packages are read-only), or cannot read or write its cache
-(a directory that became read-only, a corrupt file), the loop is compiled again without a
-cache, in every process: slower to start, never an error. The loops release the GIL, so the
-pool's threads (``_parallel.map_blocks``) run them on every core at once.
+numba, on its first call (numba's import is slow, so a program that never calls a compiled
+loop never pays it). The machine code is cached on disk (``cache=True``: beside the source, or
+in numba's cache directory when that is read-only), so only the first process on a machine
+pays the compilation per loop and dtype (BENCHMARKS.md, "Kernels: compiled loops"). Where
+numba finds no directory it can write (a user whose HOME and site-packages are read-only), or
+cannot read or write its cache (a directory that became read-only, a corrupt file), the loop
+is compiled again without a cache, in every process: slower to start, never an error. The
+loops release the GIL, so the pool's threads (``parallel.map_blocks``) run them on every core
+at once.
 
 Floating-point flags: ``reassoc`` lets LLVM reorder a sum into vector lanes (a sum of
 float64 accumulators over float32 or float64 values: the order changes the last bits, not

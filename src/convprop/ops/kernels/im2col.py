@@ -176,6 +176,43 @@ def im2col(
     return columns.reshape(shape)
 
 
+def unfold_2d(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    dilation: tuple[int, int],
+    padding: tuple[int, int],
+    stride: tuple[int, int],
+    blocks: tuple[int, int],
+) -> np.ndarray:
+    """(N, C, H, W) -> (N, C K_h K_w, L), ``torch.nn.functional.unfold``'s layout: the
+    windows of the zero-padded input, one compiled copy (``gather_windows_2d``)."""
+    batch, channels = x.shape[:2]
+    padded = np.ascontiguousarray(pad_spatial(x, [(p, p) for p in padding]))
+    columns = np.empty((batch, channels, *kernel, *blocks), dtype=x.dtype)
+    gather_windows_2d(padded, *stride, *dilation, columns)
+    return columns.reshape(batch, channels * kernel[0] * kernel[1], blocks[0] * blocks[1])
+
+
+def fold_2d(
+    columns: np.ndarray,
+    spatial: tuple[int, int],
+    kernel: tuple[int, int],
+    dilation: tuple[int, int],
+    padding: tuple[int, int],
+    stride: tuple[int, int],
+    blocks: tuple[int, int],
+) -> np.ndarray:
+    """(N, C K_h K_w, L) -> (N, C, H, W), the adjoint of ``unfold_2d``: "+=" of every window
+    entry onto the pixel it was read from, entries of the padding region dropped, one compiled
+    pass (``scatter_windows_2d``)."""
+    batch = columns.shape[0]
+    channels = columns.shape[1] // (kernel[0] * kernel[1])
+    per_window = np.ascontiguousarray(columns).reshape(batch, channels, *kernel, *blocks)
+    image = np.empty((batch, channels, *spatial), dtype=columns.dtype)
+    scatter_windows_2d(per_window, *stride, *dilation, *padding, image)
+    return image
+
+
 def column_bytes(x: np.ndarray, kernel_size: Sequence[int], out_size: Sequence[int]) -> int:
     return int(x.shape[1] * math.prod(kernel_size) * math.prod(out_size) * x.itemsize)
 

@@ -5,9 +5,8 @@ buffers (activations, gradients, im2col columns: megabytes each) step after step
 malloc serves blocks above its mmap threshold (128 KiB at first, growing to at most 32 MiB)
 with a fresh ``mmap`` and gives them back to the kernel on ``free``; trims the top of the heap
 above its trim threshold likewise. Each re-allocation then page-faults its memory in again,
-and writing a fresh array costs about twice as much as writing a reused one: measured on the
-benchmark machine, ``np.maximum(x, 0)`` on 40 MB 8.8 ms fresh against 4.1 ms into a reused
-buffer; a DenseNet-BC training step 1.6 s against 0.96 s with the thresholds raised.
+so writing a fresh array costs much more than writing a reused one (BENCHMARKS.md, "Kernels:
+memory").
 
 Raising both thresholds to 1 GiB makes ``free`` keep the memory in the heap, where the next
 step's arrays of the same sizes find it. The process's resident memory then stays at its peak

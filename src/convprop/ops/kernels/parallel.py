@@ -4,9 +4,7 @@ OpenBLAS parallelises one matrix product at a time: its threads split the produc
 a barrier after it, spinning while they wait. The products of a convolution block are small
 (a few MFLOP to ~100 MFLOP), so that barrier is crossed hundreds of times per training step,
 and on a machine whose cores are shared with other jobs one descheduled thread stalls every
-product. Measured on the 2-core benchmark machine under load (benchmarks/, BENCHMARKS.md): a
-32->32 3x3 convolution forward at batch 128 took 661 ms with 2 OpenBLAS threads and 20 ms as
-below; a whole ResNet-20 training step 11.3 s against 1.3 s.
+product (BENCHMARKS.md, "Kernels: the thread pool").
 
 So the ops split their work into independent blocks of samples (the cache blocks they use
 anyway) and hand the blocks to a pool of Python threads, one per core, each running its
@@ -21,7 +19,7 @@ rules make it so:
 * the split into blocks (which samples or rows go into which partial sum) is a function of
   the shapes: a large pass or product is cut into a multiple of ``BLOCK_MULTIPLE`` blocks,
   never into a multiple of the core count (``split_evenly``, ``batch_blocks``,
-  ``_row_blocks``, ``conv._sample_blocks``); only the number of pool threads follows the
+  ``_row_blocks``, ``im2col.sample_blocks``); only the number of pool threads follows the
   cores, and which thread runs which block does not change the bits (each block writes its
   own slice of the output; partial sums are added in block order, ``sum_blocks``);
 * every BLAS product runs on one BLAS thread: OpenBLAS splits a product between its threads
@@ -31,7 +29,7 @@ rules make it so:
   called as they are; every other one inside ``_OneBlasThread``, even a product that is a
   single block: OpenBLAS's own threads, once used, also spin on a core for ~0.1 s before
   sleeping, under whatever the pool runs next (see ``map_blocks``);
-* the compiled loops (``_compiled``) run the same machine code whatever the thread.
+* the compiled loops (``compiled``) run the same machine code whatever the thread.
 """
 
 from __future__ import annotations
@@ -56,9 +54,10 @@ _pool: ThreadPoolExecutor | None = None
 
 class _OneBlasThread:
     """``with _OneBlasThread():`` runs its body with every BLAS library single-threaded and
-    restores the thread counts after. threadpoolctl's ``limit()`` did the same in ~11 us (it
-    re-reads every library's information); this costs ~3 us, and nothing when BLAS is already
-    single-threaded. Small ops pay it on every call (a LeNet-5 layer at batch 1 takes ~20 us).
+    restores the thread counts after. threadpoolctl's ``limit()`` does the same but re-reads
+    every library's information on each call; this only sets and restores the counts, and does
+    nothing when BLAS is already single-threaded. Small ops pay it on every call, so its cost
+    matters next to theirs (BENCHMARKS.md, "Kernels: the thread pool").
     """
 
     __slots__ = ("_restore",)
@@ -96,9 +95,8 @@ def worker_count() -> int:
 
 # Large passes and products are split into a multiple of this many blocks, so that 1, 2 or 4
 # cores finish together, and the split, hence the bits of every sum over blocks, is the same
-# on any machine. On 2 cores, training steps with a multiple of 4 took as long as with 2 (the
-# old split there: one block per core for batch norm, a multiple of the core count for
-# convolutions), within 1-3%; with 8, 0-2% longer (BENCHMARKS.md, session 7).
+# on any machine; more blocks would cost bookkeeping on the 2-core machines this targets
+# (BENCHMARKS.md, "Kernels: the thread pool").
 BLOCK_MULTIPLE = 4
 
 
@@ -110,9 +108,10 @@ def split_evenly(length: int, count: int) -> list[slice]:
     return [slice(start, min(start + size, length)) for start in range(0, length, size)]
 
 
-# Element-wise passes over fewer bytes than this run whole in the calling thread: sharing
-# LeNet-5's 2.4 MB ReLU maps made its step slower; with this threshold batch norm and ReLU in
-# blocks made ResNet-20's step ~7% and DenseNet-BC's ~11% faster (measured interleaved).
+# Element-wise passes over fewer bytes than this run whole in the calling thread: waking the
+# pool costs more than sharing a small map (LeNet-5's ReLU maps) saves; larger maps (batch
+# norm and ReLU in ResNet-20, DenseNet-BC) are shared (BENCHMARKS.md, "Kernels: the thread
+# pool").
 _SHARE_BYTES = 4 << 20
 
 
@@ -125,10 +124,9 @@ def batch_blocks(batch: int, bytes_per_sample: int) -> list[slice]:
     return split_evenly(batch, BLOCK_MULTIPLE)
 
 
-# Matrix products below this many multiply-adds (~0.3 ms on one core) run in one block: with
-# 2^22, LeNet-5's 400 -> 120 layer (6.1M) went to two blocks, and its training step and
-# inference were 1-8% slower than with the layer in one (waking the pool's thread cost about
-# what half the product saved).
+# Matrix products below this many multiply-adds run in one block: waking the pool's thread
+# costs about what sharing a smaller product saves (a lower threshold split LeNet-5's
+# 400 -> 120 layer, and its steps got slower: BENCHMARKS.md, "Kernels: the thread pool").
 _SHARE_MACS = 1 << 24
 # OpenBLAS runs a product on one thread by itself when it is small: a GEMM of at most
 # SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD = 65536 * 4 multiply-adds (interface/gemm.c),
@@ -141,8 +139,8 @@ _SERIAL_GEMV_MACS = 2304 * 4 - 1
 
 def blas_runs_serially(rows: int, inner: int, columns: int) -> bool:
     """Whether OpenBLAS keeps the product of a (rows, inner) and an (inner, columns) matrix on
-    one thread by itself, so calling it needs no switch to one BLAS thread (~3 us saved per
-    call on small ops) and its bits do not depend on the BLAS thread count."""
+    one thread by itself, so calling it needs no switch to one BLAS thread (a saving on small
+    ops) and its bits do not depend on the BLAS thread count."""
     macs = rows * inner * columns
     if rows == 1 or columns == 1:
         return macs <= _SERIAL_GEMV_MACS
@@ -233,16 +231,15 @@ def map_blocks(
     """``[work(block) for block in blocks]``, the blocks spread over the cores.
 
     BLAS runs single-threaded meanwhile (the parallelism is across blocks); ``blas=False``
-    says ``work`` makes no BLAS call (element-wise passes), which spares that switch (a few
-    microseconds, a fifth of a small ReLU's time).
+    says ``work`` makes no BLAS call (element-wise passes), which spares that switch (a
+    noticeable part of a small ReLU's time).
     The calling thread and one pool thread per other core each take the next block not yet
-    taken until none is left, so a thread that loses its core delays only the block it holds.
-    (One future per block instead cost ~17 us of bookkeeping per block, 0.7 ms for the 43
-    blocks of a ResNet-20 3x3 layer, paid three times per layer and step.) A single block (a
-    small op) runs in the calling thread, also with one BLAS thread: an op that let OpenBLAS
-    start its own threads left them spinning on a core for ~0.1 s after it (OpenBLAS's wait
-    before sleeping), under the next ops' blocks; a ResNet-20 step took 590 ms that way and
-    473 ms with OpenBLAS single-threaded throughout.
+    taken until none is left, so a thread that loses its core delays only the block it holds
+    (one future per block cost bookkeeping per block, paid three times per layer and step). A
+    single block (a small op) runs in the calling thread, also with one BLAS thread: an op that
+    let OpenBLAS start its own threads left them spinning on a core for ~0.1 s after it
+    (OpenBLAS's wait before sleeping), under the next ops' blocks (BENCHMARKS.md, "Kernels:
+    the thread pool").
     """
     global _pool
     if len(blocks) == 1:
