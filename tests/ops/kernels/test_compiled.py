@@ -1,4 +1,4 @@
-"""The compiled-loop helper (ops/_compiled): lazy numba import, results, threads, NaN."""
+"""The compiled-loop helper (ops/kernels/compiled): lazy numba import, results, threads, NaN."""
 
 from __future__ import annotations
 

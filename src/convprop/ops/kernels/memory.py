@@ -12,7 +12,7 @@ Raising both thresholds to 1 GiB makes ``free`` keep the memory in the heap, whe
 step's arrays of the same sizes find it. The process's resident memory then stays at its peak
 instead of shrinking between steps (the peak itself is unchanged). This is a process-wide
 setting, as with the ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` environment
-variables, so importing the library never applies it: the training job (``convprop.train.fit``)
+variables, so importing the library never applies it: the ``convprop train`` command
 and the benchmarks call ``keep_freed_memory()``, and a user may call it in their own training
 script. It is skipped when either variable is set (the user's choice wins) or when
 ``CONVPROP_NO_MALLOC_TUNING=1``, and on systems without glibc's ``mallopt``.
