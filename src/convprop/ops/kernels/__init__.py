@@ -4,11 +4,14 @@
 * ``conv_gemm``: convolution as im2col and one matrix product per sample and group, and its
   adjoint form for the input gradient;
 * ``winograd``: Winograd's F(4x4, 3x3) for 3x3 stride-1 layers;
+* ``pooling``: max and mean pooling one kernel tap at a time, on blocks of maps;
+* ``adaptive_pooling``: adaptive mean as averaging matrices, adaptive max by max pooling's
+  tap loop, along rows of tiles or one axis at a time;
 * ``parallel``: blocks of samples on every core, each product on one BLAS thread;
 * ``compiled``: numba for the loops NumPy can only make one pass at a time;
 * ``memory``: glibc's malloc thresholds, for training processes (not set by importing).
 
 Which kernel runs is decided by each op family's plan (``convprop.ops.conv.plan_forward``,
-...), and ``convprop.ops.use_algorithm("reference")`` bypasses them all. What each kernel
-gains, measured, is in BENCHMARKS.md ("Kernels").
+``convprop.ops.pooling.plan_max_pool``, ...), and ``convprop.ops.use_algorithm("reference")``
+bypasses them all. What each kernel gains, measured, is in BENCHMARKS.md ("Kernels").
 """
