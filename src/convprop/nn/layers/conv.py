@@ -12,7 +12,7 @@ from convprop.autograd import Tensor
 from convprop.nn import functional as F
 from convprop.nn import init
 from convprop.nn.module import Module, Parameter
-from convprop.ops.checks import to_tuple
+from convprop.ops.geometry import to_tuple
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
