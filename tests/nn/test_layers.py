@@ -208,6 +208,57 @@ def test_max_unpool_round_trip_matches_torch() -> None:
 
 
 @pytest.mark.parametrize(
+    ("build", "error", "message"),
+    [
+        (lambda: cnn.MaxPool2d(0), ValueError, r"MaxPool2d: kernel_size must be positive"),
+        (
+            lambda: cnn.MaxPool1d(2, stride=0),
+            ValueError,
+            r"MaxPool1d: stride must be positive, got \(0,\)",
+        ),
+        (
+            lambda: cnn.MaxPool2d(3, padding=2),
+            ValueError,
+            r"MaxPool2d: padding should be at most half of kernel_size",
+        ),
+        (lambda: cnn.MaxPool2d(2, dilation=0), ValueError, r"MaxPool2d: dilation must be positive"),
+        (
+            lambda: cnn.MaxPool2d((2, 2, 2)),
+            TypeError,
+            r"MaxPool2d: kernel_size must be an int or a sequence of 2 ints",
+        ),
+        (
+            lambda: cnn.AvgPool1d(2, padding=-1),
+            ValueError,
+            r"AvgPool1d: padding must be non-negative",
+        ),
+        (
+            lambda: cnn.AvgPool2d(2, stride=(1, 0)),
+            ValueError,
+            r"AvgPool2d: stride must be positive",
+        ),
+        (
+            lambda: cnn.MaxUnpool2d(2.5),
+            TypeError,
+            r"MaxUnpool2d: kernel_size must be an int or a sequence of 2 ints",
+        ),
+        (
+            lambda: cnn.MaxUnpool1d(2, padding="same"),
+            TypeError,
+            r"MaxUnpool1d: padding must be an int",
+        ),
+    ],
+)
+def test_pool_layers_check_their_window_arguments_when_built(
+    build: Callable[[], Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        build()
+    # PyTorch's defaults and stored values are kept as given.
+    assert cnn.MaxPool2d(3).stride == 3 and cnn.MaxUnpool2d(2, stride=[]).stride == []
+
+
+@pytest.mark.parametrize(
     ("build", "target"),
     [
         (lambda nn: nn.CrossEntropyLoss(), "index"),

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import convprop as cp
 import convprop.nn.functional as F
 from convprop.autograd import gradcheck
-from convprop.ops import pooling
+from convprop.ops.algorithm import kernels_used, use_algorithm
 from tests.reference import assert_close, grad_of, pair
 
 
@@ -169,31 +169,6 @@ def test_max_pool_window_entirely_in_the_padding() -> None:
     np.testing.assert_array_equal(ours_in.grad.numpy(), 0.0)
 
 
-@pytest.mark.parametrize("block_elements", [1, 150])
-def test_pools_computed_in_several_blocks_of_maps(monkeypatch, block_elements: int) -> None:
-    """The ops work on blocks of maps (for the cache); small blocks must give the same
-    results, including the per-block NaN / -inf fix-ups."""
-    monkeypatch.setattr(pooling, "_BLOCK_ELEMENTS", block_elements)
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal((3, 4, 7, 8))
-    x[1, 2, 3, 3] = np.nan
-    x[2, 0] = -np.inf
-    for args in (
-        dict(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=True),
-        dict(kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False),
-    ):
-        _compare_max_pool(2, dict(shape=x.shape, **args), x, 5)
-    finite = rng.standard_normal((3, 4, 7, 8))
-    ours_in, torch_in = pair(finite)
-    ours_out = F.avg_pool2d(ours_in, 3, stride=2, padding=1, ceil_mode=True)
-    torch_out = TF.avg_pool2d(torch_in, 3, stride=2, padding=1, ceil_mode=True)
-    assert_close(ours_out, torch_out)
-    upstream = rng.standard_normal(torch_out.shape)
-    ours_out.backward(cp.tensor(upstream))
-    torch_out.backward(torch.tensor(upstream))
-    assert_close(grad_of(ours_in), grad_of(torch_in))
-
-
 def test_max_pool_empty_batch() -> None:
     ours = F.max_pool2d(cp.tensor(np.zeros((0, 2, 4, 4)), requires_grad=True), 2)
     assert ours.shape == (0, 2, 2, 2)
@@ -333,9 +308,9 @@ def test_torch_agrees_these_arguments_are_invalid() -> None:
 
 @pytest.mark.parametrize("pool", ["max", "avg"])
 def test_backward_of_windows_that_tile_the_input_writes_every_entry(monkeypatch, pool) -> None:
-    """Windows side by side over the whole input: backward allocates its gradient without
-    zero-filling it, so every entry must be written. With np.empty poisoned to NaN, the
-    gradient still equals PyTorch's."""
+    """Windows side by side over the whole input: the fast backward ("taps_tile") allocates
+    its gradient without zero-filling it, so every entry must be written. With np.empty
+    poisoned to NaN, the gradient still equals PyTorch's."""
     real_empty = np.empty
 
     def nan_empty(*args, **kwargs):
@@ -349,9 +324,11 @@ def test_backward_of_windows_that_tile_the_input_writes_every_entry(monkeypatch,
     grad = rng.standard_normal((2, 3, 3, 2))
     ours_x, torch_x = pair(x)
     monkeypatch.setattr(np, "empty", nan_empty)
-    ours = (F.max_pool2d if pool == "max" else F.avg_pool2d)(ours_x, 2)
-    ours.backward(cp.tensor(grad))
+    with use_algorithm("fast"), kernels_used() as used:
+        ours = (F.max_pool2d if pool == "max" else F.avg_pool2d)(ours_x, 2)
+        ours.backward(cp.tensor(grad))
     monkeypatch.undo()
+    assert used[f"pool.{pool}_pool.backward.taps_tile"] == 1, used
     theirs = (TF.max_pool2d if pool == "max" else TF.avg_pool2d)(torch_x, 2)
     theirs.backward(torch.tensor(grad))
     assert_close(grad_of(ours_x), grad_of(torch_x), what="input gradient")

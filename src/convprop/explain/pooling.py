@@ -35,6 +35,7 @@ from convprop.explain.base import (
 )
 from convprop.explain.convolution import max_diff
 from convprop.explain.render import Equations, Grid, Heading, Label, Para
+from convprop.ops import geometry
 
 FUNC = "explain pool"
 MODES = ("max", "mean")
@@ -194,14 +195,17 @@ class PoolExplanation(Explanation):
         return [(self.x[i], s) for i, s in sorted(sources.items()) if len(s) > 1]
 
     def blocks(self) -> list[render.Block]:
-        order = notation.Order(("dy",))
+        return self._input_blocks() + self._forward_blocks() + self._backward_blocks()
+
+    def _input_blocks(self) -> list[render.Block]:
+        """The title and the input, as symbols and as numbers."""
         kernel = shape_text(self.kernel_size)
         title = (
             f"{'Max' if self.mode == 'max' else 'Mean'} pooling: {shape_text(self.input_size)} "
             f"input, {kernel} window, stride {shape_text(self.stride)}"
             + (f", padding {shape_text(self.padding)}" if any(self.padding) else "")
         )
-        out: list[render.Block] = [
+        return [
             Heading(title, 1),
             Para(
                 "Pooling works on every map separately (deck 004). The input's numbers "
@@ -216,6 +220,10 @@ class PoolExplanation(Explanation):
             Grid("input x (values)", self.values.astype(object)),
             Heading("Forward pass"),
         ]
+
+    def _forward_blocks(self) -> list[render.Block]:
+        """Each output as its window's maximum (and pidx) or mean."""
+        out: list[render.Block] = []
         if self.mode == "max":
             out.append(
                 Para(
@@ -260,7 +268,13 @@ class PoolExplanation(Explanation):
             ]
         out.append(Equations(rows))
         out.append(Grid("output y (values)", self.numeric_output.astype(object)))
-        out.append(Heading("Backward pass"))
+        return out
+
+    def _backward_blocks(self) -> list[render.Block]:
+        """dL/dx routed to the argmax or spread over the window, "+=" where windows overlap,
+        on numbers, and the verification against the engine."""
+        order = notation.Order(("dy",))
+        out: list[render.Block] = [Heading("Backward pass")]
         if self.mode == "max":
             out.append(
                 Para(
@@ -344,14 +358,6 @@ class PoolExplanation(Explanation):
         }
 
 
-def _tuple(value: Any, spatial: int, name: str, positive: bool) -> tuple[int, ...]:
-    from convprop.ops.checks import check_non_negative, check_positive, to_tuple
-
-    out = to_tuple(value, spatial, FUNC, name)
-    (check_positive if positive else check_non_negative)(out, FUNC, name)
-    return out
-
-
 def pool(
     mode: str = "max",
     input_size: int | Sequence[int] = (4, 4),
@@ -384,23 +390,15 @@ def pool(
         if not np.all(np.isfinite(numbers)):
             raise ValueError(f"{FUNC}: values must be finite numbers, got {numbers.tolist()}")
     numbers = numbers.reshape(size)
-    # The engine's validation, with its messages (kernel, stride, padding, output size).
-    from convprop.ops import pooling as pool_ops
-
-    forwards: dict[tuple[str, int], Callable[..., Any]] = {
-        ("max", 1): pool_ops.max_pool1d_forward,
-        ("max", 2): pool_ops.max_pool2d_forward,
-        ("mean", 1): pool_ops.avg_pool1d_forward,
-        ("mean", 2): pool_ops.avg_pool2d_forward,
-    }
-    forward = forwards[(mode, spatial)]
-    forward(numbers[np.newaxis, np.newaxis], kernel_size, stride, padding)
-    kernel = _tuple(kernel_size, spatial, "kernel_size", True)
-    strides = kernel if stride is None else _tuple(stride, spatial, "stride", True)
-    pads = _tuple(padding, spatial, "padding", False)
-    out_size = [
-        (n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, kernel, strides, pads, strict=True)
-    ]
+    # The engine's window rules and messages (kernel, stride, padding, output size).
+    engine = f"{'max' if mode == 'max' else 'avg'}_pool{spatial}d"
+    windows = geometry.pool_geometry(engine, size, kernel_size, stride, padding, 1, False)
+    kernel, strides, pads, out_size = (
+        windows.kernel,
+        windows.stride,
+        windows.padding,
+        windows.out_size,
+    )
     terms = int(np.prod(out_size)) * int(np.prod(kernel))
     if terms > MAX_TERMS:
         raise too_large(

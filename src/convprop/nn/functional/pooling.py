@@ -1,4 +1,5 @@
-"""Pooling functions with PyTorch's names and arguments (the math is in ``convprop.ops.pooling``).
+"""Pooling functions with PyTorch's names and arguments (the math: ``convprop.ops.pooling``,
+``convprop.ops.adaptive_pooling``).
 
 Max pooling keeps the argmax of every window (the notes' ``pidx``) and its backward sends each
 output gradient there; mean pooling spreads it evenly over the window; both add ("+=") where
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from convprop.autograd import Tensor, apply, checked_tensor, record
-from convprop.ops import pooling
+from convprop.ops import adaptive_pooling, pooling
 from convprop.ops.contract import OpPair
 
 __all__ = [
@@ -174,7 +175,7 @@ def adaptive_avg_pool1d(input: Tensor, output_size: int | Sequence[int | None]) 
     Shape: (N, C, L) or (C, L) -> (N, C, O).
     """
     return apply(
-        pooling.adaptive_avg_pool1d,
+        adaptive_pooling.adaptive_avg_pool1d,
         (input,),
         output_size,
     )
@@ -189,7 +190,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | None | Sequence[int | 
     Shape: (N, C, H, W) or (C, H, W) -> (N, C, O_h, O_w).
     """
     return apply(
-        pooling.adaptive_avg_pool2d,
+        adaptive_pooling.adaptive_avg_pool2d,
         (input,),
         output_size,
     )
@@ -204,7 +205,7 @@ def adaptive_max_pool1d(
     Shape: (N, C, L) or (C, L) -> (N, C, O).
     """
     return _with_indices(
-        pooling.adaptive_max_pool1d,
+        adaptive_pooling.adaptive_max_pool1d,
         input,
         return_indices,
         output_size,
@@ -221,7 +222,7 @@ def adaptive_max_pool2d(
     Shape: (N, C, H, W) or (C, H, W) -> (N, C, O_h, O_w).
     """
     return _with_indices(
-        pooling.adaptive_max_pool2d,
+        adaptive_pooling.adaptive_max_pool2d,
         input,
         return_indices,
         output_size,

@@ -1,4 +1,9 @@
-"""Pooling layers: max, average, adaptive and unpooling, 1-D and 2-D (PyTorch's names)."""
+"""Pooling layers: max, average, adaptive and unpooling, 1-D and 2-D (PyTorch's names).
+
+Each layer checks its window arguments when it is built, with ``convprop.ops.geometry``'s
+rules and messages (``MaxPool2d: kernel_size must be positive, got (0, 0)``), and keeps them
+as given, as PyTorch does.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 from convprop.autograd import Tensor
 from convprop.nn import functional as F
 from convprop.nn.module import Module
-from convprop.ops.checks import to_tuple
+from convprop.ops.geometry import no_stride, pool_arguments, to_tuple
 
 Size = int | Sequence[int]
 
@@ -26,6 +31,9 @@ class _MaxPoolNd(Module):
         ceil_mode: bool = False,
     ) -> None:
         super().__init__()
+        pool_arguments(
+            type(self).__name__, self._spatial_dims, kernel_size, stride, padding, dilation
+        )
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
         self.padding = padding
@@ -79,6 +87,7 @@ class AvgPool1d(Module):
         count_include_pad: bool = True,
     ) -> None:
         super().__init__()
+        pool_arguments("AvgPool1d", 1, kernel_size, stride, padding, 1)
         # PyTorch stores AvgPool1d's sizes as 1-tuples (and prints them so).
         self.kernel_size = to_tuple(kernel_size, 1, "AvgPool1d", "kernel_size")
         self.stride = to_tuple(
@@ -115,6 +124,7 @@ class AvgPool2d(Module):
         divisor_override: int | None = None,
     ) -> None:
         super().__init__()
+        pool_arguments("AvgPool2d", 2, kernel_size, stride, padding, 1)
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
         self.padding = padding
@@ -181,8 +191,17 @@ class AdaptiveMaxPool2d(_AdaptiveMaxPool):
 
 
 class _MaxUnpool(Module):
+    _spatial_dims: int
+
     def __init__(self, kernel_size: Size, stride: Size | None = None, padding: Size = 0) -> None:
         super().__init__()
+        # As max_unpool: sizes must be ints (the output size decides the rest); no stride (None
+        # or empty) is the kernel size.
+        name, n = type(self).__name__, self._spatial_dims
+        to_tuple(kernel_size, n, name, "kernel_size")
+        if stride is not None and not no_stride(stride):
+            to_tuple(stride, n, name, "stride")
+        to_tuple(padding, n, name, "padding")
         self.kernel_size = kernel_size
         self.stride = stride if stride is not None else kernel_size
         self.padding = padding
@@ -194,6 +213,8 @@ class _MaxUnpool(Module):
 class MaxUnpool1d(_MaxUnpool):
     """Puts each value back at the index its max pooling took it from; zeros elsewhere."""
 
+    _spatial_dims = 1
+
     def forward(
         self, input: Tensor, indices: Tensor, output_size: Sequence[int] | None = None
     ) -> Tensor:
@@ -204,6 +225,8 @@ class MaxUnpool1d(_MaxUnpool):
 
 class MaxUnpool2d(_MaxUnpool):
     """Puts each value back at the index its max pooling took it from; zeros elsewhere."""
+
+    _spatial_dims = 2
 
     def forward(
         self, input: Tensor, indices: Tensor, output_size: Sequence[int] | None = None
