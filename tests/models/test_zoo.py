@@ -200,6 +200,53 @@ class TorchTDNN(tnn.Module):
         return self.classifier(torch.flatten(self.pool(self.frames(x)), 1))
 
 
+def torch_conv_bn_relu(in_channels: int, out_channels: int, convolutions: int) -> tnn.Sequential:
+    layers: list[tnn.Module] = []
+    for i in range(convolutions):
+        first = in_channels if i == 0 else out_channels
+        layers += [
+            tnn.Conv2d(first, out_channels, 3, padding=1, bias=False),
+            tnn.BatchNorm2d(out_channels),
+            tnn.ReLU(),
+        ]
+    return tnn.Sequential(*layers)
+
+
+class TorchUNet(tnn.Module):
+    """Ronneberger et al.'s U-Net at small scale: conv-BN-ReLU levels with 2x2 max pooling,
+    ConvTranspose2d(k=2, s=2) upsampling, concatenated skips, a 1x1 classifier."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 11,
+        widths: tuple[int, ...] = (16, 32, 64),
+        convolutions: int = 2,
+    ) -> None:
+        super().__init__()
+        self.encoder = tnn.ModuleList(
+            torch_conv_bn_relu(in_channels if i == 0 else widths[i - 1], w, convolutions)
+            for i, w in enumerate(widths)
+        )
+        self.pool = tnn.MaxPool2d(2)
+        deep = widths[::-1]
+        self.upsample = tnn.ModuleList(
+            tnn.ConvTranspose2d(a, b, 2, stride=2) for a, b in zip(deep, deep[1:], strict=False)
+        )
+        self.decoder = tnn.ModuleList(torch_conv_bn_relu(2 * b, b, convolutions) for b in deep[1:])
+        self.classifier = tnn.Conv2d(widths[0], num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for level, encode in enumerate(self.encoder):
+            x = encode(x if level == 0 else self.pool(x))
+            skips.append(x)
+        skips.pop()
+        for upsample, decode in zip(self.upsample, self.decoder, strict=True):
+            x = decode(torch.cat([upsample(x), skips.pop()], 1))
+        return self.classifier(x)
+
+
 # (id, convprop builder, torch builder, input shape): the same keyword arguments for both.
 ZOO: list[tuple[str, Callable[[], Any], Callable[[], tnn.Module], tuple[int, ...]]] = [
     ("lenet5_28_gray", lambda: models.lenet5(), lambda: TorchLeNet5(), (2, 1, 28, 28)),
@@ -231,6 +278,14 @@ ZOO: list[tuple[str, Callable[[], Any], Callable[[], tnn.Module], tuple[int, ...
         lambda: models.densenet_bc(10, 6, 1, 4),
         lambda: TorchDenseNetBC(10, 6, 1, 4),
         (2, 1, 12, 12),
+    ),
+    ("fcn", lambda: models.fcn(), lambda: TorchUNet(convolutions=1), (2, 1, 16, 12)),
+    ("unet", lambda: models.unet(), lambda: TorchUNet(), (2, 1, 8, 16)),
+    (
+        "unet_rgb_4_levels",
+        lambda: models.UNet(3, 5, (4, 6, 8, 10), 2),
+        lambda: TorchUNet(3, 5, (4, 6, 8, 10), 2),
+        (2, 3, 16, 24),
     ),
     ("tdnn", lambda: models.tdnn(), lambda: TorchTDNN(), (2, 40, 20)),
     (
@@ -388,6 +443,23 @@ def test_models_adapt_to_channels_classes_and_size(
     assert output.dtype == np.float32
 
 
+@pytest.mark.parametrize("build", [models.fcn, models.unet], ids=["fcn", "unet"])
+def test_segmenters_score_every_pixel_at_any_multiple_of_their_stride(
+    build: Callable[..., Any],
+) -> None:
+    model = build(2, 7)
+    model.eval()
+    for height, width in ((28, 28), (64, 36), (4, 8)):
+        x = np.random.default_rng(0).standard_normal((1, 2, height, width)).astype(np.float32)
+        assert model(cp.tensor(x)).shape == (1, 7, height, width)
+    with pytest.raises(
+        ValueError,
+        match=r"unet: expects \(N, C, H, W\) images with H and W "
+        r"multiples of 4, got input of shape \(1, 2, 30, 28\)",
+    ):
+        model(cp.tensor(np.zeros((1, 2, 30, 28), np.float32)))
+
+
 def test_lenet_first_linear_layer_fits_the_input_size() -> None:
     assert models.lenet5(input_size=28).classifier[1].in_features == 400  # padded to 32x32
     assert models.lenet5(input_size=32).classifier[1].in_features == 400
@@ -440,6 +512,9 @@ def test_tdnn_receptive_field() -> None:
             lambda: models.DenseNetBC(compression=1.5),
             r"densenet_bc: compression must be in \(0, 1\], got 1.5",
         ),
+        (lambda: models.unet(0), r"unet: in_channels must be a positive int, got 0"),
+        (lambda: models.fcn(1, 11, (8,)), r"unet: widths must give at least 2 levels, got \(8,\)"),
+        (lambda: models.unet(1, 11, (8, 0)), r"unet: widths\[1\] must be a positive int, got 0"),
         (lambda: models.tdnn(0), r"tdnn: in_channels must be a positive int, got 0"),
         (
             lambda: models.tdnn(context=()),

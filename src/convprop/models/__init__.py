@@ -1,4 +1,5 @@
-"""The model zoo of the notes: LeNet-5, CIFAR ResNets, DenseNet-BC, TDNN, scanning MLP."""
+"""The model zoo of the notes: LeNet-5, CIFAR ResNets, DenseNet-BC, TDNN, scanning MLP, and the
+fully-convolutional segmenters (FCN, U-Net)."""
 
 from convprop.models.densenet import DenseNetBC, densenet_bc
 from convprop.models.lenet import LeNet5, lenet5
@@ -9,16 +10,19 @@ from convprop.models.scanning_mlp import (
     to_conv1d,
     to_scanning_mlp,
 )
+from convprop.models.segmentation import UNet, fcn, unet
 from convprop.models.tdnn import TDNN, tdnn
 
 __all__ = [
     "TDNN",
+    "UNet",
     "CifarResNet",
     "DenseNetBC",
     "DistributedScanningMLP",
     "LeNet5",
     "ScanningMLP",
     "densenet_bc",
+    "fcn",
     "lenet5",
     "resnet20",
     "resnet32",
@@ -26,4 +30,5 @@ __all__ = [
     "tdnn",
     "to_conv1d",
     "to_scanning_mlp",
+    "unet",
 ]

@@ -1,0 +1,110 @@
+"""Fully-convolutional segmenters: a class score for every pixel (deck 004, "segmentation").
+
+An encoder of convolutions and 2x2 max pooling halves the map at each level and widens it; a
+decoder brings the map back to the input's size with transposed convolutions of kernel 2 and
+stride 2, the notes' upsampling (insert one zero between neighbouring samples, then convolve:
+``ConvTranspose2d`` is exactly that, see ``convprop.ops.conv``). After each upsampling the
+encoder's map of the same size is concatenated to it (the skip connection: the fine detail that
+pooling threw away), and convolutions mix the two. A 1x1 convolution gives every pixel its
+class scores, which per-pixel softmax + cross-entropy reads (``F.cross_entropy`` on (N, C, H,
+W) logits and (N, H, W) targets, with ``ignore_index`` for unlabelled pixels).
+
+Backward runs the same path in reverse: each transposed convolution's input gradient is an
+ordinary strided convolution of the incoming delta, each concatenation hands its two inputs
+their own slices of the gradient, and an encoder map read both by the next level and by its
+skip connection sums the gradients of both uses.
+
+``unet`` is the network of Ronneberger et al. (2015) at the scale of small images: two 3x3
+convolutions (each followed by batch norm and ReLU) per level; ``fcn`` is its lighter sibling
+with one convolution per level, the default of ``convprop train --task segment``. Both take any
+input whose height and width divide by 2 ** (levels - 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import convprop as cp
+from convprop import nn
+from convprop.autograd import Tensor
+from convprop.models._common import check_positive_int
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, convolutions: int) -> nn.Sequential:
+    """``convolutions`` times 3x3 convolution ('same' size, no bias: batch norm adds one),
+    batch norm and ReLU."""
+    layers: list[nn.Module] = []
+    for i in range(convolutions):
+        layers += [
+            nn.Conv2d(
+                in_channels if i == 0 else out_channels, out_channels, 3, padding=1, bias=False
+            ),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+        ]
+    return nn.Sequential(*layers)
+
+
+class UNet(nn.Module):
+    """Encoder-decoder with concatenated skips; ``widths[i]`` channels at level ``i``.
+
+    Level 0 works at the input's size, level i at 1/2**i of it; the deepest level has no skip.
+    Parameter names: ``encoder.<level>``, ``upsample.<i>`` (the transposed convolutions, deepest
+    first), ``decoder.<i>`` and ``classifier``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 11,
+        widths: Sequence[int] = (16, 32, 64),
+        convolutions: int = 2,
+    ) -> None:
+        super().__init__()
+        widths = tuple(widths)
+        check_positive_int("unet", in_channels=in_channels, num_classes=num_classes)
+        check_positive_int("unet", convolutions=convolutions)
+        if len(widths) < 2:
+            raise ValueError(f"unet: widths must give at least 2 levels, got {widths!r}")
+        check_positive_int("unet", **{f"widths[{i}]": w for i, w in enumerate(widths)})
+        self.levels = len(widths)
+        self.encoder = nn.ModuleList(
+            conv_bn_relu(in_channels if i == 0 else widths[i - 1], width, convolutions)
+            for i, width in enumerate(widths)
+        )
+        self.pool = nn.MaxPool2d(2)
+        deeper_first = list(reversed(widths))
+        self.upsample = nn.ModuleList(
+            nn.ConvTranspose2d(deep, shallow, 2, stride=2)
+            for deep, shallow in zip(deeper_first, deeper_first[1:], strict=False)
+        )
+        self.decoder = nn.ModuleList(
+            conv_bn_relu(2 * shallow, shallow, convolutions) for shallow in deeper_first[1:]
+        )
+        self.classifier = nn.Conv2d(widths[0], num_classes, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        multiple = 2 ** (self.levels - 1)
+        if x.ndim != 4 or x.shape[2] % multiple or x.shape[3] % multiple:
+            raise ValueError(
+                f"unet: expects (N, C, H, W) images with H and W multiples of {multiple}, "
+                f"got input of shape {tuple(x.shape)}"
+            )
+        skips = []
+        for level, encode in enumerate(self.encoder):
+            x = encode(x if level == 0 else self.pool(x))
+            skips.append(x)
+        skips.pop()  # the deepest map is the decoder's input, not a skip
+        for upsample, decode in zip(self.upsample, self.decoder, strict=True):
+            x = decode(cp.cat([upsample(x), skips.pop()], 1))
+        return self.classifier(x)
+
+
+def unet(in_channels: int = 1, num_classes: int = 11, widths: Sequence[int] = (16, 32, 64)) -> UNet:
+    """U-Net with two convolutions per level and ``widths`` channels (three levels)."""
+    return UNet(in_channels, num_classes, widths, convolutions=2)
+
+
+def fcn(in_channels: int = 1, num_classes: int = 11, widths: Sequence[int] = (16, 32, 64)) -> UNet:
+    """The lighter segmenter: one convolution per level, otherwise ``unet``."""
+    return UNet(in_channels, num_classes, widths, convolutions=1)
