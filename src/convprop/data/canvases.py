@@ -57,6 +57,7 @@ class SegmentationDataset:
     source: str = ""
     boxes: list[list[Box]] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    named: bool = True  # False: the classes are only the indices found ("0", "1", ...)
 
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.masks):
@@ -72,6 +73,9 @@ class SegmentationDataset:
     def __len__(self) -> int:
         return len(self.masks)
 
+    def __getitem__(self, index: int | slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.inputs[index], self.masks[index]
+
     @property
     def labels(self) -> np.ndarray:
         """The masks, under the name a classification data set gives its targets."""
@@ -85,6 +89,34 @@ class SegmentationDataset:
             self.source,
             [self.boxes[i] for i in indices] if self.boxes else [],
             [self.names[i] for i in indices] if self.names else [],
+            self.named,
+        )
+
+    def relabelled(self, classes: list[str]) -> SegmentationDataset:
+        """The same data with mask values renumbered into ``classes`` (a trained run's): by
+        class name when the data names its classes, else kept as indices, which must be
+        below ``len(classes)``. A name or index the run does not know is a DataError."""
+        if not self.named:
+            labelled = self.masks[self.masks != IGNORE]
+            if labelled.size and int(labelled.max()) >= len(classes):
+                raise DataError(
+                    f"{self.source}: has class index {int(labelled.max())}, but the run knows "
+                    f"{len(classes)} classes (0..{len(classes) - 1})"
+                )
+            return SegmentationDataset(
+                self.inputs, self.masks, list(classes), self.source, self.boxes, self.names
+            )
+        unknown = [name for name in self.classes if name not in classes]
+        if unknown:
+            raise DataError(
+                f"{self.source}: names classes the run does not know: {', '.join(unknown)} "
+                f"(the run's classes: {', '.join(classes)})"
+            )
+        lookup = np.full(256, IGNORE, dtype=np.int64)
+        lookup[: len(self.classes)] = [classes.index(name) for name in self.classes]
+        masks = np.where(self.masks == IGNORE, IGNORE, lookup[np.clip(self.masks, 0, 255)])
+        return SegmentationDataset(
+            self.inputs, masks, list(classes), self.source, self.boxes, self.names
         )
 
 

@@ -142,6 +142,10 @@ def load(
         return load_npz(path), None
     if _find_idx(path, "train-images") is not None:
         return load_idx_directory(path)
+    if (path / "images").is_dir() and (path / "masks").is_dir():
+        raise DataError(
+            f"{spec}: holds images/ and masks/, segmentation data; train on it with --task segment"
+        )
     return load_image_folder(path, resize), None
 
 
@@ -382,8 +386,9 @@ def load_image_folder(root: str | Path, resize: tuple[int, int] | None = None) -
     )
 
 
-def load_image(path: str | Path, channels: int, size: tuple[int, int]) -> np.ndarray:
-    """One image file as a (channels, H, W) float32 array in [0, 1], resized to ``size``."""
+def load_image(path: str | Path, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """One image file as a (channels, H, W) float32 array in [0, 1], resized to ``size``
+    (None: kept at its own size)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
