@@ -22,7 +22,14 @@ import convprop
 from convprop.data import AUGMENTATIONS, DataError
 from convprop.io.files import CheckpointError, describe_os_error
 from convprop.onnx import MissingExtraError
-from convprop.training.config import ConfigError, TrainConfig, load_config_file, split_augment
+from convprop.training.config import (
+    SEGMENT_DEFAULTS,
+    TASKS,
+    ConfigError,
+    TrainConfig,
+    load_config_file,
+    split_augment,
+)
 from convprop.training.registry import MODELS, OPTIMIZERS, SCHEDULERS, SEQUENCE_MODELS
 from convprop.training.rundir import RunDirectoryError
 
@@ -91,13 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", choices=("latest", "best"), default="latest", help=weights_help
     )
 
-    predict = commands.add_parser("predict", help="top-k classes for image files")
+    predict = commands.add_parser(
+        "predict", help="top-k classes for image files (a segmentation run: their masks)"
+    )
     predict.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a training run")
     predict.add_argument(
         "images", nargs="+", type=_path, metavar="IMAGE", help="image files (PNG, JPEG, ...)"
     )
     predict.add_argument(
         "--top-k", type=_positive_int, default=3, help="how many classes to list (default 3)"
+    )
+    predict.add_argument(
+        "--mask",
+        type=_path,
+        metavar="OUT.png",
+        help="segmentation runs: write the predicted mask (class indices, with a palette) and "
+        "OUT-overlay.png; with several images, OUT is a directory of NAME.png files",
     )
     predict.add_argument(
         "--weights", choices=("latest", "best"), default="latest", help=weights_help
@@ -135,10 +151,21 @@ def _add_train(commands: Any) -> None:
     defaults = TrainConfig()
     train.add_argument("--config", type=_path, help="TOML file whose keys are these flags' names")
     train.add_argument(
+        "--task",
+        choices=TASKS,
+        help="classify images (default) or segment them: a class per pixel (defaults "
+        + ", ".join(f"--{k.replace('_', '-')} {_shown(v)}" for k, v in SEGMENT_DEFAULTS.items())
+        + ")",
+    )
+    train.add_argument(
         "--model",
         help=f"{', '.join(MODELS)} (default {defaults.model}), or a PATH.onnx to fine-tune",
     )
-    train.add_argument("--data", help="mnist-5k, a .npz, an IDX directory or an image folder")
+    train.add_argument(
+        "--data",
+        help="mnist-5k, a .npz, an IDX directory or an image folder; to segment: mnist-canvases "
+        "or a folder of images/ and masks/",
+    )
     train.add_argument("--test-data", help="separate test data (else split off with the seed)")
     train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
@@ -187,6 +214,10 @@ def _add_train(commands: Any) -> None:
 
 # ----------------------------------------------------------------------------- train
 _SETTINGS = [f.name for f in fields(TrainConfig)]
+
+
+def _shown(value: Any) -> str:
+    return ",".join(value) or "none" if isinstance(value, list) else str(value)
 
 
 def _flag(key: str) -> str:
@@ -276,7 +307,28 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = _train_config(args)
         result = training.fit(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"final test accuracy {result.test_accuracy:.4f}; run saved in {result.run_dir}")
+    extra = result.history[-1].extra if result.history else {}
+    if "test_mean_iou" in extra:
+        print(
+            f"final test mean IoU {extra['test_mean_iou']:.4f} (pixel accuracy "
+            f"{result.test_accuracy:.4f}); run saved in {result.run_dir}"
+        )
+    else:
+        print(f"final test accuracy {result.test_accuracy:.4f}; run saved in {result.run_dir}")
+    return 0
+
+
+def _predict_masks(args: argparse.Namespace) -> int:
+    from convprop.training.segmentation import mask_destinations, predict_masks, write_masks
+
+    if args.mask is not None:
+        mask_destinations(args.mask, args.images)  # a bad --mask is refused before any work
+    predicted = predict_masks(args.run_dir, args.images, args.weights)
+    for prediction in predicted:
+        print(f"{prediction.path}: {prediction.summary()}")
+    if args.mask is not None:
+        written = write_masks(predicted, args.mask)
+        print(f"masks and overlays written: {', '.join(str(p) for p in written)}")
     return 0
 
 
@@ -290,6 +342,8 @@ def _run(args: argparse.Namespace) -> int:
         print(training.evaluate(args.run_dir, args.data, args.weights).report())
         return 0
     if args.command == "predict":
+        if args.mask is not None or training.read_checkpoint(args.run_dir).config.task == "segment":
+            return _predict_masks(args)
         rankings = training.predict(args.run_dir, args.images, args.top_k, args.weights)
         for path, ranking in zip(args.images, rankings, strict=True):
             print(f"{path}: " + ", ".join(f"{name} {p:.4f}" for name, p in ranking))

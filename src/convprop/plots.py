@@ -107,7 +107,7 @@ def save_curves(path: Path, history: Sequence[Any]) -> Figure | None:
 
 
 # ----------------------------------------------------------------------------- confusion
-def confusion_figure(matrix: np.ndarray, classes: Sequence[str]) -> Figure:
+def confusion_figure(matrix: np.ndarray, classes: Sequence[str], unit: str = "samples") -> Figure:
     """The confusion matrix, one colour scale of counts; the non-zero counts are written in
     their cells while there are at most ``MAX_COUNTS`` of them and the cells are large enough
     to hold them."""
@@ -123,7 +123,7 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str]) -> Figure:
     )
     axis = figure.subplots()
     image = axis.imshow(matrix, cmap="Blues", vmin=0, interpolation="nearest")
-    figure.colorbar(image, ax=axis, shrink=0.8, label="samples")
+    figure.colorbar(image, ax=axis, shrink=0.8, label=unit)
     ticks = list(range(0, count, math.ceil(0.17 / cell)))  # 9 pt labels 0.17 in apart
     axis.set_xticks(ticks, [str(classes[i]) for i in ticks], rotation=90 if rotate else 0)
     axis.set_yticks(ticks, [str(classes[i]) for i in ticks])
@@ -131,7 +131,7 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str]) -> Figure:
     axis.set(xlabel="predicted", ylabel="true")
     total = int(matrix.sum())
     correct = int(np.trace(matrix)) if matrix.size else 0
-    title = f"Confusion matrix\n{total} test samples, {correct / max(total, 1):.1%} correct"
+    title = f"Confusion matrix\n{total} test {unit}, {correct / max(total, 1):.1%} correct"
     nonzero = np.argwhere(matrix != 0)
     font_size = min(9.0, cell * 72 * 0.33)
     if 0 < len(nonzero) <= MAX_COUNTS and font_size >= 6:
@@ -153,9 +153,95 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str]) -> Figure:
     return figure
 
 
-def save_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> Figure | None:
+def save_confusion(
+    path: Path, matrix: np.ndarray, classes: Sequence[str], unit: str = "samples"
+) -> Figure | None:
     """The confusion matrix, with the counts written in its cells; returns the figure."""
-    return _save(confusion_figure(matrix, classes), path)
+    return _save(confusion_figure(matrix, classes, unit), path)
+
+
+# ----------------------------------------------------------------------------- segmentation
+IGNORE_COLOUR = (255, 255, 255)
+"""The colour of a mask's ignored pixels (value 255)."""
+
+
+def class_palette(classes: Sequence[str]) -> np.ndarray:
+    """One RGB colour (uint8) per class: a class named ``background`` black, the others
+    matplotlib's tab10 (tab20 beyond ten classes) in order."""
+    from matplotlib import colormaps
+
+    others = [i for i, name in enumerate(classes) if name != "background"]
+    cmap = colormaps["tab10" if len(others) <= 10 else "tab20"]
+    palette = np.zeros((len(classes), 3), dtype=np.uint8)
+    for order, index in enumerate(others):
+        rgb = cmap(order % cmap.N)[:3]
+        palette[index] = np.round(np.array(rgb) * 255).astype(np.uint8)
+    return palette
+
+
+def mask_rgb(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """An (H, W) mask of class indices as an (H, W, 3) uint8 image; out-of-range values
+    (the ignored 255) in ``IGNORE_COLOUR``."""
+    known = mask < len(palette)
+    image = np.empty((*mask.shape, 3), dtype=np.uint8)
+    image[:] = IGNORE_COLOUR
+    image[known] = palette[mask[known]]
+    return image
+
+
+def segmentation_figure(
+    images: np.ndarray, truths: np.ndarray, predictions: np.ndarray, classes: Sequence[str]
+) -> Figure:
+    """One row per sample: the image, its true mask and the predicted mask, with a legend of
+    the classes that appear."""
+    from matplotlib.patches import Patch
+
+    palette = class_palette(classes)
+    rows = len(images)
+    figure = _new_figure(7.5, 2.3 * rows + 0.6)
+    axes = np.atleast_2d(figure.subplots(rows, 3))
+    for row in range(rows):
+        image = images[row]
+        shown = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+        correct = truths[row] == predictions[row]
+        labelled = truths[row] < len(classes)
+        accuracy = correct[labelled].mean() if labelled.any() else float("nan")
+        for column, (picture, title) in enumerate(
+            (
+                (shown, "image"),
+                (mask_rgb(truths[row], palette), "true mask"),
+                (mask_rgb(predictions[row], palette), f"predicted ({accuracy:.1%} of pixels)"),
+            )
+        ):
+            axis = axes[row, column]
+            axis.imshow(
+                picture, cmap="gray" if picture.ndim == 2 else None, interpolation="nearest"
+            )
+            axis.set_title(title, fontsize=_LABEL_SIZE)
+            _hide_axes(axis)
+    present = sorted(set(np.unique(truths)) | set(np.unique(predictions)))
+    handles = [
+        Patch(color=palette[i] / 255, label=str(classes[i])) for i in present if i < len(classes)
+    ]
+    figure.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(len(handles), 11),
+        fontsize=_SMALL_SIZE,
+    )
+    figure.suptitle("Held-out test images: true and predicted masks", fontsize=_TITLE_SIZE)
+    return figure
+
+
+def save_segmentation(
+    path: Path,
+    images: np.ndarray,
+    truths: np.ndarray,
+    predictions: np.ndarray,
+    classes: Sequence[str],
+) -> Figure | None:
+    """A few test images with their true and predicted masks (``segmentation_figure``)."""
+    return _save(segmentation_figure(images, truths, predictions, classes), path)
 
 
 def _hide_axes(axis: Axes) -> None:

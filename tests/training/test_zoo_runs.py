@@ -16,8 +16,10 @@ from PIL import Image
 
 from convprop.cli import main
 from convprop.data import load_mnist_5k
+from convprop.data.canvases import make_canvases
 from convprop.io.files import load_arrays
 from convprop.training import MODEL_NAMES
+from convprop.training.registry import SEGMENTATION_MODELS
 
 TINY = ["--limit", "20", "--batch-size", "10", "--quiet", "--seed", "1", "--augment", "none"]
 
@@ -25,17 +27,20 @@ TINY = ["--limit", "20", "--batch-size", "10", "--quiet", "--seed", "1", "--augm
 @pytest.mark.parametrize("model", MODEL_NAMES)
 def test_train_evaluate_predict_resume(model: str, tmp_path: Path, capsys) -> None:
     run = tmp_path / model
+    segment = model in SEGMENTATION_MODELS
     command = ["train", "--model", model, "--epochs", "1", "--scheduler", "cosine"]
+    command += ["--task", "segment"] if segment else []
     assert main([*command, *TINY, "--out", str(run)]) == 0, capsys.readouterr().err
     trained = load_arrays(run / "model.safetensors")
     capsys.readouterr()
 
+    counted = f"({10 * 64 * 64} labelled pixels)" if segment else "(10 samples)"
     for weights in ("latest", "best"):
         assert main(["evaluate", str(run), "--weights", weights]) == 0, capsys.readouterr().err
         report = capsys.readouterr().out
-        assert report.startswith("weights: ") and "accuracy " in report and "(10 samples)" in report
+        assert report.startswith("weights: ") and "accuracy " in report and counted in report
 
-    digit = load_mnist_5k().inputs[0, 0]
+    digit = make_canvases(1, "test").inputs[0, 0] if segment else load_mnist_5k().inputs[0, 0]
     image = tmp_path / "digit.png"
     Image.fromarray((digit * 255).astype(np.uint8)).save(image)
     assert main(["predict", str(run), str(image), "--top-k", "2"]) == 0, capsys.readouterr().err

@@ -21,7 +21,7 @@ import csv
 import io
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -53,12 +53,17 @@ WEIGHTS = {"latest": "model.safetensors", "best": "best.safetensors"}
 
 @dataclass
 class EpochMetrics:
+    """One epoch's row of ``metrics.csv``. A segmentation run's accuracies are per pixel, and
+    ``extra`` holds its further columns (``test_pixel_accuracy``, ``test_mean_iou`` and one
+    ``test_iou_<class>`` per class), in order."""
+
     epoch: int
     train_loss: float
     train_accuracy: float
     test_loss: float
     test_accuracy: float
     lr: float
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,9 +156,12 @@ def metrics_bytes(history: list[EpochMetrics]) -> bytes:
     """``metrics.csv``: a header and one row per epoch."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([f.name for f in fields(EpochMetrics)])
+    columns = [f.name for f in fields(EpochMetrics) if f.name != "extra"]
+    extra = list(history[0].extra) if history else []
+    writer.writerow(columns + extra)
     for row in history:
-        writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in asdict(row).values()])
+        values = [getattr(row, name) for name in columns] + [row.extra[name] for name in extra]
+        writer.writerow([f"{v:.6g}" if isinstance(v, float) else v for v in values])
     return buffer.getvalue().encode()
 
 
@@ -247,6 +255,10 @@ class _Fields:
         return _Fields(self.path, self.get(key, dict, "must be a JSON object"), where)
 
 
+def _is_float(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def read_checkpoint(run_dir: str | Path) -> Checkpoint:
     """The run's ``checkpoint.json``, checked field by field (see the module docstring)."""
     path = Path(run_dir) / "checkpoint.json"
@@ -293,10 +305,17 @@ def read_checkpoint(run_dir: str | Path) -> Checkpoint:
     history = []
     for index, row in enumerate(top.get("history", list, "must be a list")):
         entry = _Fields(path, row, f"history[{index}]")
+        extra = row.get("extra", {}) if isinstance(row, dict) else {}
+        if not isinstance(extra, dict) or not all(
+            isinstance(k, str) and _is_float(v) for k, v in extra.items()
+        ):
+            raise entry.fail("extra", f"must map column names to numbers, got {extra!r}")
+        numbers = {f.name: entry.number(f.name) for f in fields(EpochMetrics)[1:-1]}
         history.append(
             EpochMetrics(
-                entry.integer("epoch", 1),
-                *(entry.number(f.name) for f in fields(EpochMetrics)[1:]),
+                epoch=entry.integer("epoch", 1),
+                **numbers,
+                extra={k: float(v) for k, v in extra.items()},
             )
         )
     if [m.epoch for m in history] != list(range(1, epoch + 1)):

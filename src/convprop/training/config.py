@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from convprop.data import AUGMENTATIONS
-from convprop.training.registry import MODELS, OPTIMIZERS, SCHEDULERS
+from convprop.training.registry import MODELS, OPTIMIZERS, SCHEDULERS, SEGMENTATION_MODELS
 
 
 class ConfigError(ValueError):
@@ -31,12 +31,25 @@ class ConfigError(ValueError):
 # (LeNet-5, seeds 0-2: 98.0-98.4% test accuracy with shift/rotate/scale augmentation).
 DEFAULT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3}
 DTYPES = ("float32", "float64")
+TASKS = ("classify", "segment")
+# What a segmentation run uses where its configuration does not say (a classification run uses
+# the dataclass's defaults): the fully-convolutional model on the bundled digit canvases, no
+# augmentation (the spatial ones would have to move the masks too). Measured on two cores:
+# see docs/segmentation.md.
+SEGMENT_DEFAULTS: dict[str, Any] = {
+    "model": "fcn",
+    "data": "mnist-canvases",
+    "augment": [],
+    "epochs": 12,
+    "batch_size": 32,
+}
 
 
 @dataclass
 class TrainConfig:
     """Every setting of a run; the keys are the CLI flags' names (and a TOML config's keys)."""
 
+    task: str = "classify"
     model: str = "lenet5"
     data: str = "mnist-5k"
     test_data: str | None = None
@@ -57,6 +70,10 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first setting that breaks its rule."""
+        if self.task not in TASKS or not isinstance(self.task, str):
+            raise ConfigError(
+                "task", f"must be one of {', '.join(TASKS)}, got {_describe(self.task)}"
+            )
         if not (isinstance(self.model, str) and self.model.lower().endswith(".onnx")):
             if not isinstance(self.model, str) or self.model not in MODELS:
                 raise ConfigError(
@@ -108,6 +125,7 @@ class TrainConfig:
                 f"names unknown augmentation(s) {', '.join(unknown)} (choose from "
                 f"{', '.join(AUGMENTATIONS)}, or all)",
             )
+        self._check_task()
         if self.resize is not None and not (
             isinstance(self.resize, list)
             and len(self.resize) == 2
@@ -118,6 +136,34 @@ class TrainConfig:
                 f"must be two positive integers HEIGHT, WIDTH, got {_describe(self.resize)}",
             )
 
+    def _check_task(self) -> None:
+        """The model and augmentation must suit the task."""
+        if not isinstance(self.model, str) or self.model.lower().endswith(".onnx"):
+            if self.task == "segment":
+                raise ConfigError(
+                    "model",
+                    f"must be one of {', '.join(SEGMENTATION_MODELS)} for --task segment (an "
+                    f"ONNX segmenter cannot be fine-tuned), got {_describe(self.model)}",
+                )
+            return
+        segmenter = self.model in SEGMENTATION_MODELS
+        if self.task == "segment" and not segmenter:
+            raise ConfigError(
+                "model",
+                f"{self.model!r} is a classifier; --task segment needs one of "
+                f"{', '.join(SEGMENTATION_MODELS)}",
+            )
+        if self.task == "classify" and segmenter:
+            raise ConfigError(
+                "model", f"{self.model!r} is a segmenter; train it with --task segment"
+            )
+        if self.task == "segment" and self.augment:
+            raise ConfigError(
+                "augment",
+                f"{', '.join(self.augment)} would move the images but not their masks; "
+                "--task segment trains without augmentation (--augment none)",
+            )
+
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
@@ -125,8 +171,11 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """A validated configuration from a mapping of settings (a TOML file's, a
-        checkpoint's); an unknown key or a bad value raises :class:`ConfigError`."""
+        checkpoint's); an unknown key or a bad value raises :class:`ConfigError`. A setting
+        not given takes its task's default (``SEGMENT_DEFAULTS`` for ``task = "segment"``)."""
         values = {key.replace("-", "_"): value for key, value in values.items()}
+        if values.get("task") == "segment":
+            values = {**SEGMENT_DEFAULTS, "augment": list(SEGMENT_DEFAULTS["augment"]), **values}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

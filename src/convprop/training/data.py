@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from convprop.data import ArrayDataset, DataError, channel_statistics, load, stratified_split
+from convprop.data.masks import load_segmentation
 from convprop.training.config import TrainConfig
 from convprop.training.registry import SEQUENCE_MODELS
 
@@ -75,6 +77,8 @@ def resolve_classes(
 
 def prepare_data(config: TrainConfig) -> PreparedData:
     """Load, label, split, limit and shape the data the way ``config`` asks."""
+    if config.task == "segment":
+        return prepare_segmentation_data(config)
     resize = (config.resize[0], config.resize[1]) if config.resize else None
     data, given_test = load(config.data, resize)
     if config.test_data is not None:
@@ -126,3 +130,60 @@ def image_as_sequence(data: ArrayDataset) -> ArrayDataset:
     count, channels, height, width = data.inputs.shape
     inputs = np.ascontiguousarray(data.inputs.reshape(count, channels * height, width))
     return ArrayDataset(inputs, data.labels, data.classes, data.source, data.named)
+
+
+def prepare_segmentation_data(config: TrainConfig) -> PreparedData:
+    """The images and masks of a segmentation run: the source's own held-out part (the
+    canvases' held-out digits), else ``--test-data``, else a random ``--test-fraction`` of the
+    samples; class names must agree between the two parts."""
+    resize = (config.resize[0], config.resize[1]) if config.resize else None
+    data, test = load_segmentation(config.data, resize)
+    if config.test_data is not None:
+        test, _ = load_segmentation(config.test_data, resize)
+    if config.num_classes is not None and config.num_classes != len(data.classes):
+        raise DataError(
+            f"{data.source}: has {len(data.classes)} classes but --num-classes is "
+            f"{config.num_classes}"
+        )
+    if test is None:
+        order = np.random.default_rng([config.seed, 8]).permutation(len(data))
+        test_count = int(round(len(data) * config.test_fraction))
+        if test_count == 0 or test_count == len(data):
+            raise DataError(
+                f"{config.data}: {len(data)} samples are too few to split: a test fraction of "
+                f"{config.test_fraction} leaves {len(data) - test_count} for training and "
+                f"{test_count} for testing; use more data, another --test-fraction, or --test-data"
+            )
+        data, test = (
+            data.subset(np.sort(order[test_count:])),
+            data.subset(np.sort(order[:test_count])),
+        )
+    elif test.classes != data.classes:
+        raise DataError(
+            f"{test.source}: names the classes {', '.join(test.classes)} but the training data "
+            f"names {', '.join(data.classes)}"
+        )
+    if data.inputs.shape[1] != test.inputs.shape[1]:
+        raise DataError(
+            f"{test.source}: images have {test.inputs.shape[1]} channels but the training "
+            f"images have {data.inputs.shape[1]}"
+        )
+    if config.limit is not None:
+        rng = np.random.default_rng([config.seed, 7])
+        data = data.subset(np.sort(rng.permutation(len(data))[: config.limit]))
+        test_count = max(10, int(round(config.limit * config.test_fraction)))
+        test = test.subset(np.sort(rng.permutation(len(test))[:test_count]))
+    mean, std = channel_statistics(data.inputs)
+    shape = tuple(data.inputs.shape[1:])
+    # Typed as classification data: a SegmentationDataset has the same inputs, labels (its
+    # masks), subset and source, which is all that training and checkpoints read.
+    return PreparedData(
+        cast(ArrayDataset, data),
+        cast(ArrayDataset, test),
+        shape,
+        list(data.classes),
+        mean,
+        std,
+        False,
+        shape,
+    )

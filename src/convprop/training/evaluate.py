@@ -16,9 +16,11 @@ import numpy as np
 
 import convprop as cp
 from convprop import nn
-from convprop.data import DataError, Normalize, load, load_image
+from convprop.data import ArrayDataset, DataError, Normalize, load, load_image
+from convprop.data.canvases import IGNORE, SegmentationDataset
+from convprop.data.masks import load_segmentation
 from convprop.nn import functional as F
-from convprop.training.checkpoint import WEIGHTS, load_run
+from convprop.training.checkpoint import WEIGHTS, Checkpoint, load_run
 from convprop.training.data import image_as_sequence, prepare_data
 
 
@@ -37,8 +39,13 @@ def evaluate_arrays(
     normalize: Callable[[np.ndarray], np.ndarray],
     dtype: np.dtype,
     batch_size: int = 256,
+    ignore_index: int = -100,
 ) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy and the predicted class of every input (eval mode, no graph)."""
+    """Mean cross-entropy and the predicted class of every input (eval mode, no graph).
+
+    With (N, H, W) masks for labels and a segmenter's (N, K, H, W) scores, both are per pixel:
+    the mean is over the pixels whose label is not ``ignore_index``, and the predictions are
+    (N, H, W)."""
     was_training = model.training
     model.eval()
     total_loss = 0.0
@@ -48,11 +55,13 @@ def evaluate_arrays(
             batch = normalize(inputs[start : start + batch_size])
             logits = model(cp.from_numpy(np.ascontiguousarray(batch, dtype=dtype)))
             target = cp.from_numpy(labels[start : start + batch_size])
-            total_loss += float(F.cross_entropy(logits, target, reduction="sum").item())
+            loss = F.cross_entropy(logits, target, reduction="sum", ignore_index=ignore_index)
+            total_loss += float(loss.item())
             predictions.append(np.argmax(logits.numpy(), axis=1))
     model.train(was_training)
     predicted = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
-    return total_loss / max(1, len(labels)), predicted
+    counted = int(np.count_nonzero(labels != ignore_index))
+    return total_loss / max(1, counted), predicted
 
 
 @dataclass
@@ -62,6 +71,18 @@ class Evaluation:
     confusion: np.ndarray
     classes: list[str]
     weights: str = ""  # which weights were evaluated, in words
+    task: str = "classify"  # "segment": the counts are of pixels, and IoU is reported
+
+    @property
+    def iou(self) -> np.ndarray:
+        """Each class's intersection over union (NaN for a class neither present nor
+        predicted)."""
+        return intersection_over_union(self.confusion)
+
+    @property
+    def mean_iou(self) -> float:
+        iou = self.iou
+        return float(np.nanmean(iou)) if not np.isnan(iou).all() else float("nan")
 
     @property
     def precision(self) -> np.ndarray:
@@ -80,16 +101,25 @@ class Evaluation:
     def report(self) -> str:
         width = max(5, *(len(c) for c in self.classes))
         lines = [f"weights: {self.weights}"] if self.weights else []
-        lines += [
-            f"accuracy {self.accuracy:.4f}  loss {format_number(self.loss)}  "
-            f"({int(self.confusion.sum())} samples)",
-            "",
-            f"{'class'.ljust(width)}  precision  recall  support",
-        ]
-        for i, name in enumerate(self.classes):
+        segment = self.task == "segment"
+        if segment:
             lines.append(
-                f"{name.ljust(width)}  {self.precision[i]:9.4f}  {self.recall[i]:6.4f}  "
-                f"{int(self.confusion[i].sum()):7d}"
+                f"pixel accuracy {self.accuracy:.4f}  mean IoU {self.mean_iou:.4f}  loss "
+                f"{format_number(self.loss)}  ({int(self.confusion.sum())} labelled pixels)"
+            )
+        else:
+            lines.append(
+                f"accuracy {self.accuracy:.4f}  loss {format_number(self.loss)}  "
+                f"({int(self.confusion.sum())} samples)"
+            )
+        support = "pixels" if segment else "support"
+        iou_header = "     IoU" if segment else ""
+        lines += ["", f"{'class'.ljust(width)}{iou_header}  precision  recall  {support}"]
+        for i, name in enumerate(self.classes):
+            iou = f"  {self.iou[i]:6.4f}" if segment else ""
+            lines.append(
+                f"{name.ljust(width)}{iou}  {self.precision[i]:9.4f}  {self.recall[i]:6.4f}  "
+                f"{int(self.confusion[i].sum()):{len(support)}d}"
             )
         lines += ["", "confusion matrix (rows: true class, columns: predicted)"]
         cell = max(4, len(str(int(self.confusion.max()))) + 1)
@@ -101,15 +131,46 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (labels, predictions), 1)
-    return matrix
+def confusion_matrix(
+    labels: np.ndarray, predictions: np.ndarray, num_classes: int, ignore_index: int | None = None
+) -> np.ndarray:
+    """Counts of (true class, predicted class) pairs, rows true; labels and predictions of any
+    shape (a class per sample or per pixel), pairs whose label is ``ignore_index`` left out."""
+    labels, predictions = np.ravel(labels), np.ravel(predictions)
+    if ignore_index is not None:
+        kept = labels != ignore_index
+        labels, predictions = labels[kept], predictions[kept]
+    pairs = labels.astype(np.int64) * num_classes + predictions
+    return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, -1)
 
 
-def _weights_in_words(run_dir: Path, weights: str, epoch: int, best_epoch: int | None) -> str:
+def intersection_over_union(confusion: np.ndarray) -> np.ndarray:
+    """Per class, |predicted and true| / |predicted or true| = TP / (TP + FP + FN), from a
+    confusion matrix (rows true); NaN for a class neither present nor predicted."""
+    true_positive = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - true_positive
+    return np.divide(true_positive, union, out=np.full(len(union), np.nan), where=union > 0)
+
+
+def segmentation_scores(confusion: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """The test columns a segmentation run adds to metrics.csv: pixel accuracy, the mean IoU
+    over the classes that occur (present or predicted), and each class's IoU."""
+    iou = intersection_over_union(confusion)
+    total = confusion.sum()
+    scores = {
+        "test_pixel_accuracy": float(np.trace(confusion) / total) if total else float("nan"),
+        "test_mean_iou": float(np.nanmean(iou)) if not np.isnan(iou).all() else float("nan"),
+    }
+    scores.update({f"test_iou_{name}": float(v) for name, v in zip(classes, iou, strict=True)})
+    return scores
+
+
+def _weights_in_words(
+    run_dir: Path, weights: str, epoch: int, best_epoch: int | None, task: str = "classify"
+) -> str:
     if weights == "best":
-        which = f"epoch {best_epoch}, the best test accuracy" if best_epoch else "the best epoch"
+        score = "mean IoU" if task == "segment" else "accuracy"
+        which = f"epoch {best_epoch}, the best test {score}" if best_epoch else "the best epoch"
     else:
         which = f"epoch {epoch}, the latest"
     return f"{run_dir / WEIGHTS[weights]} ({which})"
@@ -122,6 +183,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, weights: str = "lates
     run_dir = Path(run_dir)
     model, checkpoint = load_run(run_dir, weights)
     config = checkpoint.config
+    test: ArrayDataset | SegmentationDataset
     if data is None:
         prepared = prepare_data(config)
         if checkpoint.fingerprint not in (None, prepared.fingerprint()):
@@ -131,6 +193,8 @@ def evaluate(run_dir: str | Path, data: str | None = None, weights: str = "lates
                 "on other data with --data"
             )
         test = prepared.test
+    elif config.task == "segment":
+        test = _segmentation_test_data(data, checkpoint)
     else:
         if not data.strip():
             raise DataError("--data must name a bundled data set or a path, got an empty string")
@@ -144,17 +208,42 @@ def evaluate(run_dir: str | Path, data: str | None = None, weights: str = "lates
                 f"trained on {tuple(checkpoint.input_shape)}"
             )
     normalize = Normalize(checkpoint.mean, checkpoint.std)
+    ignore_index = IGNORE if config.task == "segment" else -100
     loss, predictions = evaluate_arrays(
-        model, test.inputs, test.labels, normalize, np.dtype(config.dtype)
+        model,
+        test.inputs,
+        test.labels,
+        normalize,
+        np.dtype(config.dtype),
+        ignore_index=ignore_index,
     )
-    matrix = confusion_matrix(test.labels, predictions, len(checkpoint.classes))
+    matrix = confusion_matrix(test.labels, predictions, len(checkpoint.classes), ignore_index)
     return Evaluation(
-        float((predictions == test.labels).mean()),
+        float(np.trace(matrix) / max(1, matrix.sum())),
         loss,
         matrix,
         list(checkpoint.classes),
-        _weights_in_words(run_dir, weights, checkpoint.epoch, checkpoint.best_epoch),
+        _weights_in_words(run_dir, weights, checkpoint.epoch, checkpoint.best_epoch, config.task),
+        config.task,
     )
+
+
+def _segmentation_test_data(data: str, checkpoint: Checkpoint) -> SegmentationDataset:
+    """Mask-folder (or bundled canvas) test data in the run's classes: by name when the data
+    names its classes, else by index, which must be one of the run's."""
+    if not data.strip():
+        raise DataError("--data must name a mask folder or a bundled data set, got an empty string")
+    config = checkpoint.config
+    resize = (config.resize[0], config.resize[1]) if config.resize else None
+    loaded, held_out = load_segmentation(data, resize)
+    test = held_out if held_out is not None else loaded
+    test = test.relabelled(checkpoint.classes)
+    if test.inputs.shape[1] != checkpoint.input_shape[0]:
+        raise DataError(
+            f"{data}: images have {test.inputs.shape[1]} channels but the model was trained on "
+            f"{checkpoint.input_shape[0]}"
+        )
+    return test
 
 
 def predict(

@@ -23,6 +23,7 @@ import numpy as np
 import convprop as cp
 from convprop import nn, optim
 from convprop.data import DataError, DataLoader, Normalize, build_augmentation
+from convprop.data.canvases import IGNORE
 from convprop.io.files import atomic_write_bytes
 from convprop.nn import functional as F
 from convprop.training import rundir
@@ -35,7 +36,12 @@ from convprop.training.checkpoint import (
 )
 from convprop.training.config import ConfigError, TrainConfig
 from convprop.training.data import PreparedData, prepare_data
-from convprop.training.evaluate import confusion_matrix, evaluate_arrays, format_number
+from convprop.training.evaluate import (
+    confusion_matrix,
+    evaluate_arrays,
+    format_number,
+    segmentation_scores,
+)
 from convprop.training.registry import (
     PER_BATCH_SCHEDULERS,
     build_model,
@@ -200,6 +206,8 @@ class _Run:
         self.progress, self.log = progress, log
         self.dtype = np.dtype(config.dtype)
         self.normalize = Normalize(data.mean, data.std)
+        # A segmentation mask's unlabelled pixels; no class index of a classifier is -100.
+        self.ignore_index = IGNORE if config.task == "segment" else -100
         cp.manual_seed(config.seed)
         self.model = build_model(model_name, data.input_shape, len(data.classes)).to(self.dtype)
         self.optimizer = build_optimizer(
@@ -221,7 +229,7 @@ class _Run:
             "augment": np.random.default_rng([config.seed, 2]),
         }
         self.history: list[EpochMetrics] = []
-        self.best = (-1.0, 0)  # (test accuracy, epoch)
+        self.best = (-1.0, 0)  # (test accuracy, or a segmenter's mean IoU; epoch)
         self.committed = checkpoint is not None
         if checkpoint is not None:
             self.generators = restore_training_state(
@@ -254,18 +262,16 @@ class _Run:
             started = time.perf_counter()
             train_loss, train_accuracy = self.train_epoch(epoch, loader, augmentation)
             lr_used = self.optimizer.param_groups[0]["lr"]
-            test_loss, predictions = evaluate_arrays(
-                self.model, self.data.test.inputs, self.data.test.labels, self.normalize, self.dtype
-            )
-            test_accuracy = float((predictions == self.data.test.labels).mean())
+            test_loss, predictions = self.evaluate_test()
+            test_accuracy, score, extra = self.test_scores(predictions)
             self.step_epoch_scheduler(test_loss)
             metrics = EpochMetrics(
-                epoch, train_loss, train_accuracy, test_loss, test_accuracy, lr_used
+                epoch, train_loss, train_accuracy, test_loss, test_accuracy, lr_used, extra
             )
             self.history.append(metrics)
-            improved = test_accuracy > self.best[0]
+            improved = score > self.best[0]
             if improved:
-                self.best = (test_accuracy, epoch)
+                self.best = (score, epoch)
             commit_epoch(
                 self.run_dir,
                 config,
@@ -284,13 +290,43 @@ class _Run:
             self.log(
                 f"epoch {epoch:>3}/{config.epochs}  train loss {format_number(train_loss)} acc "
                 f"{train_accuracy:.4f}  test loss {format_number(test_loss)} acc "
-                f"{test_accuracy:.4f}  lr {lr_used:.3g}  {time.perf_counter() - started:.1f}s"
+                f"{test_accuracy:.4f}"
+                + (f" miou {extra['test_mean_iou']:.4f}" if extra else "")
+                + f"  lr {lr_used:.3g}  {time.perf_counter() - started:.1f}s"
             )
         if predictions is None:  # resumed with every epoch already done
-            _, predictions = evaluate_arrays(
-                self.model, self.data.test.inputs, self.data.test.labels, self.normalize, self.dtype
-            )
-        write_plots(self.run_dir, self.model, self.data, self.history, predictions, self.normalize)
+            _, predictions = self.evaluate_test()
+        write_plots(
+            self.run_dir,
+            self.model,
+            self.data,
+            self.history,
+            predictions,
+            self.normalize,
+            self.ignore_index,
+        )
+
+    def evaluate_test(self) -> tuple[float, np.ndarray]:
+        test = self.data.test
+        return evaluate_arrays(
+            self.model,
+            test.inputs,
+            test.labels,
+            self.normalize,
+            self.dtype,
+            ignore_index=self.ignore_index,
+        )
+
+    def test_scores(self, predictions: np.ndarray) -> tuple[float, float, dict[str, float]]:
+        """The test accuracy, the score that picks the best epoch (the accuracy; a segmenter's
+        mean IoU) and a segmenter's further metrics.csv columns."""
+        labels = self.data.test.labels
+        if self.config.task != "segment":
+            accuracy = float((predictions == labels).mean())
+            return accuracy, accuracy, {}
+        confusion = confusion_matrix(labels, predictions, len(self.data.classes), self.ignore_index)
+        extra = segmentation_scores(confusion, self.data.classes)
+        return extra["test_pixel_accuracy"], extra["test_mean_iou"], extra
 
     def train_epoch(
         self,
@@ -300,7 +336,7 @@ class _Run:
     ) -> tuple[float, float]:
         """One pass over the training data; the mean loss and accuracy."""
         self.model.train()
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, correct, seen, images = 0.0, 0, 0, 0
         started = time.perf_counter()
         bar = _progress_bar(self.progress, len(loader), f"epoch {epoch}/{self.config.epochs}")
         with bar:
@@ -308,7 +344,9 @@ class _Run:
                 if augmentation is not None:
                     inputs = augmentation(inputs)
                 logits = self.model(_to_tensor(self.normalize(inputs), self.dtype))
-                loss = F.cross_entropy(logits, cp.from_numpy(labels))
+                loss = F.cross_entropy(
+                    logits, cp.from_numpy(labels), ignore_index=self.ignore_index
+                )
                 value = float(loss.item())
                 if not math.isfinite(value):
                     raise TrainingError(self._non_finite(value, epoch, batch_index))
@@ -317,13 +355,16 @@ class _Run:
                 self.optimizer.step()
                 if self.config.scheduler in PER_BATCH_SCHEDULERS:
                     self.scheduler.step()
-                loss_sum += value * len(labels)
-                correct += int((np.argmax(logits.numpy(), axis=1) == labels).sum())
-                seen += len(labels)
-                rate = seen / max(time.perf_counter() - started, 1e-9)
+                # Per sample, or per labelled pixel of a segmentation mask.
+                counted = labels != self.ignore_index
+                loss_sum += value * int(counted.sum())
+                correct += int(((np.argmax(logits.numpy(), axis=1) == labels) & counted).sum())
+                seen += int(counted.sum())
+                images += len(labels)
+                rate = images / max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix_str(f"loss {format_number(loss_sum / seen)}  {rate:.0f} img/s")
                 bar.update(1)
-        return loss_sum / seen, correct / seen
+        return loss_sum / max(seen, 1), correct / max(seen, 1)
 
     def step_epoch_scheduler(self, test_loss: float) -> None:
         scheduler = self.scheduler
@@ -387,6 +428,7 @@ def write_plots(
     history: list[EpochMetrics],
     predictions: np.ndarray,
     normalize: Normalize,
+    ignore_index: int = -100,
 ) -> None:
     from convprop import plots
 
@@ -394,9 +436,18 @@ def write_plots(
     plots.save_curves(run_dir / "curves.png", history)
     plots.save_confusion(
         run_dir / "confusion.png",
-        confusion_matrix(data.test.labels, predictions, len(data.classes)),
+        confusion_matrix(data.test.labels, predictions, len(data.classes), ignore_index),
         data.classes,
+        "pixels" if predictions.ndim == 3 else "samples",
     )
+    if predictions.ndim == 3:  # a segmenter's masks
+        plots.save_segmentation(
+            run_dir / "segmentation.png",
+            data.test.inputs[:4],
+            data.test.labels[:4],
+            predictions[:4],
+            data.classes,
+        )
     plots.save_filters(run_dir / "filters.png", model)
     plots.save_feature_maps(
         run_dir / "feature_maps.png", model, normalize(data.test.inputs[:1]).astype(dtype)

@@ -38,9 +38,13 @@ MODELS: dict[str, Callable[[Sequence[int], int], nn.Module]] = {
         lambda c, k, size: models.densenet_bc(in_channels=c, num_classes=k)
     ),
     "tdnn": _tdnn,
+    "fcn": _image_model(lambda c, k, size: models.fcn(c, k)),
+    "unet": _image_model(lambda c, k, size: models.unet(c, k)),
 }
 # The models that read 1-D sequences (N, C, L) rather than images (N, C, H, W).
 SEQUENCE_MODELS = ("tdnn",)
+# The models that give a class score per pixel (N, K, H, W): ``--task segment``.
+SEGMENTATION_MODELS = ("fcn", "unet")
 
 
 def is_onnx(name: str) -> bool:
