@@ -9,8 +9,9 @@ or ``best`` (``best.safetensors``, the epoch with the best test accuracy).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from convprop.data import DataError, Normalize, load, load_image
 from convprop.nn import functional as F
 from convprop.training.checkpoint import WEIGHTS, load_run
 from convprop.training.data import image_as_sequence, prepare_data
+
+if TYPE_CHECKING:
+    from convprop.training.perturb import Perturbation, PerturbedEvaluation
 
 
 def format_number(value: float) -> str:
@@ -62,6 +66,7 @@ class Evaluation:
     confusion: np.ndarray
     classes: list[str]
     weights: str = ""  # which weights were evaluated, in words
+    perturbed: list[PerturbedEvaluation] = field(default_factory=list)  # evaluate --perturb
 
     @property
     def precision(self) -> np.ndarray:
@@ -98,6 +103,11 @@ class Evaluation:
             lines.append(
                 name.ljust(width) + "".join(str(int(v)).rjust(cell) for v in self.confusion[i])
             )
+        if self.perturbed:
+            from convprop.training.perturb import perturbation_table
+
+            samples = int(self.confusion.sum())
+            lines += ["", perturbation_table(self.accuracy, self.loss, samples, self.perturbed)]
         return "\n".join(lines)
 
 
@@ -115,10 +125,20 @@ def _weights_in_words(run_dir: Path, weights: str, epoch: int, best_epoch: int |
     return f"{run_dir / WEIGHTS[weights]} ({which})"
 
 
-def evaluate(run_dir: str | Path, data: str | None = None, weights: str = "latest") -> Evaluation:
+def evaluate(
+    run_dir: str | Path,
+    data: str | None = None,
+    weights: str = "latest",
+    perturb: Sequence[str | Perturbation] = (),
+) -> Evaluation:
     """Accuracy, per-class precision/recall and confusion matrix of a trained run, on the run's
     own test split or on ``data`` (a path or bundled name, all of it used as test data), with
-    its ``latest`` or ``best`` weights."""
+    its ``latest`` or ``best`` weights; and, for each spec of ``perturb`` (``"shift=4"``,
+    ``"rotate=20"``, ... see :mod:`convprop.training.perturb`), in ``perturbed``, the accuracy
+    and loss on deterministically transformed copies of the same data."""
+    from convprop.training.perturb import evaluate_perturbations, parse_perturbations
+
+    perturbations = parse_perturbations(perturb)
     run_dir = Path(run_dir)
     model, checkpoint = load_run(run_dir, weights)
     config = checkpoint.config
@@ -144,6 +164,15 @@ def evaluate(run_dir: str | Path, data: str | None = None, weights: str = "lates
                 f"trained on {tuple(checkpoint.input_shape)}"
             )
     normalize = Normalize(checkpoint.mean, checkpoint.std)
+    perturbed = evaluate_perturbations(
+        model,
+        test.inputs,
+        test.labels,
+        normalize,
+        np.dtype(config.dtype),
+        perturbations,
+        checkpoint.image_shape,
+    )
     loss, predictions = evaluate_arrays(
         model, test.inputs, test.labels, normalize, np.dtype(config.dtype)
     )
@@ -154,6 +183,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, weights: str = "lates
         matrix,
         list(checkpoint.classes),
         _weights_in_words(run_dir, weights, checkpoint.epoch, checkpoint.best_epoch),
+        perturbed,
     )
 
 
