@@ -21,6 +21,7 @@ import os
 import shlex
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -167,11 +168,11 @@ def markdown_table(accuracies: Accuracies, seeds: list[int], test_size: int) -> 
             f"mean of seeds {', '.join(str(s) for s in seeds)}; the seeds' accuracies differ "
             f"by at most {100 * spread:.1f} points in any cell"
         )
-    lines += [
-        "",
+    note = (
         f"Test accuracy in %, {seeds_text}. Each seed has its own stratified test split of "
-        f"{test_size} images; every run is evaluated with its last epoch's weights.",
-    ]
+        f"{test_size} images; every run is evaluated with its last epoch's weights."
+    )
+    lines += ["", textwrap.fill(note, width=100)]
     return "\n".join(lines)
 
 
