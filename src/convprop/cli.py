@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--weights", choices=("latest", "best"), default="latest", help=weights_help
     )
+    evaluate.add_argument(
+        "--perturb",
+        action="append",
+        metavar="SPEC",
+        help="also evaluate on deterministic transformed copies of the data (repeatable): "
+        "shift=N (N px in each of 8 directions), rotate=DEG (+DEG and -DEG), scale=LO,HI "
+        "(by LO and by HI), elastic[=ALPHA,SIGMA] (default 8,3)",
+    )
 
     predict = commands.add_parser(
         "predict", help="top-k classes for image files (a segmentation run: their masks)"
@@ -339,7 +347,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "train":
         return _train(args)
     if args.command == "evaluate":
-        print(training.evaluate(args.run_dir, args.data, args.weights).report())
+        print(training.evaluate(args.run_dir, args.data, args.weights, args.perturb).report())
         return 0
     if args.command == "predict":
         if args.mask is not None or training.read_checkpoint(args.run_dir).config.task == "segment":

@@ -140,6 +140,8 @@ def test_train_resume_evaluate_predict(
     assert "mean IoU " in report and "background" in report
     mean_iou = float(report.split("mean IoU ")[1].split()[0])
     assert mean_iou == pytest.approx(float(rows[1]["test_mean_iou"]), abs=1e-4)
+    assert main(["evaluate", str(whole), "--perturb", "shift=1"]) == 2
+    assert "is a segmentation run; its masks would have to move" in capsys.readouterr().err
 
     mask_file = tmp_path / "mask.png"
     assert main(["predict", str(whole), str(canvas_files[0]), "--mask", str(mask_file)]) == 0

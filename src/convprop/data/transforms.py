@@ -73,20 +73,35 @@ class RandomAffine:
         self.generator = generator if generator is not None else np.random.default_rng()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        count, _, height, width = batch.shape
+        count = len(batch)
         rng = self.generator
         angle = np.radians(rng.uniform(-self.max_rotation, self.max_rotation, count))
         zoom = rng.uniform(self.scale[0], self.scale[1], count)
         shift = rng.uniform(-self.max_shift, self.max_shift, (count, 2))
-        # Output pixel p reads the source at R(-angle) (p - centre - shift) / zoom + centre.
-        rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-        centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
-        rel_row = rows[None] - centre_row - shift[:, 0, None, None]
-        rel_col = cols[None] - centre_col - shift[:, 1, None, None]
-        cos, sin = (np.cos(angle) / zoom)[:, None, None], (np.sin(angle) / zoom)[:, None, None]
-        source_row = cos * rel_row - sin * rel_col + centre_row
-        source_col = sin * rel_row + cos * rel_col + centre_col
-        return bilinear_sample(batch, source_row, source_col)
+        return affine_sample(batch, angle, zoom, shift)
+
+
+def affine_sample(
+    batch: np.ndarray, angle: np.ndarray, zoom: np.ndarray, shift: np.ndarray
+) -> np.ndarray:
+    """Each image ``n`` of an (N, C, H, W) batch rotated by ``angle[n]`` radians about its
+    centre, scaled by ``zoom[n]`` and moved by ``shift[n] = (rows, columns)`` pixels; bilinear,
+    zero fill.
+
+    Output pixel p reads the source at R(-angle) (p - centre - shift) / zoom + centre, with
+    rows pointing down: a positive angle turns the image clockwise as it is displayed, and an
+    angle of 90 degrees is ``np.rot90(image, -1)``. A whole-pixel shift at angle 0 and zoom 1
+    reads exact pixels (a translation with zero fill).
+    """
+    _, _, height, width = batch.shape
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
+    rel_row = rows[None] - centre_row - shift[:, 0, None, None]
+    rel_col = cols[None] - centre_col - shift[:, 1, None, None]
+    cos, sin = (np.cos(angle) / zoom)[:, None, None], (np.sin(angle) / zoom)[:, None, None]
+    source_row = cos * rel_row - sin * rel_col + centre_row
+    source_col = sin * rel_row + cos * rel_col + centre_col
+    return bilinear_sample(batch, source_row, source_col)
 
 
 class ElasticDeformation:
@@ -107,9 +122,17 @@ class ElasticDeformation:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         count, _, height, width = batch.shape
         noise = self.generator.uniform(-1, 1, (2, count, height, width))
-        field = _gaussian_blur(noise, self.sigma) * self.alpha
-        rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-        return bilinear_sample(batch, rows[None] + field[0], cols[None] + field[1])
+        return elastic_sample(batch, noise, self.alpha, self.sigma)
+
+
+def elastic_sample(batch: np.ndarray, noise: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
+    """An (N, C, H, W) batch displaced by the smooth field ``alpha`` * (``noise`` blurred by a
+    Gaussian of width ``sigma``); ``noise`` is (2, N, H, W), row and column displacements
+    before smoothing (uniform in [-1, 1] for Simard et al.'s deformation)."""
+    _, _, height, width = batch.shape
+    field = _gaussian_blur(noise, sigma) * alpha
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    return bilinear_sample(batch, rows[None] + field[0], cols[None] + field[1])
 
 
 def _gaussian_blur(maps: np.ndarray, sigma: float) -> np.ndarray:

@@ -9,8 +9,9 @@ or ``best`` (``best.safetensors``, the epoch with the best test accuracy).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from convprop.data.masks import load_segmentation
 from convprop.nn import functional as F
 from convprop.training.checkpoint import WEIGHTS, Checkpoint, load_run
 from convprop.training.data import image_as_sequence, prepare_data
+
+if TYPE_CHECKING:
+    from convprop.training.perturb import Perturbation, PerturbedEvaluation
 
 
 def format_number(value: float) -> str:
@@ -72,6 +76,7 @@ class Evaluation:
     classes: list[str]
     weights: str = ""  # which weights were evaluated, in words
     task: str = "classify"  # "segment": the counts are of pixels, and IoU is reported
+    perturbed: list[PerturbedEvaluation] = field(default_factory=list)  # evaluate --perturb
 
     @property
     def iou(self) -> np.ndarray:
@@ -128,6 +133,11 @@ class Evaluation:
             lines.append(
                 name.ljust(width) + "".join(str(int(v)).rjust(cell) for v in self.confusion[i])
             )
+        if self.perturbed:
+            from convprop.training.perturb import perturbation_table
+
+            samples = int(self.confusion.sum())
+            lines += ["", perturbation_table(self.accuracy, self.loss, samples, self.perturbed)]
         return "\n".join(lines)
 
 
@@ -176,13 +186,28 @@ def _weights_in_words(
     return f"{run_dir / WEIGHTS[weights]} ({which})"
 
 
-def evaluate(run_dir: str | Path, data: str | None = None, weights: str = "latest") -> Evaluation:
+def evaluate(
+    run_dir: str | Path,
+    data: str | None = None,
+    weights: str = "latest",
+    perturb: Sequence[str | Perturbation] = (),
+) -> Evaluation:
     """Accuracy, per-class precision/recall and confusion matrix of a trained run, on the run's
     own test split or on ``data`` (a path or bundled name, all of it used as test data), with
-    its ``latest`` or ``best`` weights."""
+    its ``latest`` or ``best`` weights; and, for each spec of ``perturb`` (``"shift=4"``,
+    ``"rotate=20"``, ... see :mod:`convprop.training.perturb`), in ``perturbed``, the accuracy
+    and loss on deterministically transformed copies of the same data."""
+    from convprop.training.perturb import evaluate_perturbations, parse_perturbations
+
+    perturbations = parse_perturbations(perturb)
     run_dir = Path(run_dir)
     model, checkpoint = load_run(run_dir, weights)
     config = checkpoint.config
+    if perturbations and config.task == "segment":
+        raise ValueError(
+            f"--perturb: {run_dir} is a segmentation run; its masks would have to move with "
+            "the images, and --perturb measures a classifier's invariance"
+        )
     test: ArrayDataset | SegmentationDataset
     if data is None:
         prepared = prepare_data(config)
@@ -209,6 +234,15 @@ def evaluate(run_dir: str | Path, data: str | None = None, weights: str = "lates
             )
     normalize = Normalize(checkpoint.mean, checkpoint.std)
     ignore_index = IGNORE if config.task == "segment" else -100
+    perturbed = evaluate_perturbations(
+        model,
+        test.inputs,
+        test.labels,
+        normalize,
+        np.dtype(config.dtype),
+        perturbations,
+        checkpoint.image_shape,
+    )
     loss, predictions = evaluate_arrays(
         model,
         test.inputs,
@@ -225,6 +259,7 @@ def evaluate(run_dir: str | Path, data: str | None = None, weights: str = "lates
         list(checkpoint.classes),
         _weights_in_words(run_dir, weights, checkpoint.epoch, checkpoint.best_epoch, config.task),
         config.task,
+        perturbed,
     )
 
 
