@@ -279,8 +279,14 @@ ZOO: list[tuple[str, Callable[[], Any], Callable[[], tnn.Module], tuple[int, ...
         lambda: TorchDenseNetBC(10, 6, 1, 4),
         (2, 1, 12, 12),
     ),
-    ("fcn", lambda: models.fcn(), lambda: TorchUNet(convolutions=1), (2, 1, 16, 12)),
-    ("unet", lambda: models.unet(), lambda: TorchUNet(), (2, 1, 8, 16)),
+    ("fcn", lambda: models.fcn(), lambda: TorchUNet(), (2, 1, 16, 12)),
+    ("unet", lambda: models.unet(), lambda: TorchUNet(widths=(16, 32, 64, 128)), (2, 1, 8, 16)),
+    (
+        "unet_one_convolution",
+        lambda: models.UNet(1, 11, (16, 32, 64), 1),
+        lambda: TorchUNet(convolutions=1),
+        (2, 1, 4, 8),
+    ),
     (
         "unet_rgb_4_levels",
         lambda: models.UNet(3, 5, (4, 6, 8, 10), 2),
@@ -443,21 +449,38 @@ def test_models_adapt_to_channels_classes_and_size(
     assert output.dtype == np.float32
 
 
-@pytest.mark.parametrize("build", [models.fcn, models.unet], ids=["fcn", "unet"])
+@pytest.mark.parametrize(
+    ("build", "multiple"), [(models.fcn, 4), (models.unet, 8)], ids=["fcn", "unet"]
+)
 def test_segmenters_score_every_pixel_at_any_multiple_of_their_stride(
-    build: Callable[..., Any],
+    build: Callable[..., Any], multiple: int
 ) -> None:
     model = build(2, 7)
     model.eval()
-    for height, width in ((28, 28), (64, 36), (4, 8)):
+    for height, width in ((multiple * 7, multiple * 7), (64, 40), (multiple, 2 * multiple)):
         x = np.random.default_rng(0).standard_normal((1, 2, height, width)).astype(np.float32)
         assert model(cp.tensor(x)).shape == (1, 7, height, width)
     with pytest.raises(
         ValueError,
         match=r"unet: expects \(N, C, H, W\) images with H and W "
-        r"multiples of 4, got input of shape \(1, 2, 30, 28\)",
+        rf"multiples of {multiple}, got input of shape \(1, 2, 30, 28\)",
     ):
         model(cp.tensor(np.zeros((1, 2, 30, 28), np.float32)))
+
+
+@pytest.mark.parametrize(("convolutions", "field"), [(1, 22), (2, 56)])
+def test_segmenter_receptive_fields(convolutions: int, field: int) -> None:
+    """The pixels one output pixel sees (the module docstring's figures): where the gradient
+    of one score with respect to the input is non-zero."""
+    model = models.UNet(1, 3, (4, 8, 16), convolutions).double()
+    model.eval()
+    x = cp.tensor(np.random.default_rng(0).random((1, 1, 96, 96)), requires_grad=True)
+    scores = model(x)
+    grad = np.zeros(scores.shape)
+    grad[0, 0, 48, 48] = 1.0
+    scores.backward(grad)
+    seen = np.argwhere(x.grad.numpy()[0, 0] != 0)
+    assert (seen.max(axis=0) - seen.min(axis=0) + 1).tolist() == [field, field]
 
 
 def test_lenet_first_linear_layer_fits_the_input_size() -> None:

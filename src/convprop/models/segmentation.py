@@ -14,10 +14,14 @@ ordinary strided convolution of the incoming delta, each concatenation hands its
 their own slices of the gradient, and an encoder map read both by the next level and by its
 skip connection sums the gradients of both uses.
 
-``unet`` is the network of Ronneberger et al. (2015) at the scale of small images: two 3x3
-convolutions (each followed by batch norm and ReLU) per level; ``fcn`` is its lighter sibling
-with one convolution per level, the default of ``convprop train --task segment``. Both take any
-input whose height and width divide by 2 ** (levels - 1).
+Both builders make this network with two 3x3 convolutions (each followed by batch norm and
+ReLU) per level, as Ronneberger et al.'s U-Net (2015) has: ``fcn``, the default of ``convprop
+train --task segment``, with three levels (16, 32 and 64 channels; a receptive field of 56
+pixels, more than two digits' width on the canvases), and ``unet`` with four (16 to 128
+channels), closer to the paper's depth. One convolution per level was measured too
+short-sighted: its receptive field (22 pixels) barely covers a digit, and on the digit canvases
+it reached a mean IoU of 0.59 after 8 of 12 epochs where two reached 0.85 (PyTorch, the same
+recipe). A network takes any input whose height and width divide by 2 ** (levels - 1).
 """
 
 from __future__ import annotations
@@ -100,11 +104,13 @@ class UNet(nn.Module):
         return self.classifier(x)
 
 
-def unet(in_channels: int = 1, num_classes: int = 11, widths: Sequence[int] = (16, 32, 64)) -> UNet:
-    """U-Net with two convolutions per level and ``widths`` channels (three levels)."""
+def fcn(in_channels: int = 1, num_classes: int = 11, widths: Sequence[int] = (16, 32, 64)) -> UNet:
+    """The default segmenter: three levels of two convolutions (inputs a multiple of 4)."""
     return UNet(in_channels, num_classes, widths, convolutions=2)
 
 
-def fcn(in_channels: int = 1, num_classes: int = 11, widths: Sequence[int] = (16, 32, 64)) -> UNet:
-    """The lighter segmenter: one convolution per level, otherwise ``unet``."""
-    return UNet(in_channels, num_classes, widths, convolutions=1)
+def unet(
+    in_channels: int = 1, num_classes: int = 11, widths: Sequence[int] = (16, 32, 64, 128)
+) -> UNet:
+    """The deeper segmenter: four levels of two convolutions (inputs a multiple of 8)."""
+    return UNet(in_channels, num_classes, widths, convolutions=2)

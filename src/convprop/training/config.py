@@ -40,7 +40,7 @@ SEGMENT_DEFAULTS: dict[str, Any] = {
     "model": "fcn",
     "data": "mnist-canvases",
     "augment": [],
-    "epochs": 12,
+    "epochs": 10,
     "batch_size": 32,
 }
 
