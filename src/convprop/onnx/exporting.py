@@ -1,7 +1,7 @@
 """``convprop.onnx.export``: one traced forward pass written as an ONNX graph.
 
 The model runs once in eval mode under ``convprop.autograd.trace()``, which records every op
-with its arguments. Each op becomes one or a few ONNX nodes (``_CONVERTERS``, by op name); the
+with its arguments. Each op becomes one or a few ONNX nodes (``CONVERTERS``, by op name); the
 model's parameters and buffers become initializers under their ``state_dict`` names, other
 tensors the ops read (scalars of an expression) constants. The batch dimension is symbolic by
 default: every shape the graph holds is written with ``0`` ("as the input") for the batch.
@@ -15,7 +15,7 @@ The notes' own layers: zero insertion (``dilate``) is a depthwise ConvTranspose 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,112 +26,19 @@ from convprop import onnx as package
 from convprop.autograd import Tensor, TracedOp, no_grad, trace
 from convprop.nn.module import Module
 from convprop.onnx import OnnxError
+from convprop.onnx.export_graph import (
+    CONVERTERS,
+    ONNX_DTYPES,
+    ExportGraph,
+    converts,
+    onnx_pads,
+)
 from convprop.ops import geometry
-
-_ONNX_DTYPES = {
-    np.dtype(np.float32): 1,
-    np.dtype(np.float64): 11,
-    np.dtype(np.int64): 7,
-    np.dtype(np.bool_): 9,
-    np.dtype(np.int32): 6,
-}
-
-
-class _Graph:
-    """The ONNX graph under construction: names of values, nodes, initializers."""
-
-    def __init__(self, onnx: Any, opset: int, dynamic_batch: bool, batch: int) -> None:
-        self.onnx, self.opset, self.dynamic_batch, self.batch = onnx, opset, dynamic_batch, batch
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
-        self.names: dict[int, str] = {}  # id(tensor) or id(its array) -> value name
-        self.batched: dict[str, bool] = {}  # value name -> its axis 0 is the batch
-        self.used: set[str] = set()
-        self.layer = "the model"
-
-    def fresh(self, hint: str) -> str:
-        name, number = hint, 1
-        while name in self.used:
-            number += 1
-            name = f"{hint}_{number}"
-        self.used.add(name)
-        return name
-
-    def bind(self, tensor: Tensor, name: str, batched: bool) -> None:
-        self.names[id(tensor)] = name
-        self.names[id(tensor.data)] = name
-        self.batched[name] = batched
-
-    def constant(self, array: Any, hint: str = "const", dtype: Any = None) -> str:
-        value = np.asarray(array, dtype=dtype)
-        name = self.fresh(hint)
-        self.initializers.append(self.onnx.numpy_helper.from_array(value, name))
-        self.batched[name] = False
-        return name
-
-    def ints(self, values: Sequence[int], hint: str = "shape") -> str:
-        return self.constant(np.asarray(list(values), dtype=np.int64), hint)
-
-    def value(self, tensor: Tensor | None) -> str:
-        """The name of a tensor an op reads: a traced result, the input, a parameter or buffer,
-        or else a constant."""
-        if tensor is None:
-            return ""
-        for key in (id(tensor), id(tensor.data)):
-            if key in self.names:
-                return self.names[key]
-        if tensor.ndim and tensor.shape[0] == self.batch and self.batch > 1:
-            raise OnnxError(
-                f"{self.layer}: computes a value of shape {tuple(tensor.shape)} outside "
-                "convprop's ops (with NumPy directly?), which an ONNX graph cannot follow"
-            )
-        name = self.constant(tensor.data)
-        self.names[id(tensor)] = name
-        return name
-
-    def node(self, op_type: str, inputs: Sequence[str], outputs: int = 1, **attributes: Any) -> Any:
-        names = [self.fresh(op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(
-            self.onnx.helper.make_node(
-                op_type, list(inputs), names, name=self.fresh(f"{op_type}_node"), **attributes
-            )
-        )
-        for name in names:
-            self.batched[name] = any(self.batched.get(i, False) for i in inputs if i)
-        return names[0] if outputs == 1 else names
-
-    def shape_of(self, shape: Sequence[int], batched: bool) -> list[int]:
-        """A static shape with the batch written 0 ("as the input") when it is symbolic."""
-        values = list(shape)
-        if batched and self.dynamic_batch:
-            values[0] = 0
-        return values
-
-    def fail(self, op: TracedOp, reason: str) -> OnnxError:
-        return OnnxError(f"{self.layer}: cannot export {op.name} to ONNX: {reason}")
 
 
 # ----------------------------------------------------------------------------- converters
-Converter = Callable[[_Graph, TracedOp], str]
-_CONVERTERS: dict[str, Converter] = {}
-
-
-def _converts(*names: str) -> Callable[[Converter], Converter]:
-    def register(function: Converter) -> Converter:
-        for name in names:
-            _CONVERTERS[name] = function
-        return function
-
-    return register
-
-
-def _pads(pairs: Sequence[tuple[int, int]]) -> list[int]:
-    """(before, after) per axis -> ONNX's [begin_1, ..., begin_n, end_1, ..., end_n]."""
-    return [before for before, _ in pairs] + [after for _, after in pairs]
-
-
-@_converts("conv1d", "conv2d")
-def _conv(graph: _Graph, op: TracedOp) -> str:
+@converts("conv1d", "conv2d")
+def _conv(graph: ExportGraph, op: TracedOp) -> str:
     x, weight, bias = op.inputs
     stride, padding, dilation, groups = op.params
     assert weight is not None
@@ -149,13 +56,13 @@ def _conv(graph: _Graph, op: TracedOp) -> str:
         kernel_shape=list(kernel),
         strides=list(strides),
         dilations=list(dilations),
-        pads=_pads(pads),
+        pads=onnx_pads(pads),
         group=int(groups),
     )
 
 
-@_converts("conv_transpose1d", "conv_transpose2d")
-def _conv_transpose(graph: _Graph, op: TracedOp) -> str:
+@converts("conv_transpose1d", "conv_transpose2d")
+def _conv_transpose(graph: ExportGraph, op: TracedOp) -> str:
     x, weight, bias = op.inputs
     stride, padding, output_padding, groups, dilation = op.params
     assert weight is not None
@@ -184,8 +91,8 @@ def _conv_transpose(graph: _Graph, op: TracedOp) -> str:
     )
 
 
-@_converts("max_pool1d", "max_pool2d")
-def _max_pool(graph: _Graph, op: TracedOp) -> str:
+@converts("max_pool1d", "max_pool2d")
+def _max_pool(graph: ExportGraph, op: TracedOp) -> str:
     (x,) = op.inputs
     kernel_size, stride, padding, dilation, ceil_mode, return_indices = op.params
     if return_indices:
@@ -205,8 +112,8 @@ def _max_pool(graph: _Graph, op: TracedOp) -> str:
     )
 
 
-@_converts("avg_pool1d", "avg_pool2d")
-def _avg_pool(graph: _Graph, op: TracedOp) -> str:
+@converts("avg_pool1d", "avg_pool2d")
+def _avg_pool(graph: ExportGraph, op: TracedOp) -> str:
     (x,) = op.inputs
     kernel_size, stride, padding, ceil_mode, count_include_pad, *rest = op.params
     if rest and rest[0] is not None:
@@ -226,7 +133,7 @@ def _avg_pool(graph: _Graph, op: TracedOp) -> str:
     )
 
 
-def _adaptive(graph: _Graph, op: TracedOp, onnx_op: str) -> str:
+def _adaptive(graph: ExportGraph, op: TracedOp, onnx_op: str) -> str:
     """Global pooling for a 1x1 output, a pool of stride in/out where the sizes divide; else
     (average pooling only, which is linear) one MatMul per axis with its averaging matrix."""
     (x,) = op.inputs
@@ -274,20 +181,20 @@ def _swap(ndim: int, a: int, b: int) -> list[int]:
     return perm
 
 
-@_converts("adaptive_avg_pool1d", "adaptive_avg_pool2d")
-def _adaptive_avg(graph: _Graph, op: TracedOp) -> str:
+@converts("adaptive_avg_pool1d", "adaptive_avg_pool2d")
+def _adaptive_avg(graph: ExportGraph, op: TracedOp) -> str:
     return _adaptive(graph, op, "AveragePool")
 
 
-@_converts("adaptive_max_pool1d", "adaptive_max_pool2d")
-def _adaptive_max(graph: _Graph, op: TracedOp) -> str:
+@converts("adaptive_max_pool1d", "adaptive_max_pool2d")
+def _adaptive_max(graph: ExportGraph, op: TracedOp) -> str:
     if len(op.params) > 1 and op.params[1]:
         raise graph.fail(op, "ONNX's MaxPool indices count differently from PyTorch's")
     return _adaptive(graph, op, "MaxPool")
 
 
-@_converts("linear")
-def _linear(graph: _Graph, op: TracedOp) -> str:
+@converts("linear")
+def _linear(graph: ExportGraph, op: TracedOp) -> str:
     x, weight, bias = op.inputs
     assert x is not None and weight is not None
     if x.ndim == 2:
@@ -298,8 +205,8 @@ def _linear(graph: _Graph, op: TracedOp) -> str:
     return graph.node("Add", [product, graph.value(bias)]) if bias is not None else product
 
 
-@_converts("batch_norm")
-def _batch_norm(graph: _Graph, op: TracedOp) -> str:
+@converts("batch_norm")
+def _batch_norm(graph: ExportGraph, op: TracedOp) -> str:
     x, weight, bias = op.inputs
     running_mean, running_var, training, _, eps = op.params
     if training or running_mean is None or running_var is None:
@@ -342,35 +249,35 @@ _BINARY = {
 }
 
 
-@_converts(*_POINTWISE)
-def _pointwise(graph: _Graph, op: TracedOp) -> str:
+@converts(*_POINTWISE)
+def _pointwise(graph: ExportGraph, op: TracedOp) -> str:
     return graph.node(_POINTWISE[op.name], [graph.value(op.inputs[0])])
 
 
-@_converts(*_BINARY)
-def _binary(graph: _Graph, op: TracedOp) -> str:
+@converts(*_BINARY)
+def _binary(graph: ExportGraph, op: TracedOp) -> str:
     a, b = op.inputs
     return graph.node(_BINARY[op.name], [graph.value(a), graph.value(b)])
 
 
-@_converts("not_equal")
-def _not_equal(graph: _Graph, op: TracedOp) -> str:
+@converts("not_equal")
+def _not_equal(graph: ExportGraph, op: TracedOp) -> str:
     a, b = op.inputs
     return graph.node("Not", [graph.node("Equal", [graph.value(a), graph.value(b)])])
 
 
-@_converts("leaky_relu")
-def _leaky_relu(graph: _Graph, op: TracedOp) -> str:
+@converts("leaky_relu")
+def _leaky_relu(graph: ExportGraph, op: TracedOp) -> str:
     return graph.node("LeakyRelu", [graph.value(op.inputs[0])], alpha=float(op.params[0]))
 
 
-@_converts("elu")
-def _elu(graph: _Graph, op: TracedOp) -> str:
+@converts("elu")
+def _elu(graph: ExportGraph, op: TracedOp) -> str:
     return graph.node("Elu", [graph.value(op.inputs[0])], alpha=float(op.params[0]))
 
 
-@_converts("gelu")
-def _gelu(graph: _Graph, op: TracedOp) -> str:
+@converts("gelu")
+def _gelu(graph: ExportGraph, op: TracedOp) -> str:
     x = graph.value(op.inputs[0])
     approximate = op.params[0] if op.params else "none"
     if graph.opset >= 20:
@@ -389,14 +296,14 @@ def _gelu(graph: _Graph, op: TracedOp) -> str:
     return graph.node("Mul", [graph.node("Mul", [x, gate]), graph.constant(0.5, dtype=dtype)])
 
 
-@_converts("silu")
-def _silu(graph: _Graph, op: TracedOp) -> str:
+@converts("silu")
+def _silu(graph: ExportGraph, op: TracedOp) -> str:
     x = graph.value(op.inputs[0])
     return graph.node("Mul", [x, graph.node("Sigmoid", [x])])
 
 
-@_converts("softmax", "log_softmax")
-def _softmax(graph: _Graph, op: TracedOp) -> str:
+@converts("softmax", "log_softmax")
+def _softmax(graph: ExportGraph, op: TracedOp) -> str:
     (x,) = op.inputs
     assert x is not None
     dim = op.params[0] if op.params[0] is not None else (0 if x.ndim in (0, 1, 3) else 1)
@@ -404,8 +311,8 @@ def _softmax(graph: _Graph, op: TracedOp) -> str:
     return graph.node(onnx_op, [graph.value(x)], axis=int(dim))
 
 
-@_converts("clamp")
-def _clamp(graph: _Graph, op: TracedOp) -> str:
+@converts("clamp")
+def _clamp(graph: ExportGraph, op: TracedOp) -> str:
     low, high = op.params
     dtype = op.output.dtype
     bounds = [graph.constant(v, dtype=dtype) if v is not None else "" for v in (low, high)]
@@ -414,8 +321,8 @@ def _clamp(graph: _Graph, op: TracedOp) -> str:
     return graph.node("Clip", [graph.value(op.inputs[0]), *bounds])
 
 
-@_converts("where")
-def _where(graph: _Graph, op: TracedOp) -> str:
+@converts("where")
+def _where(graph: ExportGraph, op: TracedOp) -> str:
     return graph.node("Where", [graph.value(t) for t in op.inputs])
 
 
@@ -426,8 +333,8 @@ def _axes(dims: Any, ndim: int) -> list[int]:
     return sorted(d % ndim for d in values)
 
 
-@_converts("sum", "mean", "amax")
-def _reduce(graph: _Graph, op: TracedOp) -> str:
+@converts("sum", "mean", "amax")
+def _reduce(graph: ExportGraph, op: TracedOp) -> str:
     (x,) = op.inputs
     assert x is not None
     dims, keepdim = op.params
@@ -445,8 +352,8 @@ def _reduce(graph: _Graph, op: TracedOp) -> str:
     return result
 
 
-@_converts("reshape")
-def _reshape(graph: _Graph, op: TracedOp) -> str:
+@converts("reshape")
+def _reshape(graph: ExportGraph, op: TracedOp) -> str:
     (x,) = op.inputs
     assert x is not None
     name = graph.value(x)
@@ -469,8 +376,8 @@ def _reshape(graph: _Graph, op: TracedOp) -> str:
     return result
 
 
-@_converts("permute")
-def _permute(graph: _Graph, op: TracedOp) -> str:
+@converts("permute")
+def _permute(graph: ExportGraph, op: TracedOp) -> str:
     (dims,) = op.params
     name = graph.value(op.inputs[0])
     perm = [int(d) % len(dims) for d in dims]
@@ -479,8 +386,8 @@ def _permute(graph: _Graph, op: TracedOp) -> str:
     return result
 
 
-@_converts("expand")
-def _expand(graph: _Graph, op: TracedOp) -> str:
+@converts("expand")
+def _expand(graph: ExportGraph, op: TracedOp) -> str:
     (x,) = op.inputs
     assert x is not None
     name = graph.value(x)
@@ -490,8 +397,8 @@ def _expand(graph: _Graph, op: TracedOp) -> str:
     return graph.node("Expand", [name, graph.ints(shape)])
 
 
-@_converts("getitem")
-def _getitem(graph: _Graph, op: TracedOp) -> str:
+@converts("getitem")
+def _getitem(graph: ExportGraph, op: TracedOp) -> str:
     (x,) = op.inputs
     assert x is not None
     (index,) = op.params
@@ -548,26 +455,26 @@ def _getitem(graph: _Graph, op: TracedOp) -> str:
     return name if name != graph.value(x) else graph.node("Identity", [name])
 
 
-@_converts("cat")
-def _cat(graph: _Graph, op: TracedOp) -> str:
+@converts("cat")
+def _cat(graph: ExportGraph, op: TracedOp) -> str:
     return graph.node("Concat", [graph.value(t) for t in op.inputs], axis=int(op.params[0]))
 
 
-@_converts("stack")
-def _stack(graph: _Graph, op: TracedOp) -> str:
+@converts("stack")
+def _stack(graph: ExportGraph, op: TracedOp) -> str:
     dim = int(op.params[0]) % op.output.ndim
     axes = graph.ints([dim], "axes")
     parts = [graph.node("Unsqueeze", [graph.value(t), axes]) for t in op.inputs]
     return graph.node("Concat", parts, axis=dim)
 
 
-@_converts("to")
-def _cast(graph: _Graph, op: TracedOp) -> str:
-    return graph.node("Cast", [graph.value(op.inputs[0])], to=_ONNX_DTYPES[op.output.dtype])
+@converts("to")
+def _cast(graph: ExportGraph, op: TracedOp) -> str:
+    return graph.node("Cast", [graph.value(op.inputs[0])], to=ONNX_DTYPES[op.output.dtype])
 
 
-@_converts("pad")
-def _pad(graph: _Graph, op: TracedOp) -> str:
+@converts("pad")
+def _pad(graph: ExportGraph, op: TracedOp) -> str:
     (x,) = op.inputs
     assert x is not None
     pad, mode, value = op.params
@@ -579,13 +486,13 @@ def _pad(graph: _Graph, op: TracedOp) -> str:
         pairs[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
     if any(before < 0 or after < 0 for before, after in pairs):
         return _negative_pad(graph, op, pairs)
-    inputs = [graph.value(x), graph.ints(_pads(pairs), "pads")]
+    inputs = [graph.value(x), graph.ints(onnx_pads(pairs), "pads")]
     if mode == "constant":
         inputs.append(graph.constant(value or 0.0, "pad_value", dtype=x.dtype))
     return graph.node("Pad", inputs, mode=modes[mode])
 
 
-def _negative_pad(graph: _Graph, op: TracedOp, pairs: list[tuple[int, int]]) -> str:
+def _negative_pad(graph: ExportGraph, op: TracedOp, pairs: list[tuple[int, int]]) -> str:
     """Negative padding crops: a Slice."""
     (x,) = op.inputs
     assert x is not None
@@ -605,8 +512,8 @@ def _negative_pad(graph: _Graph, op: TracedOp, pairs: list[tuple[int, int]]) -> 
     )
 
 
-@_converts("interpolate")
-def _interpolate(graph: _Graph, op: TracedOp) -> str:
+@converts("interpolate")
+def _interpolate(graph: ExportGraph, op: TracedOp) -> str:
     (x,) = op.inputs
     assert x is not None
     size, scale_factor, mode, align_corners, recompute, antialias = op.params
@@ -651,15 +558,15 @@ def _interpolate(graph: _Graph, op: TracedOp) -> str:
     return result
 
 
-@_converts("pixel_shuffle")
-def _pixel_shuffle(graph: _Graph, op: TracedOp) -> str:
+@converts("pixel_shuffle")
+def _pixel_shuffle(graph: ExportGraph, op: TracedOp) -> str:
     return graph.node(
         "DepthToSpace", [graph.value(op.inputs[0])], blocksize=int(op.params[0]), mode="CRD"
     )
 
 
-@_converts("pixel_unshuffle")
-def _pixel_unshuffle(graph: _Graph, op: TracedOp) -> str:
+@converts("pixel_unshuffle")
+def _pixel_unshuffle(graph: ExportGraph, op: TracedOp) -> str:
     (x,) = op.inputs
     assert x is not None
     r = int(op.params[0])
@@ -675,8 +582,8 @@ def _pixel_unshuffle(graph: _Graph, op: TracedOp) -> str:
     )
 
 
-@_converts("dilate")
-def _dilate(graph: _Graph, op: TracedOp) -> str:
+@converts("dilate")
+def _dilate(graph: ExportGraph, op: TracedOp) -> str:
     """Zero insertion: each channel's ConvTranspose with a unit 1x1 kernel and stride S."""
     (x,) = op.inputs
     assert x is not None
@@ -693,8 +600,8 @@ def _dilate(graph: _Graph, op: TracedOp) -> str:
     )
 
 
-@_converts("decimate")
-def _decimate(graph: _Graph, op: TracedOp) -> str:
+@converts("decimate")
+def _decimate(graph: ExportGraph, op: TracedOp) -> str:
     """Decimation keeps every S-th sample: a Slice with steps S."""
     (x,) = op.inputs
     assert x is not None
@@ -713,8 +620,8 @@ def _decimate(graph: _Graph, op: TracedOp) -> str:
     )
 
 
-@_converts("dropout")
-def _dropout(graph: _Graph, op: TracedOp) -> str:
+@converts("dropout")
+def _dropout(graph: ExportGraph, op: TracedOp) -> str:
     raise graph.fail(op, "dropout in training mode is random (export in eval mode)")
 
 
@@ -772,7 +679,7 @@ def export(
         )
     x = example_input if isinstance(example_input, Tensor) else Tensor(np.asarray(example_input))
     batch = x.shape[0] if x.ndim else 1
-    graph = _Graph(onnx, opset, dynamic_batch, batch)
+    graph = ExportGraph(onnx, opset, dynamic_batch, batch)
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         graph.bind(tensor, graph.fresh(name), False)
         graph.initializers.append(
@@ -803,13 +710,13 @@ def export(
     return path
 
 
-def _convert(graph: _Graph, ops: list[TracedOp], marks: list[tuple[int, str]]) -> None:
+def _convert(graph: ExportGraph, ops: list[TracedOp], marks: list[tuple[int, str]]) -> None:
     """Each traced op's nodes, in the order the ops ran."""
     pending = list(reversed(marks))
     for index, op in enumerate(ops):
         while pending and pending[-1][0] <= index:
             graph.layer = pending.pop()[1]
-        converter = _CONVERTERS.get(op.name)
+        converter = CONVERTERS.get(op.name)
         if converter is None:
             raise graph.fail(op, "ONNX has no operator for it")
         result = converter(graph, op)
@@ -817,7 +724,7 @@ def _convert(graph: _Graph, ops: list[TracedOp], marks: list[tuple[int, str]]) -
 
 
 def _model(
-    onnx: Any, graph: _Graph, x: Tensor, output: Tensor, input_name: str, output_name: str
+    onnx: Any, graph: ExportGraph, x: Tensor, output: Tensor, input_name: str, output_name: str
 ) -> Any:
     helper = onnx.helper
 
@@ -825,7 +732,7 @@ def _model(
         shape: list[Any] = list(tensor.shape)
         if graph.dynamic_batch and shape:
             shape[0] = "batch"
-        return helper.make_tensor_value_info(name, _ONNX_DTYPES[tensor.dtype], shape)
+        return helper.make_tensor_value_info(name, ONNX_DTYPES[tensor.dtype], shape)
 
     body = helper.make_graph(
         graph.nodes,
