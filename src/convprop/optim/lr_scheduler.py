@@ -399,6 +399,23 @@ class CosineAnnealingLR(LRScheduler):
         return [ratio * (lr - eta_min) + eta_min for lr in self._current_lrs()]
 
 
+def _total_steps(total_steps: int | None, epochs: int | None, steps_per_epoch: int | None) -> int:
+    """OneCycleLR's cycle length: ``total_steps``, else ``epochs * steps_per_epoch``."""
+    if total_steps is not None:
+        if not _is_int(total_steps) or total_steps <= 0:
+            raise ValueError(f"Expected positive integer total_steps, but got {total_steps}")
+        return total_steps
+    if epochs is not None and steps_per_epoch is not None:
+        if not _is_int(epochs) or epochs <= 0:
+            raise ValueError(f"Expected positive integer epochs, but got {epochs}")
+        if not _is_int(steps_per_epoch) or steps_per_epoch <= 0:
+            raise ValueError(
+                f"Expected positive integer steps_per_epoch, but got {steps_per_epoch}"
+            )
+        return epochs * steps_per_epoch
+    raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
+
+
 class OneCycleLR(LRScheduler):
     """The 1cycle policy (Smith and Topin, Super-Convergence), stepped once per batch.
 
@@ -452,20 +469,7 @@ class OneCycleLR(LRScheduler):
         last_epoch: int = -1,
     ) -> None:
         _check_optimizer(optimizer)
-        if total_steps is not None:
-            if not _is_int(total_steps) or total_steps <= 0:
-                raise ValueError(f"Expected positive integer total_steps, but got {total_steps}")
-            self.total_steps = total_steps
-        elif epochs is not None and steps_per_epoch is not None:
-            if not _is_int(epochs) or epochs <= 0:
-                raise ValueError(f"Expected positive integer epochs, but got {epochs}")
-            if not _is_int(steps_per_epoch) or steps_per_epoch <= 0:
-                raise ValueError(
-                    f"Expected positive integer steps_per_epoch, but got {steps_per_epoch}"
-                )
-            self.total_steps = epochs * steps_per_epoch
-        else:
-            raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
+        self.total_steps = _total_steps(total_steps, epochs, steps_per_epoch)
         if not isinstance(pct_start, float) or pct_start < 0 or pct_start > 1:
             raise ValueError(f"Expected float between 0 and 1 pct_start, but got {pct_start}")
         if anneal_strategy not in ("cos", "linear"):
@@ -473,10 +477,25 @@ class OneCycleLR(LRScheduler):
                 f"anneal_strategy must be one of 'cos' or 'linear', instead got {anneal_strategy}"
             )
         self.anneal_strategy = anneal_strategy
+        self._schedule_phases = self._phases(pct_start, three_phase)
+        max_lrs = _per_group("max_lr", optimizer, max_lr)
+        if last_epoch == -1:
+            for group, group_max_lr in zip(optimizer.param_groups, max_lrs, strict=True):
+                group["initial_lr"] = group_max_lr / div_factor
+                group["max_lr"] = group_max_lr
+                group["min_lr"] = group["initial_lr"] / final_div_factor
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            self._init_momentum(optimizer, max_momentum, base_momentum, last_epoch)
+        super().__init__(optimizer, last_epoch)
 
+    def _phases(self, pct_start: float, three_phase: bool) -> list[dict[str, Any]]:
+        """Where each phase ends and which group values it goes between (the class docstring's
+        two or three phases)."""
         warmup_end = float(pct_start * self.total_steps) - 1
+        last = self.total_steps - 1
         if three_phase:
-            self._schedule_phases = [
+            return [
                 _phase(warmup_end, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
                 _phase(
                     float(2 * pct_start * self.total_steps) - 2,
@@ -485,41 +504,37 @@ class OneCycleLR(LRScheduler):
                     "base_momentum",
                     "max_momentum",
                 ),
-                _phase(
-                    self.total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"
-                ),
+                _phase(last, "initial_lr", "min_lr", "max_momentum", "max_momentum"),
             ]
-        else:
-            self._schedule_phases = [
-                _phase(warmup_end, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
-                _phase(self.total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"),
-            ]
+        return [
+            _phase(warmup_end, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+            _phase(last, "max_lr", "min_lr", "base_momentum", "max_momentum"),
+        ]
 
-        max_lrs = _per_group("max_lr", optimizer, max_lr)
+    def _init_momentum(
+        self,
+        optimizer: Optimizer,
+        max_momentum: float | list[float],
+        base_momentum: float | list[float],
+        last_epoch: int,
+    ) -> None:
+        """Check that the optimizer has a momentum (or Adam's beta1) to cycle and, on a fresh
+        start, write each group's bounds and start it at ``max_momentum``."""
+        if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+            raise ValueError(
+                "optimizer must support momentum or beta1 with `cycle_momentum` option "
+                f"enabled ({type(optimizer).__name__} has neither)"
+            )
+        self.use_beta1 = "betas" in optimizer.defaults
+        max_momentums = _per_group("max_momentum", optimizer, max_momentum)
+        base_momentums = _per_group("base_momentum", optimizer, base_momentum)
         if last_epoch == -1:
-            for group, group_max_lr in zip(optimizer.param_groups, max_lrs, strict=True):
-                group["initial_lr"] = group_max_lr / div_factor
-                group["max_lr"] = group_max_lr
-                group["min_lr"] = group["initial_lr"] / final_div_factor
-
-        self.cycle_momentum = cycle_momentum
-        if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError(
-                    "optimizer must support momentum or beta1 with `cycle_momentum` option "
-                    f"enabled ({type(optimizer).__name__} has neither)"
-                )
-            self.use_beta1 = "betas" in optimizer.defaults
-            max_momentums = _per_group("max_momentum", optimizer, max_momentum)
-            base_momentums = _per_group("base_momentum", optimizer, base_momentum)
-            if last_epoch == -1:
-                for group, group_max, group_base in zip(
-                    optimizer.param_groups, max_momentums, base_momentums, strict=True
-                ):
-                    self._set_momentum(group, group_max)
-                    group["max_momentum"] = group_max
-                    group["base_momentum"] = group_base
-        super().__init__(optimizer, last_epoch)
+            for group, group_max, group_base in zip(
+                optimizer.param_groups, max_momentums, base_momentums, strict=True
+            ):
+                self._set_momentum(group, group_max)
+                group["max_momentum"] = group_max
+                group["base_momentum"] = group_base
 
     def _set_momentum(self, group: dict[str, Any], value: float) -> None:
         if self.use_beta1:

@@ -259,6 +259,19 @@ def _is_float(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _epoch_metrics(entry: _Fields) -> EpochMetrics:
+    """One row of a checkpoint's history, checked."""
+    extra = entry.values.get("extra", {})
+    if not isinstance(extra, dict) or not all(
+        isinstance(k, str) and _is_float(v) for k, v in extra.items()
+    ):
+        raise entry.fail("extra", f"must map column names to numbers, got {extra!r}")
+    numbers = {f.name: entry.number(f.name) for f in fields(EpochMetrics)[1:-1]}
+    return EpochMetrics(
+        epoch=entry.integer("epoch", 1), **numbers, extra={k: float(v) for k, v in extra.items()}
+    )
+
+
 def read_checkpoint(run_dir: str | Path) -> Checkpoint:
     """The run's ``checkpoint.json``, checked field by field (see the module docstring)."""
     path = Path(run_dir) / "checkpoint.json"
@@ -302,22 +315,10 @@ def read_checkpoint(run_dir: str | Path) -> Checkpoint:
         raise data.fail("classes", f"must be at least two class names, got {classes!r}")
     as_sequence = data.get("as_sequence", bool, "must be true or false")
     image_shape = _image_shape(data, version, shape, as_sequence)
-    history = []
-    for index, row in enumerate(top.get("history", list, "must be a list")):
-        entry = _Fields(path, row, f"history[{index}]")
-        extra = row.get("extra", {}) if isinstance(row, dict) else {}
-        if not isinstance(extra, dict) or not all(
-            isinstance(k, str) and _is_float(v) for k, v in extra.items()
-        ):
-            raise entry.fail("extra", f"must map column names to numbers, got {extra!r}")
-        numbers = {f.name: entry.number(f.name) for f in fields(EpochMetrics)[1:-1]}
-        history.append(
-            EpochMetrics(
-                epoch=entry.integer("epoch", 1),
-                **numbers,
-                extra={k: float(v) for k, v in extra.items()},
-            )
-        )
+    history = [
+        _epoch_metrics(_Fields(path, row, f"history[{index}]"))
+        for index, row in enumerate(top.get("history", list, "must be a list"))
+    ]
     if [m.epoch for m in history] != list(range(1, epoch + 1)):
         raise top.fail("history", f"must hold one row for each of epochs 1..{epoch}")
     return Checkpoint(
