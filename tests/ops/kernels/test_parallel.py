@@ -1,4 +1,4 @@
-"""The block pool and the malloc tuning behind the engine's speed (ops/kernels/parallel, ops/kernels/memory)."""
+"""The block pool and the malloc tuning behind the engine's speed (kernels/parallel, memory)."""
 
 from __future__ import annotations
 
