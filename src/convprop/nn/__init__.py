@@ -39,6 +39,7 @@ from convprop.nn.layers.resample import (
     PixelUnshuffle,
     Upsample,
 )
+from convprop.nn.layers.sync_batchnorm import SyncBatchNorm
 from convprop.nn.module import Module, Parameter, StateDictError
 
 __all__ = [
@@ -87,6 +88,7 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "StateDictError",
+    "SyncBatchNorm",
     "Tanh",
     "Unflatten",
     "Upsample",
