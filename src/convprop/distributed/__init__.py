@@ -11,8 +11,8 @@ whole batch. mpi4py (``pip install 'convprop[mpi]'``) is imported only by
 * collectives on NumPy arrays and Tensors, in place: :func:`all_reduce` (:class:`ReduceOp`
   SUM, AVG, ...), :func:`broadcast`, :func:`barrier`, :func:`all_gather_into_tensor`, and
   on picklable objects :func:`broadcast_object_list`, :func:`all_gather_object`;
-* shards: :class:`DistributedSampler`, :func:`shard_batch` (training), :func:`shard_range`
-  (evaluation);
+* shards: :class:`DistributedSampler`, :func:`shard_batch` and :func:`share_weight`
+  (training), :func:`shard_range` (evaluation);
 * state: :func:`broadcast_module`, :func:`broadcast_optimizer` (from rank 0, at the start
   and on resume), :func:`all_reduce_metrics` and :func:`gather_shards` (sharded evaluation);
 * faults: :func:`abort_on_error`, :func:`install_fault_handler` (an error on one process
@@ -47,6 +47,7 @@ from convprop.distributed.sampler import (
     check_batch_size,
     shard_batch,
     shard_range,
+    share_weight,
 )
 from convprop.distributed.state import (
     all_reduce_metrics,
@@ -84,4 +85,5 @@ __all__ = [
     "launched_by_mpi",
     "shard_batch",
     "shard_range",
+    "share_weight",
 ]

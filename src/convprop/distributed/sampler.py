@@ -16,9 +16,9 @@ processes full shares and leave the last ones with nothing. It is also
 each batch by N when N divides the batch size.
 
 ``batch_size`` is the global batch and must be a multiple of the number of processes.
-Gradients of a partial batch's unequal shares are combined by
-``DistributedDataParallel.synchronize_gradients(sample_count=...)``, weighting each process
-by its share.
+Where the shares of a batch differ in size (the last, partial batch), each process scales
+its mean loss by :func:`share_weight` before ``backward``, so that the average of the
+gradients is the gradient of the mean loss over the whole batch.
 
 **Evaluation: contiguous slices** (``shard_range``): the processes' sums (loss, correct
 predictions, confusion matrix) add up to the whole set's whatever the split, and contiguous
@@ -33,7 +33,7 @@ import numpy as np
 
 from convprop.distributed import process_group as pg
 
-__all__ = ["DistributedSampler", "check_batch_size", "shard_batch", "shard_range"]
+__all__ = ["DistributedSampler", "check_batch_size", "shard_batch", "shard_range", "share_weight"]
 
 
 def _check_count(value: object, func: str, name: str, minimum: int) -> int:
@@ -157,6 +157,25 @@ def shard_batch(
     """
     world, this = _world(num_replicas, rank, "shard_batch")
     return tuple(array[this::world] for array in arrays)
+
+
+def share_weight(share_size: int, batch_size: int, num_replicas: int | None = None) -> float:
+    """The factor of this process's mean loss, n_r N / B for a share of n_r samples of a
+    global batch of B on N processes, so that the processes' average gradient is the
+    gradient of the mean loss over the batch: (1/N) sum_r n_r N / B L_r = (1/B) sum_i l_i.
+    It is 1 when the shares are equal, and 0 for an empty share.
+
+    >>> share_weight(2, 3, num_replicas=2), share_weight(1, 3, num_replicas=2)
+    (1.3333333333333333, 0.6666666666666666)
+    """
+    world, _ = _world(num_replicas, 0, "share_weight")
+    share_size = _check_count(share_size, "share_weight", "share_size", 0)
+    batch_size = _check_count(batch_size, "share_weight", "batch_size", 1)
+    if share_size > batch_size:
+        raise ValueError(
+            f"share_weight: share_size {share_size} is larger than the batch size {batch_size}"
+        )
+    return share_size * world / batch_size
 
 
 def shard_range(count: int, num_replicas: int | None = None, rank: int | None = None) -> slice:

@@ -1,6 +1,6 @@
 """Neural-network building blocks with PyTorch's names (``convprop.nn.Conv2d`` etc.)."""
 
-from convprop.nn import functional, init
+from convprop.nn import functional, init, parallel
 from convprop.nn.containers import ModuleDict, ModuleList, Sequential
 from convprop.nn.layers.activation import (
     ELU,
@@ -94,4 +94,5 @@ __all__ = [
     "Upsample",
     "functional",
     "init",
+    "parallel",
 ]
