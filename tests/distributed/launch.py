@@ -57,7 +57,13 @@ def run_ranks(
     environment.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     started = time.perf_counter()
     finished = subprocess.run(
-        command, capture_output=True, text=True, timeout=timeout, env=environment, check=False
+        command,
+        stdin=subprocess.DEVNULL,  # mpirun forwards its stdin to rank 0: give it none
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        check=False,
     )
     return finished, time.perf_counter() - started
 
