@@ -137,6 +137,18 @@ def main(out: Path) -> None:
         results[f"state/optimizer/{index}/exp_avg"] = state["exp_avg"]
         results[f"state/optimizer/{index}/step"] = np.array(state["step"])
 
+    # Buffers: rank 0's reach every rank at wrapping and on synchronize_buffers.
+    unwrapped = build_model("batch_norm", seed=300 + rank)
+    unwrapped[1].running_mean.data[...] = rank + 5.0
+    wrapped = DistributedDataParallel(unwrapped)
+    running_mean = wrapped.module[1].running_mean
+    results["buffers/at_wrapping"] = running_mean.numpy().copy()
+    running_mean.data[...] = rank + 1.0
+    wrapped.module[1].num_batches_tracked.data[...] = 7 * (rank + 1)
+    wrapped.synchronize_buffers()
+    results["buffers/synchronized"] = running_mean.numpy().copy()
+    results["buffers/count"] = wrapped.module[1].num_batches_tracked.numpy().copy()
+
     np.savez(out / f"rank{rank}.npz", **results)
 
 

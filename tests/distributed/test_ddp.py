@@ -75,6 +75,13 @@ def test_model_and_optimizer_state_come_from_rank_0(ranks: list[dict[str, np.nda
         assert ranks[1][f"state/model/{name}"].shape == value.shape
 
 
+def test_buffers_come_from_rank_0(ranks: list[dict[str, np.ndarray]]) -> None:
+    for result in ranks:
+        np.testing.assert_array_equal(result["buffers/at_wrapping"], np.full(4, 5.0))
+        np.testing.assert_array_equal(result["buffers/synchronized"], np.ones(4))
+        assert int(result["buffers/count"]) == 7
+
+
 # ------------------------------------------------------------------ one process
 
 

@@ -148,10 +148,21 @@ class DistributedDataParallel(Module):
         group = self._group()
         if group is None:
             return
+        # One broadcast per dtype, not one per buffer: a ResNet-20 has 57 buffers.
+        by_dtype: OrderedDict[np.dtype, list[Tensor]] = OrderedDict()
         for buffer in self.module.buffers():
-            if not (buffer.data.flags.c_contiguous and buffer.data.flags.writeable):
-                buffer.data = np.ascontiguousarray(buffer.data).copy()
-            group.broadcast(buffer.data, 0)
+            by_dtype.setdefault(buffer.dtype, []).append(buffer)
+        for buffers in by_dtype.values():
+            packed = np.concatenate([buffer.data.reshape(-1) for buffer in buffers])
+            group.broadcast(packed, 0)
+            offset = 0
+            for buffer in buffers:
+                values = packed[offset : offset + buffer.data.size].reshape(buffer.shape)
+                offset += buffer.data.size
+                if buffer.data.flags.writeable:
+                    np.copyto(buffer.data, values)
+                else:
+                    buffer.data = values.copy()
 
     # ------------------------------------------------------------------ gradients
     def _trained_parameters(self) -> list[Parameter]:
