@@ -1,6 +1,6 @@
 """Neural-network building blocks with PyTorch's names (``convprop.nn.Conv2d`` etc.)."""
 
-from convprop.nn import functional, init
+from convprop.nn import functional, init, parallel
 from convprop.nn.containers import ModuleDict, ModuleList, Sequential
 from convprop.nn.layers.activation import (
     ELU,
@@ -39,6 +39,7 @@ from convprop.nn.layers.resample import (
     PixelUnshuffle,
     Upsample,
 )
+from convprop.nn.layers.sync_batchnorm import SyncBatchNorm
 from convprop.nn.module import Module, Parameter, StateDictError
 
 __all__ = [
@@ -87,9 +88,11 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "StateDictError",
+    "SyncBatchNorm",
     "Tanh",
     "Unflatten",
     "Upsample",
     "functional",
     "init",
+    "parallel",
 ]

@@ -168,7 +168,11 @@ def _check_batch_norm(
     running_mean: np.ndarray | None,
     running_var: np.ndarray | None,
     training: bool,
+    local_count: bool = True,
 ) -> None:
+    """Validate batch norm's arguments; ``local_count=False`` leaves the rule "more than one
+    value per channel when training" to the caller, which counts over several processes
+    (``convprop.ops.sync_batch_norm``)."""
     check_float(x, "batch_norm", "input")
     if x.ndim < 2:
         raise ValueError(
@@ -203,7 +207,7 @@ def _check_batch_norm(
             "(training=False); pass training=True to normalise with the batch statistics"
         )
     values_per_channel = x.size // channels if channels else 0
-    if training and values_per_channel == 1:
+    if training and local_count and values_per_channel == 1:
         raise ValueError(
             "batch_norm: Expected more than 1 value per channel when training, got input of "
             f"shape {tuple(x.shape)} (1 value per channel, its variance is undefined)"

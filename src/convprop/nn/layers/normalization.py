@@ -68,18 +68,25 @@ class _BatchNorm(Module):
         if self.bias is not None:
             init.zeros_(self.bias)
 
+    def _count_batch(self) -> float:
+        """Count a training batch in ``num_batches_tracked``; the running statistics' factor.
+
+        As PyTorch: momentum=None means a cumulative moving average, 1 / batches seen.
+        """
+        average_factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:
+                average_factor = 1.0 / float(self.num_batches_tracked.data)
+        return average_factor
+
     def forward(self, input: Tensor) -> Tensor:
         if input.ndim not in self._allowed_ndim:
             expected = " or ".join(f"{n}D" for n in self._allowed_ndim)
             raise ValueError(
                 f"{type(self).__name__}: expected {expected} input (got {input.ndim}D input)"
             )
-        # As PyTorch: momentum=None means a cumulative moving average, 1 / batches seen.
-        average_factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1
-            if self.momentum is None:
-                average_factor = 1.0 / float(self.num_batches_tracked.data)
+        average_factor = self._count_batch()
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
         return F.batch_norm(

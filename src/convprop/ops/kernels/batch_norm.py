@@ -8,7 +8,8 @@ batch norm"):
 
 * ``statistics``: mu and the biased variance from one read of x (sums of x - k and (x - k)^2);
 * ``normalize``: y = (x - center) scale + offset, per channel;
-* ``backward``: the sums of dL/dy and dL/dy (x - mu) in one read, then dL/dx in one more.
+* ``backward``: the sums of dL/dy and dL/dy (x - mu) in one read (``grad_sums``), then
+  dL/dx in one more (``input_grad``).
 
 Every pass runs over blocks of samples on every core (``parallel.batch_blocks``, unless the
 caller gives ``blocks``), partial sums added in block order, so the bits depend on the shapes
@@ -87,6 +88,61 @@ def normalize(
     return out
 
 
+def grad_sums(
+    grad: np.ndarray, values: np.ndarray, mean: np.ndarray, blocks: Blocks = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel sum dL/dy and sum dL/dy (x - mu) of (N, C, S) ``grad`` and ``values``, in
+    float64, from one read of both (the two sums the training-mode dL/dx needs; a
+    ``SyncBatchNorm`` adds them over the processes before using them)."""
+    channels = values.shape[1]
+
+    def sums(b: slice) -> np.ndarray:
+        partial = np.empty((channels, 2))
+        _grad_sums(grad[b], values[b], mean, partial)
+        return partial
+
+    grad_sum, grad_dot_centered = sum_blocks(sums, _blocks_of(values, blocks), blas=False).T
+    return grad_sum, grad_dot_centered
+
+
+def input_grad(
+    grad: np.ndarray,
+    values: np.ndarray,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    weight: np.ndarray | None,
+    eps: float,
+    grad_sum: np.ndarray,
+    grad_dot_centered: np.ndarray,
+    count: int,
+    blocks: Blocks = None,
+) -> np.ndarray:
+    """Training mode's dL/dx for (N, C, S) ``grad`` and ``values``, given the two sums over
+    the ``count`` values per channel that the statistics were taken over (``grad_sums``),
+    one pass; in the dtype of ``grad`` and ``values``."""
+    dtype = np.result_type(grad, values)
+    inv_std = 1.0 / np.sqrt(variance + eps)
+    scale = inv_std if weight is None else weight * inv_std
+    # The bracket expanded per channel, with xhat = (x - mu) inv_std and
+    # sum dxhat = gamma grad_sum, sum dxhat xhat = gamma grad_dot_normalized:
+    # dL/dx = scale dL/dy - scale inv_std (grad_dot_normalized / m) (x - mu)
+    #         - scale grad_sum / m: three per-channel coefficients, one pass.
+    grad_dot_normalized = grad_dot_centered * inv_std
+    coefficients = (
+        mean,
+        scale,
+        -scale * inv_std * grad_dot_normalized / count,
+        -scale * grad_sum / count,
+    )
+    grad_x = np.empty(values.shape, dtype=dtype)
+
+    def block(b: slice) -> None:
+        _input_grad(grad[b], values[b], *coefficients, grad_x[b])
+
+    map_blocks(block, _blocks_of(values, blocks), blas=False)
+    return grad_x
+
+
 def backward(
     grad: np.ndarray,
     values: np.ndarray,
@@ -109,46 +165,37 @@ def backward(
     blocks = _blocks_of(values, blocks)
     inv_std = 1.0 / np.sqrt(variance + eps)
     grad_x = grad_weight = grad_bias = None
-    grad_sum = grad_dot_normalized = np.zeros(channels)
+    grad_sum = grad_dot_centered = np.zeros(channels)
     if training or needs[1] or needs[2]:
-
-        def sums(b: slice) -> np.ndarray:
-            partial = np.empty((channels, 2))
-            _grad_sums(grad[b], values[b], mean, partial)
-            return partial
-
-        grad_sum, grad_dot_centered = sum_blocks(sums, blocks, blas=False).T
-        # sum dL/dy xhat = inv_std sum dL/dy (x - mu)
-        grad_dot_normalized = grad_dot_centered * inv_std
+        grad_sum, grad_dot_centered = grad_sums(grad, values, mean, blocks)
         if needs[1]:
-            grad_weight = grad_dot_normalized.astype(dtype)
+            # sum dL/dy xhat = inv_std sum dL/dy (x - mu)
+            grad_weight = (grad_dot_centered * inv_std).astype(dtype)
         if needs[2]:
             grad_bias = grad_sum.astype(dtype)
     if needs[0]:
-        scale = inv_std if weight is None else weight * inv_std
-        grad_x = np.empty(values.shape, dtype=dtype)
         if training:
-            # The bracket expanded per channel, with xhat = (x - mu) inv_std and
-            # sum dxhat = gamma grad_sum, sum dxhat xhat = gamma grad_dot_normalized:
-            # dL/dx = scale dL/dy - scale inv_std (grad_dot_normalized / m) (x - mu)
-            #         - scale grad_sum / m: three per-channel coefficients, one pass.
-            coefficients = (
+            grad_x = input_grad(
+                grad,
+                values,
                 mean,
-                scale,
-                -scale * inv_std * grad_dot_normalized / count,
-                -scale * grad_sum / count,
+                variance,
+                weight,
+                eps,
+                grad_sum,
+                grad_dot_centered,
+                count,
+                blocks,
             )
-
-            def input_grad(b: slice) -> None:
-                _input_grad(grad[b], values[b], *coefficients, grad_x[b])
-
         else:
+            scale = inv_std if weight is None else weight * inv_std
             per_channel = scale.astype(dtype)[:, np.newaxis]
+            grad_x = np.empty(values.shape, dtype=dtype)
 
-            def input_grad(b: slice) -> None:
+            def scaled(b: slice) -> None:
                 np.multiply(grad[b], per_channel, out=grad_x[b])
 
-        map_blocks(input_grad, blocks, blas=False)
+            map_blocks(scaled, blocks, blas=False)
     return grad_x, grad_weight, grad_bias
 
 
