@@ -701,6 +701,9 @@ def export(
     output_name = graph.value(output)
     final = graph.fresh(output_names[0])
     graph.nodes.append(onnx.helper.make_node("Identity", [output_name], [final], name="output"))
+    # Buffers no node reads (batch norm's num_batches_tracked) would only make runtimes warn.
+    read = {name for node in graph.nodes for name in node.input}
+    graph.initializers = [tensor for tensor in graph.initializers if tensor.name in read]
     model_proto = _model(onnx, graph, x, output, input_name, final)
     onnx.checker.check_model(model_proto, full_check=True)
     path = Path(path)
