@@ -143,6 +143,21 @@ def test_padded_first_layer_equals_the_classifier_where_the_ring_around_the_crop
     assert not np.allclose(out[:, :, 1, 1], run(model, shifted)[:, :], rtol=1e-6)
 
 
+def test_same_padding_of_the_first_layer_is_its_explicit_padding() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding="same"), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3)
+    ).double()
+    unpadded = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3)
+    ).double()
+    unpadded.load_state_dict(model.state_dict())
+    network = fully_convolutional(model, input_size=6)
+    assert network.input_padding == (1, 1)
+    canvas = np.random.default_rng(7).standard_normal((1, 1, 9, 10))
+    padded = np.pad(canvas, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    assert_tight(run(network, canvas), crops_logits(unpadded, padded, (8, 8), (1, 1)))
+
+
 def test_weights_are_copied_with_the_classifier_names_and_dtype() -> None:
     model = lenet5(input_size=32).double()
     network = fully_convolutional(model)
@@ -196,6 +211,10 @@ def test_the_scanned_network_trains_like_the_classifier() -> None:
         (
             [nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3, padding=1)],
             "cannot convert 1 (Conv2d): it pads (padding=(1, 1)) and is not the first layer",
+        ),
+        (
+            [nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3, padding="same")],
+            "cannot convert 1 (Conv2d): it pads (padding='same')",
         ),
         ([nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(2)], "cannot convert 1 (AdaptiveAvgPool2d)"),
         ([nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, ceil_mode=True)], "1 (MaxPool2d): ceil_mode"),

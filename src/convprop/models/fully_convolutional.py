@@ -50,6 +50,7 @@ from convprop.autograd import Tensor
 from convprop.autograd.tensor import as_array
 from convprop.models._common import pair_size
 from convprop.models.lenet import LeNet5
+from convprop.ops import geometry
 
 __all__ = ["FullyConvolutional", "fully_convolutional"]
 
@@ -97,8 +98,8 @@ class FullyConvolutional(nn.Sequential):
             crop of the canvas.
         scan_stride: (S_h, S_w), the features' total stride: output position (i, j) scores the
             crop whose top-left corner is (S_h i, S_w j).
-        input_padding: (P_h, P_w), the zero padding of the first layer (see the module
-            docstring for what the identity with crops is then).
+        input_padding: (P_h, P_w), the zero padding of the first layer before the first row
+            and column (see the module docstring for what the identity with crops is then).
 
     Shape: (N, C, H_in, W_in) -> (N, classes, floor((H_in - H) / S_h) + 1,
     floor((W_in - W) / S_w) + 1) for H_in >= H and W_in >= W (one row and column per crop
@@ -231,16 +232,18 @@ def _check_features(
         if isinstance(layer, nn.Conv2d):
             if in_channels is None:
                 in_channels = layer.in_channels
-            padding = tuple(layer.padding) if not isinstance(layer.padding, str) else None
-            if padding is None or any(padding):
-                if padding is None or index > 0:
+            pads = geometry.conv_padding(
+                layer.padding, layer.kernel_size, layer.stride, layer.dilation, described
+            )
+            if any(amount for pair in pads for amount in pair):
+                if index > 0:
                     raise ValueError(
                         f"fully_convolutional: cannot convert {described}: it pads "
                         f"(padding={layer.padding!r}) and is not the first layer, so a crop "
                         "would see zeros inside its feature maps where the scan sees "
                         "neighbouring features"
                     )
-                input_padding = (int(padding[0]), int(padding[1]))
+                input_padding = (pads[0][0], pads[1][0])
             stride *= np.array(layer.stride)
         elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
             if layer.ceil_mode:
