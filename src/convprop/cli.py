@@ -9,6 +9,7 @@ exits with status 1; Ctrl-C with 130.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -80,6 +81,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="convprop", description="CNNs with hand-derived backpropagation, on NumPy."
@@ -113,9 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "images", nargs="+", type=_path, metavar="IMAGE", help="image files (PNG, JPEG, ...)"
     )
-    predict.add_argument(
-        "--top-k", type=_positive_int, default=3, help="how many classes to list (default 3)"
-    )
+    predict.add_argument("--top-k", type=_positive_int, help="how many classes to list (default 3)")
     predict.add_argument(
         "--mask",
         type=_path,
@@ -125,6 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--weights", choices=("latest", "best"), default="latest", help=weights_help
+    )
+    predict.add_argument(
+        "--scan",
+        action="store_true",
+        help="find the digits on each (larger) image by scanning the classifier over it",
+    )
+    predict.add_argument(
+        "--threshold",
+        type=_probability,
+        metavar="P",
+        help="with --scan: the smallest class probability reported (default 0.9)",
+    )
+    predict.add_argument(
+        "--heatmap",
+        type=_path,
+        metavar="OUT.png",
+        help="with --scan: draw each class's score map over the image (one IMAGE)",
     )
 
     export = commands.add_parser("export", help="a trained run as an ONNX model")
@@ -329,6 +355,8 @@ def _train(args: argparse.Namespace) -> int:
 def _predict_masks(args: argparse.Namespace) -> int:
     from convprop.training.segmentation import mask_destinations, predict_masks, write_masks
 
+    if args.top_k is not None:
+        raise UsageError("--top-k ranks a classifier's classes; a segmentation run gives masks")
     if args.mask is not None:
         mask_destinations(args.mask, args.images)  # a bad --mask is refused before any work
     predicted = predict_masks(args.run_dir, args.images, args.weights)
@@ -349,10 +377,36 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         print(training.evaluate(args.run_dir, args.data, args.weights, args.perturb).report())
         return 0
+    if args.command == "predict" and args.scan:
+        from convprop.training.scan import DEFAULT_THRESHOLD, report, save_heatmap, scan
+
+        if args.top_k is not None:
+            raise UsageError("--top-k ranks a whole image's classes; --scan lists each digit")
+        if args.mask is not None:
+            raise UsageError(
+                "--mask writes a segmentation run's masks; --scan lists the digits a "
+                "classifier finds: choose one"
+            )
+        if args.heatmap is not None and len(args.images) != 1:
+            raise UsageError(f"--heatmap draws one image, got {len(args.images)} IMAGEs")
+        if args.heatmap is not None and args.heatmap.suffix.lower() != ".png":
+            raise UsageError(f"--heatmap must name a .png file, got {str(args.heatmap)!r}")
+        threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+        results = scan(args.run_dir, args.images, threshold, args.weights)
+        for path, result in zip(args.images, results, strict=True):
+            print(report(path, result))
+        if args.heatmap is not None:
+            save_heatmap(args.heatmap, results[0])
+            print(f"heat map written to {args.heatmap}")
+        return 0
     if args.command == "predict":
+        if args.threshold is not None or args.heatmap is not None:
+            flag = "--threshold" if args.threshold is not None else "--heatmap"
+            raise UsageError(f"{flag} needs --scan")
         if args.mask is not None or training.read_checkpoint(args.run_dir).config.task == "segment":
             return _predict_masks(args)
-        rankings = training.predict(args.run_dir, args.images, args.top_k, args.weights)
+        top_k = 3 if args.top_k is None else args.top_k
+        rankings = training.predict(args.run_dir, args.images, top_k, args.weights)
         for path, ranking in zip(args.images, rankings, strict=True):
             print(f"{path}: " + ", ".join(f"{name} {p:.4f}" for name, p in ranking))
         return 0

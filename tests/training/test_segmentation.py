@@ -184,6 +184,10 @@ def test_a_mask_image_of_any_size_is_padded_and_cropped_back(
     assert prediction.mask.shape == (30, 45)
     assert main(["predict", str(run), str(odd), str(odd), "--mask", str(tmp_path / "m")]) == 2
     assert "two images are named odd" in capsys.readouterr().err
+    assert main(["predict", str(run), str(odd), "--top-k", "2"]) == 2
+    assert "a segmentation run gives masks" in capsys.readouterr().err
+    assert main(["predict", str(run), str(odd), "--scan", "--mask", str(tmp_path / "m.png")]) == 2
+    assert "choose one" in capsys.readouterr().err
 
 
 def test_mask_needs_a_segmentation_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

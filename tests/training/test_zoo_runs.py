@@ -43,7 +43,8 @@ def test_train_evaluate_predict_resume(model: str, tmp_path: Path, capsys) -> No
     digit = make_canvases(1, "test").inputs[0, 0] if segment else load_mnist_5k().inputs[0, 0]
     image = tmp_path / "digit.png"
     Image.fromarray((digit * 255).astype(np.uint8)).save(image)
-    assert main(["predict", str(run), str(image), "--top-k", "2"]) == 0, capsys.readouterr().err
+    ranking = [] if segment else ["--top-k", "2"]  # a segmenter gives a mask, not a ranking
+    assert main(["predict", str(run), str(image), *ranking]) == 0, capsys.readouterr().err
     assert capsys.readouterr().out.startswith(f"{image}: ")
 
     assert main(["train", "--resume", str(run), "--epochs", "2", "--quiet"]) == 0, (

@@ -1,7 +1,9 @@
-"""The model zoo of the notes: LeNet-5, CIFAR ResNets, DenseNet-BC, TDNN, scanning MLP, and the
-fully-convolutional segmenters (FCN, U-Net)."""
+"""The model zoo of the notes: LeNet-5, CIFAR ResNets, DenseNet-BC, TDNN, scanning MLP, the
+fully-convolutional form of a classifier (scanning as convolution) and the fully-convolutional
+segmenters (FCN, U-Net)."""
 
 from convprop.models.densenet import DenseNetBC, densenet_bc
+from convprop.models.fully_convolutional import FullyConvolutional, fully_convolutional
 from convprop.models.lenet import LeNet5, lenet5
 from convprop.models.resnet import CifarResNet, resnet20, resnet32, resnet56
 from convprop.models.scanning_mlp import (
@@ -19,10 +21,12 @@ __all__ = [
     "CifarResNet",
     "DenseNetBC",
     "DistributedScanningMLP",
+    "FullyConvolutional",
     "LeNet5",
     "ScanningMLP",
     "densenet_bc",
     "fcn",
+    "fully_convolutional",
     "lenet5",
     "resnet20",
     "resnet32",

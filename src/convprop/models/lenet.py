@@ -34,6 +34,8 @@ class LeNet5(nn.Module):
             raise ValueError(f"lenet5: activation must be 'relu' or 'tanh', got {activation!r}")
         if pooling not in ("max", "avg"):
             raise ValueError(f"lenet5: pooling must be 'max' or 'avg', got {pooling!r}")
+        # The size the first Linear is sized for (fully_convolutional reads it).
+        self.input_size = (height, width)
         padding = 2 if (height, width) == (28, 28) else 0
         feature_sizes = []
         for size in (height, width):
