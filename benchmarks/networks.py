@@ -25,7 +25,7 @@ import convprop as cp
 import convprop.nn.functional as F
 from benchmarks.layers import Case, Setup
 from convprop import models, optim
-from tests.models.test_zoo import (
+from tests.models.mirrors import (
     TorchCifarResNet,
     TorchDenseNetBC,
     TorchLeNet5,

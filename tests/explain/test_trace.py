@@ -14,7 +14,7 @@ import convprop as cp
 from convprop.cli import main
 from convprop.explain.trace import trace
 from convprop.training import TrainConfig, fit, load_run
-from tests.models.test_zoo import TorchCifarResNet, TorchDenseNetBC, TorchLeNet5
+from tests.models.mirrors import TorchCifarResNet, TorchDenseNetBC, TorchLeNet5
 
 torch = pytest.importorskip("torch")
 

@@ -22,7 +22,7 @@ import convprop as cp
 import convprop.optim as cp_optim
 from convprop import models
 from convprop.nn import functional as F
-from tests.models.test_zoo import (
+from tests.models.mirrors import (
     TorchCifarResNet,
     TorchDenseNetBC,
     TorchLeNet5,

@@ -64,7 +64,7 @@ def test_export_errors_are_one_line(tmp_path: Path, capsys) -> None:
 
 def test_a_pytorch_export_fine_tunes_resumes_and_evaluates(tmp_path: Path, capsys) -> None:
     torch = pytest.importorskip("torch")
-    from tests.models.test_zoo import TorchLeNet5
+    from tests.models.mirrors import TorchLeNet5
 
     torch.manual_seed(0)
     source = tmp_path / "lenet.onnx"
@@ -92,7 +92,7 @@ def test_a_pytorch_export_fine_tunes_resumes_and_evaluates(tmp_path: Path, capsy
 
 def test_an_onnx_model_with_the_wrong_outputs_is_refused(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    from tests.models.test_zoo import TorchLeNet5
+    from tests.models.mirrors import TorchLeNet5
 
     source = tmp_path / "seven.onnx"
     torch.onnx.export(
