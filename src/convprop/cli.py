@@ -117,6 +117,36 @@ def build_parser() -> argparse.ArgumentParser:
         "(by LO and by HI), elastic[=ALPHA,SIGMA] (default 8,3)",
     )
 
+    _add_predict(commands, weights_help)
+
+    export = commands.add_parser("export", help="a trained run as an ONNX model")
+    export.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a training run")
+    export.add_argument("output", type=_path, metavar="OUT.onnx", help="the ONNX file to write")
+    export.add_argument(
+        "--opset",
+        type=_positive_int,
+        help="ONNX opset (default: the newest the pinned onnxruntime runs)",
+    )
+    export.add_argument(
+        "--weights", choices=("latest", "best"), default="latest", help=weights_help
+    )
+
+    summary = commands.add_parser("summary", help="layer table of a model")
+    summary.add_argument("--model", choices=tuple(MODELS), default="lenet5")
+    summary.add_argument(
+        "--input-shape",
+        type=_sizes("1,28,28 (C,H,W) or 40,100 (C,L)"),
+        help="C,H,W (or C,L for tdnn); default 1,28,28 (40,100 for tdnn)",
+    )
+    summary.add_argument("--num-classes", type=_positive_int, default=10)
+
+    from convprop.explain.cli import add_parser as add_explain_parser
+
+    add_explain_parser(commands)
+    return parser
+
+
+def _add_predict(commands: Any, weights_help: str) -> None:
     predict = commands.add_parser(
         "predict", help="top-k classes for image files (a segmentation run: their masks)"
     )
@@ -152,32 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OUT.png",
         help="with --scan: draw each class's score map over the image (one IMAGE)",
     )
-
-    export = commands.add_parser("export", help="a trained run as an ONNX model")
-    export.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a training run")
-    export.add_argument("output", type=_path, metavar="OUT.onnx", help="the ONNX file to write")
-    export.add_argument(
-        "--opset",
-        type=_positive_int,
-        help="ONNX opset (default: the newest the pinned onnxruntime runs)",
-    )
-    export.add_argument(
-        "--weights", choices=("latest", "best"), default="latest", help=weights_help
-    )
-
-    summary = commands.add_parser("summary", help="layer table of a model")
-    summary.add_argument("--model", choices=tuple(MODELS), default="lenet5")
-    summary.add_argument(
-        "--input-shape",
-        type=_sizes("1,28,28 (C,H,W) or 40,100 (C,L)"),
-        help="C,H,W (or C,L for tdnn); default 1,28,28 (40,100 for tdnn)",
-    )
-    summary.add_argument("--num-classes", type=_positive_int, default=10)
-
-    from convprop.explain.cli import add_parser as add_explain_parser
-
-    add_explain_parser(commands)
-    return parser
 
 
 def _add_train(commands: Any) -> None:
