@@ -12,21 +12,6 @@ from typing import Any
 import numpy as np
 
 
-def to_tuple(value: int | Sequence[int], n: int, func: str, name: str) -> tuple[int, ...]:
-    """Normalise an int-or-sequence argument to a tuple of ``n`` Python ints."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return (int(value),) * n
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        items = tuple(value)
-        if len(items) == 1 and n > 1:
-            items = items * n
-        if len(items) == n and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items
-        ):
-            return tuple(int(v) for v in items)
-    raise TypeError(f"{func}: {name} must be an int or a sequence of {n} ints, got {value!r}")
-
-
 def check_positive(values: tuple[int, ...], func: str, name: str) -> None:
     if any(v <= 0 for v in values):
         raise ValueError(f"{func}: {name} must be positive, got {_show(values)}")

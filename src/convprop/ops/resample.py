@@ -55,8 +55,9 @@ from typing import Any
 import numpy as np
 
 from convprop.ops import algorithm
-from convprop.ops.checks import check_float, check_ndim, check_positive, to_tuple
+from convprop.ops.checks import check_float, check_ndim, check_positive
 from convprop.ops.contract import Grads, Needs, OpPair
+from convprop.ops.geometry import to_tuple
 from convprop.ops.kernels import interpolate as interpolate_kernels
 
 

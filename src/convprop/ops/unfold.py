@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from convprop.ops import algorithm
-from convprop.ops.checks import check_float, check_non_negative, check_positive, to_tuple
+from convprop.ops.checks import check_float, check_non_negative, check_positive
 from convprop.ops.contract import Grads, Needs, OpPair
 from convprop.ops.geometry import conv_output_size as window_count
+from convprop.ops.geometry import to_tuple
 from convprop.ops.kernels.im2col import fold_2d, unfold_2d
 from convprop.ops.windows import pad_spatial, unpad_spatial, window_view
 
