@@ -322,15 +322,23 @@ def _entries(passed: _Pass) -> list[LayerEntry]:
         weight = getattr(module, "weight", None) if module is not None else None
         bias = getattr(module, "bias", None) if module is not None else None
         input_shape = first.shape if first is not None else ()
+        input_shapes = [t.shape for t in call.inputs]
         entries.append(
             LayerEntry(
                 name=call.name,
                 type=call.type,
                 config=config_of(module),
                 shape_arithmetic=shape_arithmetic(
-                    call.type, module, input_shape, call.output.shape
+                    call.type, module, input_shape, call.output.shape, input_shapes
                 ),
-                rule=rule(call.type, module, input_shape, call.output.shape, len(call.inputs)),
+                rule=rule(
+                    call.type,
+                    module,
+                    input_shape,
+                    call.output.shape,
+                    len(call.inputs),
+                    input_shapes,
+                ),
                 input=_per_input([t.numpy()[0] for t in call.inputs]),
                 output=call.output.numpy()[0],
                 grad_output=_grad(call.output)[0],
