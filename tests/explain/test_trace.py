@@ -190,6 +190,7 @@ def test_the_cli_json_has_the_documented_keys(
     assert list(document) == [
         "run",
         "image",
+        "task",
         "label",
         "prediction",
         "probabilities",
@@ -197,6 +198,7 @@ def test_the_cli_json_has_the_documented_keys(
         "layers",
     ]
     assert document["image"] == "test sample 2" and isinstance(document["label"], int)
+    assert document["task"] == "classify" and isinstance(document["prediction"], int)
     for layer in document["layers"]:
         assert list(layer) == KEYS
         assert set(layer["check"]) == {"max_rel_error", "entries"}

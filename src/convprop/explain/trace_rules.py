@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from convprop import nn
+from convprop.data.canvases import IGNORE
 from convprop.ops import geometry
 
 
@@ -153,6 +154,15 @@ def _transpose_rule(module: Any, input_shape: Sequence[int], output_shape: Seque
         "convolution (the forward of the Conv it transposes); dL/dw = delta correlated with "
         "the input (a convolution's weight gradient, input and delta swapped); "
         "dL/db = the sum of delta"
+    )
+
+
+def pixel_loss_rule(labelled: int, ignored: int) -> str:
+    """A segmenter's loss: the mean over the labelled pixels of the per-pixel cross-entropy."""
+    return (
+        f"per-pixel softmax + cross-entropy, the mean over the {labelled} labelled pixels "
+        f"({ignored} ignored): dL/ds = (p - onehot(mask)) / {labelled} at each labelled pixel, "
+        f"0 at the ignored ones (mask {IGNORE})"
     )
 
 
