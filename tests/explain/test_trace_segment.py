@@ -310,3 +310,21 @@ def test_the_text_and_markdown_of_a_segmenter(traced: Trace) -> None:
     markdown = traced.render("markdown")
     assert markdown.startswith("# explain model: noise\n\nprediction ")
     assert "| `upsample.0` | ConvTranspose2d |" in markdown and "| `loss` | loss |" in markdown
+
+
+def test_kinks_that_cancel_in_the_sum_are_seen_pixel_by_pixel() -> None:
+    """Two pixels' losses bend in opposite ways between the steps, so the one-sided sums
+    agree and both are wrong: the check must call the entry underivable, not compare it."""
+    from convprop.explain.trace import _quotient
+
+    step, here = 1e-6, np.array([0.7, 1.3])
+    bent_above = here + step * np.array([2.0, 1.0])
+    bent_below = here - step * np.array([1.0, 2.0])
+    assert _quotient(bent_above, here, bent_below, step, 2.5, 3.0) is None
+    smooth_above, smooth_below = (
+        here + step * np.array([2.0, 1.0]),
+        here - step * np.array([2.0, 1.0]),
+    )
+    assert _quotient(smooth_above, here, smooth_below, step, 3.0, 3.0) == pytest.approx(3.0)
+    # A kink below only: the side above has the analytic slope and is the one used.
+    assert _quotient(smooth_above, here, bent_below, step, 3.0, 3.0) == pytest.approx(3.0)

@@ -461,9 +461,23 @@ def _loss_entry(passed: _Pass, label: Target) -> LayerEntry:
 # ----------------------------------------------------------------------------- checks
 _STEP = 1e-6
 AGREEMENT = 1e-3  # a relative error below this is a check passed
+# A one-sided difference quotient on the smooth side of a kink has the analytic slope to
+# within rounding and the step's curvature, far below this (relative, as ``_relative``).
+_SAME_SLOPE = 1e-4
 # An entry with no derivative (``_quotient``) is replaced by another random one, at most this
 # many times per requested check.
 _REPLACEMENTS = 2
+
+
+def _bend(rise: np.ndarray, fall: np.ndarray, here: np.ndarray) -> float:
+    """How much of the loss's change comes from terms whose slope differs between the two
+    steps: a smooth term rises by what it falls (up to the step's curvature, about 1e-6 of
+    its change), a term past a kink does not; a term whose change is near its own rounding
+    says nothing either way."""
+    change = np.maximum(np.abs(rise), np.abs(fall))
+    resolved = change > 64 * np.finfo(np.float64).eps * np.abs(here)
+    asymmetry = np.abs(rise - fall)
+    return float(asymmetry[resolved & (asymmetry > 1e-2 * change)].sum())
 
 
 def _quotient(
@@ -475,18 +489,23 @@ def _quotient(
     scale: float,
 ) -> float | None:
     """The central difference quotient of the loss, from its terms (``_loss_terms``) at the
-    three points, differenced term by term. Where the two one-sided quotients disagree, the
-    step crossed a kink (a ReLU's or a max's): if one side's quotient agrees with the analytic
-    value, the kink was on the other side and that one is used; if neither does, the loss has
-    no derivative along this entry (kinks on both sides, as where tied maxima of a flat
-    region move apart), finite differences can neither confirm nor refute the analytic value,
-    and the answer is None."""
-    forward = float(np.sum(above - here)) / step
-    backward = float(np.sum(here - below)) / step
-    if abs(forward - backward) <= 1e-3 * max(abs(forward), abs(backward), 1e-2 * scale):
+    three points, differenced term by term. Where the two one-sided quotients disagree, or
+    any term bends between them, the step crossed a kink (a ReLU's or a max's): if one side's
+    quotient has the analytic slope, the kink was on the other side and that one is used; if
+    neither has, the loss has no derivative along this entry (kinks on both sides, as where
+    tied maxima of a flat region move apart), finite differences can neither confirm nor
+    refute the analytic value, and the answer is None. Looking at the terms matters for a
+    segmenter: the one-sided quotients are sums over hundreds of pixels, whose kinks can
+    cancel in the sums and leave both equally wrong."""
+    rise, fall = above - here, here - below
+    forward, backward = float(np.sum(rise)) / step, float(np.sum(fall)) / step
+    bent = _bend(rise, fall, here) / step
+    if _relative(forward, backward, scale) <= AGREEMENT and bent <= _SAME_SLOPE * max(
+        abs(forward), abs(backward), 1e-2 * scale
+    ):
         return float(np.sum(above - below)) / (2 * step)
     closer = min((forward, backward), key=lambda q: abs(q - analytic))
-    return closer if _relative(closer, analytic, scale) < AGREEMENT else None
+    return closer if _relative(closer, analytic, scale) <= _SAME_SLOPE else None
 
 
 def _relative(a: float, b: float, scale: float) -> float:
