@@ -153,7 +153,18 @@ def test_forks_split_and_joins_add(runs: dict[str, Path]) -> None:
     close(shares[0] + shares[1], producer.grad_output, "fork")
     network, checkpoint = load_run(runs["densenet_bc"])
     result = trace(network, np.zeros(checkpoint.input_shape, np.float32), 0, checks=0)
-    assert any(e.type == "cat" for e in result.entries)
+    cat = next(e for e in result.entries if e.type == "cat" and len(e.grad_input) == 3)
+    widths = [np.shape(part)[0] for part in cat.input]
+    assert cat.shape_arithmetic.startswith(
+        f"{' + '.join(map(str, widths))} channels = {sum(widths)}: "
+    )
+    assert f"0..{widths[0] - 1} to input 1, {widths[0]}..{sum(widths[:2]) - 1} to input 2" in (
+        cat.rule
+    )
+    start = 0
+    for width, share in zip(widths, cat.grad_input, strict=True):
+        np.testing.assert_array_equal(share, cat.grad_output[start : start + width])
+        start += width
 
 
 def test_the_cli_json_has_the_documented_keys(
@@ -179,6 +190,7 @@ def test_the_cli_json_has_the_documented_keys(
     assert list(document) == [
         "run",
         "image",
+        "task",
         "label",
         "prediction",
         "probabilities",
@@ -186,6 +198,7 @@ def test_the_cli_json_has_the_documented_keys(
         "layers",
     ]
     assert document["image"] == "test sample 2" and isinstance(document["label"], int)
+    assert document["task"] == "classify" and isinstance(document["prediction"], int)
     for layer in document["layers"]:
         assert list(layer) == KEYS
         assert set(layer["check"]) == {"max_rel_error", "entries"}

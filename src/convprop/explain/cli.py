@@ -185,7 +185,8 @@ def _add_model(kinds: Any) -> None:
         "model",
         help="your trained network on one image: every layer's maps and gradients, checked",
         description="One forward and one backward pass of a run's network on an image, with the "
-        "cross-entropy against a label: per layer its configuration and shape arithmetic, its "
+        "cross-entropy against a label (for a segmentation run a mask, the loss the mean over "
+        "its labelled pixels): per layer its configuration and shape arithmetic, its "
         "maps, delta = dL/d(output), dL/d(input), dL/dw and dL/db, the notes' rule connecting "
         "them, and a check by finite differences and the chain rule.",
     )
@@ -196,7 +197,14 @@ def _add_model(kinds: Any) -> None:
     model.add_argument(
         "--label",
         help="the class to take the loss against (name or index; default: the true "
-        "label when known, else the predicted class)",
+        "label when known, else the predicted class); not for segmentation runs (--mask)",
+    )
+    model.add_argument(
+        "--mask",
+        type=Path,
+        metavar="MASK.png",
+        help="segmentation runs, with --image: the true mask to take the loss against "
+        "(8-bit class indices, 255 ignored; default: the predicted mask)",
     )
     model.add_argument("--weights", choices=("latest", "best"), default="latest")
     model.add_argument("--html", type=Path, metavar="PAGE.html", help="also write the page")
@@ -243,7 +251,14 @@ def build(args: argparse.Namespace) -> Any:
         from convprop.explain.model import explain_run
 
         return explain_run(
-            args.run_dir, args.image, args.index, args.label, args.weights, args.checks, args.seed
+            args.run_dir,
+            args.image,
+            args.index,
+            args.label,
+            args.weights,
+            args.checks,
+            args.seed,
+            mask=args.mask,
         )
     if args.explain_kind == "network":
         target = None if args.target is None else args.target - 1

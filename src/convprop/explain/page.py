@@ -10,8 +10,12 @@ the real numbers; in the backward view, hovering a cell of the input gradient hi
 that gradient came from. A sandbox redraws the notes' shape arithmetic and the zero-insertion
 picture of the backward pass for any input size, kernel, stride, padding and dilation.
 
+For a segmenter the header also draws the true (label) mask and the predicted mask in the
+classes' colours, with a legend of the classes found.
+
 Stable hooks: every layer's entry carries ``data-layer="<name>"`` and its panel
-``data-panel="<name>"``; the sandbox is ``data-sandbox``.
+``data-panel="<name>"``; the sandbox is ``data-sandbox``; a segmenter's masks are
+``data-mask="label"`` and ``data-mask="prediction"``.
 """
 
 from __future__ import annotations
@@ -73,14 +77,36 @@ def _entry(entry: LayerEntry, index: int) -> dict[str, Any]:
     }
 
 
+def _masks(trace: Trace) -> dict[str, Any]:
+    """A segmenter's true and predicted masks, the summary line and the classes' colours."""
+    from convprop.explain.trace_text import segmentation_header
+    from convprop.plots import IGNORE_COLOUR, class_palette
+
+    count = int(trace.probabilities.shape[0])
+    classes = trace.classes if trace.classes and len(trace.classes) == count else None
+    names = classes or [str(i) for i in range(count)]
+    return {
+        "label": _packed(np.asarray(trace.label), None),
+        "prediction": _packed(np.asarray(trace.prediction), None),
+        "classes": names,
+        "palette": class_palette(names).tolist(),
+        "ignore_colour": list(IGNORE_COLOUR),
+        "summary": segmentation_header(trace),
+    }
+
+
 def data(trace: Trace) -> dict[str, Any]:
-    """The numbers the page draws (a subset of ``Trace.to_dict``, packed)."""
+    """The numbers the page draws (a subset of ``Trace.to_dict``, packed); for a segmenter
+    its masks instead of the label, prediction and probabilities."""
+    segment = trace.task == "segment"
     return {
         "run": trace.run,
         "image": trace.image,
-        "label": trace.label,
-        "prediction": trace.prediction,
-        "probabilities": [float(p) for p in trace.probabilities],
+        "task": trace.task,
+        "label": None if segment else trace.label,
+        "prediction": None if segment else trace.prediction,
+        "probabilities": [] if segment else [float(p) for p in trace.probabilities],
+        "masks": _masks(trace) if segment else None,
         "loss": float(trace.loss),
         "max_channels": MAX_CHANNELS,
         "layers": [_entry(entry, i) for i, entry in enumerate(trace.entries)],
@@ -108,7 +134,7 @@ def html(trace: Trace) -> str:
 <style>{_asset("page.css")}</style>
 </head>
 <body>
-<header><h1>{title}</h1><p id="summary"></p>
+<header><h1>{title}</h1><p id="summary"></p><div id="masks"></div>
 <div class="views">
 <button type="button" id="view-forward" class="active">forward</button>
 <button type="button" id="view-backward">backward</button>

@@ -11,18 +11,27 @@ module without submodules; an op a container runs itself (a residual ``+``, Dens
 concatenation, a functional ReLU) is an entry of its own, named after the container
 (``layer1.0.add``). The last entry is the softmax and cross-entropy of the logits.
 
+A segmenter (a network whose scores are a map, (K, H, W) for K classes) is traced the same way
+against a mask, an (H, W) array of class indices with ``IGNORE`` (255) at unlabelled pixels:
+the loss is its training loss, the mean over the labelled pixels of the per-pixel
+cross-entropy, so its gradient dL/ds is (p - onehot(mask)) / (labelled pixels) at each
+labelled pixel and 0 at the ignored ones.
+
 Each entry is verified in float64, on a copy of the network: against central finite
 differences of the loss on a few randomly chosen entries of its ``grad_output`` (the layer's
 output perturbed through ``convprop.autograd.perturb``), ``grad_weight`` and ``grad_bias``; and
 by the chain rule: the shares ``grad_input`` of a value's consumers add up to the
-``grad_output`` of the layer that made it.
+``grad_output`` of the layer that made it. Where the loss has no derivative along a chosen
+entry (its two one-sided difference quotients disagree and neither matches: kinks on both
+sides, as when tied maxima of a flat background move apart), finite differences can neither
+confirm nor refute it; the entry is counted as ``skipped`` and another is drawn.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +43,27 @@ import convprop as cp
 from convprop import nn
 from convprop.autograd import Tensor, TracedOp, no_grad, perturb
 from convprop.autograd import trace as trace_ops
-from convprop.explain.trace_rules import config_of, rule, shape_arithmetic, top_entries
+from convprop.data.canvases import IGNORE
+from convprop.explain.trace_rules import (
+    config_of,
+    pixel_loss_rule,
+    rule,
+    shape_arithmetic,
+    top_entries,
+)
 from convprop.nn import functional as F
+
+# What the loss is taken against: a class (a classifier's), or a mask of class indices with
+# IGNORE at unlabelled pixels (a segmenter's, the shape of its score map without the classes).
+Target = int | np.ndarray
+
+
+def _cross_entropy(scores: Tensor, target: Target) -> Tensor:
+    """The training loss: the cross-entropy of the image's scores against its target (for a
+    mask, the mean over its labelled pixels)."""
+    if isinstance(target, np.ndarray):
+        return F.cross_entropy(scores, cp.tensor(target[np.newaxis]), ignore_index=IGNORE)
+    return F.cross_entropy(scores, cp.tensor(np.array([target])))
 
 
 @dataclass
@@ -180,7 +208,7 @@ def _hooks(
             handle.remove()
 
 
-def _forward(model: nn.Module, image: np.ndarray, label: int, backward: bool = True) -> _Pass:
+def _forward(model: nn.Module, image: np.ndarray, label: Target, backward: bool = True) -> _Pass:
     """One forward pass of ``model`` with its layers and ops noted, the loss, and (unless not
     ``backward``) its backward, the graph kept for the layers' shares."""
     x = cp.tensor(image[np.newaxis], requires_grad=backward)
@@ -188,7 +216,7 @@ def _forward(model: nn.Module, image: np.ndarray, label: int, backward: bool = T
     windows: list[tuple[int, int, str]] = []
     with trace_ops() as ops, _hooks(model, ops, calls, windows) as copies:
         logits = model(x)
-    loss = F.cross_entropy(logits, cp.tensor(np.array([label])))
+    loss = _cross_entropy(logits, label)
     covered = {i for call in calls for i in range(call.first_op, call.last_op + 1)}
     counts: dict[str, int] = {}
     for index, op in enumerate(ops):
@@ -241,16 +269,22 @@ def _shares(call: _Call) -> list[np.ndarray | None]:
 
 # ----------------------------------------------------------------------------- the trace
 class Trace:
-    """The layers of one image's forward and backward pass (see the module docstring)."""
+    """The layers of one image's forward and backward pass (see the module docstring).
+
+    For a classifier ``probabilities`` is the softmax (K,) and ``label`` a class; for a
+    segmenter ``probabilities`` is the per-pixel softmax (K, H, W) and ``label`` the (H, W)
+    mask (``IGNORE`` at unlabelled pixels). ``classes`` names the classes where known.
+    """
 
     def __init__(
         self,
         entries: list[LayerEntry],
         probabilities: np.ndarray,
-        label: int,
+        label: Target,
         loss: float,
         run: str = "",
         image: str = "",
+        classes: list[str] | None = None,
     ) -> None:
         self.entries, self.probabilities, self.label, self.loss = (
             entries,
@@ -259,22 +293,49 @@ class Trace:
             loss,
         )
         self.run, self.image = run, image
+        self.classes = classes
 
     @property
-    def prediction(self) -> int:
+    def task(self) -> str:
+        """``"segment"`` for a network scoring every pixel, else ``"classify"``."""
+        return "segment" if self.probabilities.ndim > 1 else "classify"
+
+    @property
+    def prediction(self) -> int | np.ndarray:
+        """The predicted class; for a segmenter the predicted mask (the class of largest
+        probability at each pixel)."""
+        if self.task == "segment":
+            return np.argmax(self.probabilities, axis=0)
         return int(np.argmax(self.probabilities))
+
+    @property
+    def labelled_pixels(self) -> int:
+        """How many pixels the loss averages over (a segmenter's; 1 for a classifier)."""
+        if self.task == "segment":
+            return int(np.count_nonzero(np.asarray(self.label) != IGNORE))
+        return 1
 
     @property
     def max_rel_error(self) -> float:
         return max((e.check.get("max_rel_error", 0.0) for e in self.entries), default=0.0)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON document (docs/explain-model.md); a segmenter's label, prediction and
+        probabilities are nested lists (H, W), (H, W) and (K, H, W)."""
+        if self.task == "segment":
+            label: Any = np.asarray(self.label).astype(int).tolist()
+            prediction: Any = np.asarray(self.prediction).astype(int).tolist()
+            probabilities = np.asarray(self.probabilities, np.float64).tolist()
+        else:
+            label, prediction = int(self.label), self.prediction
+            probabilities = [float(p) for p in self.probabilities]
         return {
             "run": self.run,
             "image": self.image,
-            "label": int(self.label),
-            "prediction": self.prediction,
-            "probabilities": [float(p) for p in self.probabilities],
+            "task": self.task,
+            "label": label,
+            "prediction": prediction,
+            "probabilities": probabilities,
             "loss": float(self.loss),
             "layers": [entry.to_dict() for entry in self.entries],
         }
@@ -322,15 +383,23 @@ def _entries(passed: _Pass) -> list[LayerEntry]:
         weight = getattr(module, "weight", None) if module is not None else None
         bias = getattr(module, "bias", None) if module is not None else None
         input_shape = first.shape if first is not None else ()
+        input_shapes = [t.shape for t in call.inputs]
         entries.append(
             LayerEntry(
                 name=call.name,
                 type=call.type,
                 config=config_of(module),
                 shape_arithmetic=shape_arithmetic(
-                    call.type, module, input_shape, call.output.shape
+                    call.type, module, input_shape, call.output.shape, input_shapes
                 ),
-                rule=rule(call.type, module, input_shape, call.output.shape, len(call.inputs)),
+                rule=rule(
+                    call.type,
+                    module,
+                    input_shape,
+                    call.output.shape,
+                    len(call.inputs),
+                    input_shapes,
+                ),
                 input=_per_input([t.numpy()[0] for t in call.inputs]),
                 output=call.output.numpy()[0],
                 grad_output=_grad(call.output)[0],
@@ -361,14 +430,27 @@ def _grad(tensor: Tensor) -> np.ndarray:
     return tensor.grad.numpy() if tensor.grad is not None else np.zeros(tensor.shape, tensor.dtype)
 
 
-def _loss_entry(passed: _Pass, label: int) -> LayerEntry:
+def _loss_entry(passed: _Pass, label: Target) -> LayerEntry:
     logits = passed.logits.numpy()[0]
+    if isinstance(label, np.ndarray):
+        labelled = int(np.count_nonzero(label != IGNORE))
+        pixels = "x".join(str(size) for size in label.shape)
+        config: dict[str, Any] = {"ignore_index": IGNORE, "labelled_pixels": labelled}
+        arithmetic = (
+            f"{logits.shape[0]} scores at each of {pixels} pixels -> 1 loss "
+            f"(the mean over {labelled} labelled pixels)"
+        )
+        loss_rule = pixel_loss_rule(labelled, label.size - labelled)
+    else:
+        config = {"label": int(label)}
+        arithmetic = f"{logits.shape[0]} logits -> 1 loss"
+        loss_rule = rule("loss", None, (), ())
     return LayerEntry(
         name="loss",
         type="loss",
-        config={"label": int(label)},
-        shape_arithmetic=f"{logits.shape[0]} logits -> 1 loss",
-        rule=rule("loss", None, (), ()),
+        config=config,
+        shape_arithmetic=arithmetic,
+        rule=loss_rule,
         input=logits,
         output=np.array([float(passed.loss.item())]),
         grad_output=np.array([1.0]),
@@ -378,18 +460,52 @@ def _loss_entry(passed: _Pass, label: int) -> LayerEntry:
 
 # ----------------------------------------------------------------------------- checks
 _STEP = 1e-6
+AGREEMENT = 1e-3  # a relative error below this is a check passed
+# A one-sided difference quotient on the smooth side of a kink has the analytic slope to
+# within rounding and the step's curvature, far below this (relative, as ``_relative``).
+_SAME_SLOPE = 1e-4
+# An entry with no derivative (``_quotient``) is replaced by another random one, at most this
+# many times per requested check.
+_REPLACEMENTS = 2
+
+
+def _bend(rise: np.ndarray, fall: np.ndarray, here: np.ndarray) -> float:
+    """How much of the loss's change comes from terms whose slope differs between the two
+    steps: a smooth term rises by what it falls (up to the step's curvature, about 1e-6 of
+    its change), a term past a kink does not; a term whose change is near its own rounding
+    says nothing either way."""
+    change = np.maximum(np.abs(rise), np.abs(fall))
+    resolved = change > 64 * np.finfo(np.float64).eps * np.abs(here)
+    asymmetry = np.abs(rise - fall)
+    return float(asymmetry[resolved & (asymmetry > 1e-2 * change)].sum())
 
 
 def _quotient(
-    above: float, here: float, below: float, step: float, analytic: float, scale: float
-) -> float:
-    """The central difference quotient; where the two one-sided ones disagree, the step
-    crossed a kink (a ReLU's or a max's) on one side, and the other side's quotient is the
-    smooth one: the closer of the two to the analytic value is used."""
-    forward, backward = (above - here) / step, (here - below) / step
-    if abs(forward - backward) <= 1e-3 * max(abs(forward), abs(backward), 1e-2 * scale):
-        return (above - below) / (2 * step)
-    return min((forward, backward), key=lambda q: abs(q - analytic))
+    above: np.ndarray,
+    here: np.ndarray,
+    below: np.ndarray,
+    step: float,
+    analytic: float,
+    scale: float,
+) -> float | None:
+    """The central difference quotient of the loss, from its terms (``_loss_terms``) at the
+    three points, differenced term by term. Where the two one-sided quotients disagree, or
+    any term bends between them, the step crossed a kink (a ReLU's or a max's): if one side's
+    quotient has the analytic slope, the kink was on the other side and that one is used; if
+    neither has, the loss has no derivative along this entry (kinks on both sides, as where
+    tied maxima of a flat region move apart), finite differences can neither confirm nor
+    refute the analytic value, and the answer is None. Looking at the terms matters for a
+    segmenter: the one-sided quotients are sums over hundreds of pixels, whose kinks can
+    cancel in the sums and leave both equally wrong."""
+    rise, fall = above - here, here - below
+    forward, backward = float(np.sum(rise)) / step, float(np.sum(fall)) / step
+    bent = _bend(rise, fall, here) / step
+    if _relative(forward, backward, scale) <= AGREEMENT and bent <= _SAME_SLOPE * max(
+        abs(forward), abs(backward), 1e-2 * scale
+    ):
+        return float(np.sum(above - below)) / (2 * step)
+    closer = min((forward, backward), key=lambda q: abs(q - analytic))
+    return closer if _relative(closer, analytic, scale) <= _SAME_SLOPE else None
 
 
 def _relative(a: float, b: float, scale: float) -> float:
@@ -398,83 +514,128 @@ def _relative(a: float, b: float, scale: float) -> float:
     return abs(a - b) / max(abs(a), abs(b), 1e-2 * scale, 1e-30)
 
 
-def _loss_at(model: nn.Module, image: np.ndarray, label: int) -> float:
-    """The loss of a plain forward pass (no hooks: ``_Pass.plain_index`` maps op indices)."""
+def _loss_terms(model: nn.Module, image: np.ndarray, label: Target) -> np.ndarray:
+    """The loss of a plain forward pass (no hooks: ``_Pass.plain_index`` maps op indices) as
+    terms that add up to it: the loss itself for a class; for a mask each pixel's
+    cross-entropy divided by the number of labelled pixels (0 at the ignored ones). A
+    perturbation changes only the pixels it reaches, so differencing the terms pixel by pixel
+    leaves the others' rounding out of the difference quotient: a segmenter's loss, a mean
+    over thousands of pixels, moves by little more than its rounding otherwise."""
     with no_grad():
         logits = model(cp.tensor(image[np.newaxis]))
-        return float(F.cross_entropy(logits, cp.tensor(np.array([label]))).item())
+        if not isinstance(label, np.ndarray):
+            return np.array([_cross_entropy(logits, label).item()])
+        pixels = F.cross_entropy(
+            logits, cp.tensor(label[np.newaxis]), ignore_index=IGNORE, reduction="none"
+        )
+        return pixels.numpy()[0] / np.count_nonzero(label != IGNORE)
 
 
 def _check(
-    model: nn.Module, image: np.ndarray, label: int, checks: int, seed: int
+    model: nn.Module, image: np.ndarray, label: Target, checks: int, seed: int
 ) -> tuple[list[dict[str, float]], _Pass]:
     """Finite differences and the chain rule, per entry, on a float64 copy."""
     exact = copy.deepcopy(model).double().eval()
     image64 = image.astype(np.float64)
     passed = _forward(exact, image64, label)
-    here = _loss_at(exact, image64, label)
+    here = _loss_terms(exact, image64, label)
     rng = np.random.default_rng(seed)
-    results = []
+    results: list[dict[str, Any]] = []
     for call in passed.calls:
-        errors = []
+        errors: list[float] = []
+        skipped = 0
         if call.output_op is not None:
             index = passed.plain_index(call.output_op)
             if id(call.output) in passed.copies:  # a layer returning its input unchanged
                 index = passed.plain_index(call.output_op + 1) - 1
-            errors += _fd_output(exact, image64, label, call, index, checks, rng, here)
-        errors += _fd_parameters(exact, image64, label, call, 1, rng, here)
-        results.append({"errors": errors})
+            found, missed = _fd_output(exact, image64, label, call, index, checks, rng, here)
+            errors, skipped = errors + found, skipped + missed
+        found, missed = _fd_parameters(exact, image64, label, call, 1, rng, here)
+        results.append({"errors": errors + found, "skipped": skipped + missed})
     _chain(passed, results)
     return [
-        {"max_rel_error": max(r["errors"], default=0.0), "entries": len(r["errors"])}
+        {
+            "max_rel_error": max(r["errors"], default=0.0),
+            "entries": len(r["errors"]),
+            "skipped": r["skipped"],
+        }
         for r in results
     ], passed
+
+
+def _sample(
+    candidates: np.ndarray,
+    checks: int,
+    rng: np.random.Generator,
+    error_at: Callable[[int], float | None],
+) -> tuple[list[float], int]:
+    """The errors at ``checks`` random candidates, and how many candidates had no derivative
+    (``error_at`` None), each replaced by another random one while replacements last."""
+    chosen = [
+        int(i) for i in rng.choice(candidates, size=min(checks, len(candidates)), replace=False)
+    ]
+    tried, errors, skipped = set(chosen), [], 0
+    while chosen:
+        error = error_at(chosen.pop(0))
+        if error is not None:
+            errors.append(error)
+            continue
+        skipped += 1
+        if skipped <= _REPLACEMENTS * checks and len(tried) < len(candidates):
+            remaining = np.setdiff1d(candidates, np.fromiter(tried, np.int64))
+            replacement = int(rng.choice(remaining))
+            tried.add(replacement)
+            chosen.append(replacement)
+    return errors, skipped
 
 
 def _fd_output(
     model: nn.Module,
     image: np.ndarray,
-    label: int,
+    label: Target,
     call: _Call,
     op_index: int,
     checks: int,
     rng: np.random.Generator,
-    here: float,
-) -> list[float]:
+    here: np.ndarray,
+) -> tuple[list[float], int]:
     analytic = call.output.grad.numpy() if call.output.grad is not None else None
     if analytic is None or not analytic.size:
-        return []
+        return [], 0
     scale = float(np.abs(analytic).max())
     candidates = (
         np.flatnonzero(np.abs(analytic.ravel()) >= 1e-3 * scale)
         if scale
         else np.arange(analytic.size)
     )
-    errors = []
-    for flat in rng.choice(candidates, size=min(checks, len(candidates)), replace=False):
-        value = float(call.output.numpy().ravel()[flat])
-        step = _STEP * max(1.0, abs(value))
-        with perturb(op_index, int(flat), step):
-            above = _loss_at(model, image, label)
-        with perturb(op_index, int(flat), -step):
-            below = _loss_at(model, image, label)
+    values = call.output.numpy().ravel()
+
+    def error_at(flat: int) -> float | None:
+        step = _STEP * max(1.0, abs(float(values[flat])))
+        with perturb(op_index, flat, step):
+            above = _loss_terms(model, image, label)
+        with perturb(op_index, flat, -step):
+            below = _loss_terms(model, image, label)
         exact = float(analytic.ravel()[flat])
-        errors.append(_relative(_quotient(above, here, below, step, exact, scale), exact, scale))
-    return errors
+        quotient = _quotient(above, here, below, step, exact, scale)
+        return None if quotient is None else _relative(quotient, exact, scale)
+
+    return _sample(candidates, checks, rng, error_at)
 
 
 def _fd_parameters(
     model: nn.Module,
     image: np.ndarray,
-    label: int,
+    label: Target,
     call: _Call,
     checks: int,
     rng: np.random.Generator,
-    here: float,
-) -> list[float]:
+    here: np.ndarray,
+) -> tuple[list[float], int]:
     errors: list[float] = []
+    skipped = 0
     if call.module is None:
-        return errors
+        return errors, skipped
     for name in ("weight", "bias"):
         parameter = getattr(call.module, name, None)
         if not isinstance(parameter, Tensor) or parameter.grad is None:
@@ -482,18 +643,27 @@ def _fd_parameters(
         analytic = parameter.grad.numpy().ravel()
         scale = float(np.abs(analytic).max())
         values = parameter.data.reshape(-1)  # a view: the parameter itself moves
-        for flat in rng.choice(analytic.size, size=min(checks, analytic.size), replace=False):
+
+        def error_at(
+            flat: int,
+            values: np.ndarray = values,
+            analytic: np.ndarray = analytic,
+            scale: float = scale,
+        ) -> float | None:
             original = float(values[flat])
             step = _STEP * max(1.0, abs(original))
             losses = []
             for delta in (step, -step):
                 values[flat] = original + delta
-                losses.append(_loss_at(model, image, label))
+                losses.append(_loss_terms(model, image, label))
             values[flat] = original
             exact = float(analytic[flat])
             quotient = _quotient(losses[0], here, losses[1], step, exact, scale)
-            errors.append(_relative(quotient, exact, scale))
-    return errors
+            return None if quotient is None else _relative(quotient, exact, scale)
+
+        found, missed = _sample(np.arange(analytic.size), checks, rng, error_at)
+        errors, skipped = errors + found, skipped + missed
+    return errors, skipped
 
 
 def _chain(passed: _Pass, results: list[dict[str, Any]]) -> None:
@@ -523,45 +693,108 @@ def _chain(passed: _Pass, results: list[dict[str, Any]]) -> None:
 
 
 # ----------------------------------------------------------------------------- entry point
+def _target(scores: np.ndarray, label: int | np.ndarray | None) -> Target:
+    """What the loss is taken against, for a pass whose scores are ``scores`` (1, K) or
+    (1, K, *spatial): ``label`` checked against them, or by default the prediction."""
+    classes = scores.shape[1]
+    if scores.ndim == 2:
+        if label is None:
+            return int(np.argmax(scores[0]))
+        if np.ndim(label) != 0 or not np.issubdtype(np.asarray(label).dtype, np.integer):
+            raise ValueError(
+                f"trace: the network gives one score per class ({classes} classes); label "
+                f"must be a class index, got {type(label).__name__} of shape {np.shape(label)}"
+            )
+        if not 0 <= int(label) < classes:
+            raise ValueError(f"trace: label {int(label)} is not a class 0..{classes - 1}")
+        return int(label)
+    spatial = scores.shape[2:]
+    if label is None:
+        return np.argmax(scores[0], axis=0).astype(np.int64)
+    mask = np.asarray(label)
+    if mask.ndim == 0:
+        raise ValueError(
+            f"trace: the network scores every pixel ({classes} classes on "
+            f"{'x'.join(map(str, spatial))}); label must be a mask of shape {spatial} "
+            f"(class indices, {IGNORE} to ignore a pixel), not the one class {label!r}"
+        )
+    if mask.shape != spatial:
+        raise ValueError(
+            f"trace: the mask has shape {mask.shape} but the network's score map is {spatial}"
+        )
+    if not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"trace: the mask must hold class indices (integers), got {mask.dtype}")
+    outside = (mask != IGNORE) & ((mask < 0) | (mask >= classes))
+    if outside.any():
+        raise ValueError(
+            f"trace: the mask has class {int(mask[outside][0])}, outside 0..{classes - 1} "
+            f"(and {IGNORE} to ignore a pixel)"
+        )
+    if not (mask != IGNORE).any():
+        raise ValueError(
+            f"trace: every pixel of the mask is {IGNORE} (ignored): the loss would average "
+            "over no pixel"
+        )
+    return mask.astype(np.int64)
+
+
 def trace(
     model: nn.Module,
     image: np.ndarray,
-    label: int | None = None,
+    label: int | np.ndarray | None = None,
     *,
     checks: int = 2,
     seed: int = 0,
     run: str = "",
     name: str = "",
+    classes: list[str] | None = None,
 ) -> Trace:
     """The forward and backward pass of ``model`` on one ``image`` (C, H, W) or (C, L), already
     normalised as the network expects, with the cross-entropy against ``label`` (default: the
-    predicted class); ``checks`` finite differences per layer and parameter."""
+    predicted class); ``checks`` finite differences per layer and parameter.
+
+    For a segmenter (scores (K, H, W)) ``label`` is an (H, W) mask of class indices, ``IGNORE``
+    (255) at pixels the loss leaves out (default: the predicted mask), and the loss is the mean
+    per-pixel cross-entropy over the labelled pixels, as in training. ``classes`` names the
+    classes for the text and the page."""
     model.eval()
     image = np.asarray(image, dtype=next(iter(model.parameters())).dtype)
-    if label is None:
-        with no_grad():
-            label = int(np.argmax(model(cp.tensor(image[np.newaxis])).numpy()))
-    passed = _forward(model, image, int(label))
-    entries = _entries(passed) + [_loss_entry(passed, int(label))]
+    with no_grad():
+        scores = model(cp.tensor(image[np.newaxis])).numpy()
+    target = _target(scores, label)
+    passed = _forward(model, image, target)
+    entries = _entries(passed) + [_loss_entry(passed, target)]
     model.zero_grad()
-    checked, _ = _check(model, image, int(label), checks, seed)
+    checked, _ = _check(model, image, target, checks, seed)
     for entry, result in zip(entries, checked, strict=False):
         entry.check = result
     logits = passed.logits.numpy()[0].astype(np.float64)
-    probabilities = np.exp(logits - logits.max())
-    probabilities /= probabilities.sum()
+    probabilities = np.exp(logits - logits.max(axis=0, keepdims=True))
+    probabilities /= probabilities.sum(axis=0, keepdims=True)
     loss_entry = entries[-1]
-    loss_entry.check = _loss_check(loss_entry, probabilities, int(label))
-    return Trace(entries, probabilities, int(label), float(passed.loss.item()), run, name)
+    loss_entry.check = _loss_check(loss_entry, probabilities, target)
+    return Trace(entries, probabilities, target, float(passed.loss.item()), run, name, classes)
 
 
-def _loss_check(entry: LayerEntry, probabilities: np.ndarray, label: int) -> dict[str, float]:
-    """dL/ds against the notes' p - onehot(label)."""
-    expected = probabilities.copy()
-    expected[label] -= 1.0
+def loss_gradient(probabilities: np.ndarray, label: Target) -> np.ndarray:
+    """The notes' dL/ds: p - onehot(label); for a mask, (p - onehot(mask)) / N at each of the
+    N labelled pixels and 0 at the ignored ones (the mean's gradient)."""
+    expected = np.array(probabilities, dtype=np.float64)
+    if not isinstance(label, np.ndarray):
+        expected[label] -= 1.0
+        return expected
+    labelled = label != IGNORE
+    expected[(label[labelled], *np.nonzero(labelled))] -= 1.0
+    expected[:, ~labelled] = 0.0
+    return expected / np.count_nonzero(labelled)
+
+
+def _loss_check(entry: LayerEntry, probabilities: np.ndarray, label: Target) -> dict[str, float]:
+    """dL/ds of the backward pass against the notes' rule (``loss_gradient``)."""
+    expected = loss_gradient(probabilities, label)
     scale = float(np.abs(expected).max())
     error = float(np.abs(entry.grad_input - expected).max()) / scale
     return {"max_rel_error": error, "entries": int(expected.size)}
 
 
-__all__ = ["LayerEntry", "Trace", "top_entries", "trace"]
+__all__ = ["LayerEntry", "Target", "Trace", "loss_gradient", "top_entries", "trace"]

@@ -55,9 +55,12 @@ def write(trace: Trace, path: Path) -> Path:
                 axis.set_title(key.replace("_", " "), fontsize=9)
             if c == 0:
                 axis.set_ylabel(f"{entry.name}\n{entry.type}", fontsize=7)
+    if trace.task == "segment":
+        target = f"per-pixel loss over {trace.labelled_pixels} labelled pixels"
+    else:
+        target = f"label {trace.label}, prediction {trace.prediction}"
     figure.suptitle(
-        f"{trace.run or 'network'}: {trace.image} (label {trace.label}, "
-        f"prediction {trace.prediction}); channel 0 of each map",
+        f"{trace.run or 'network'}: {trace.image} ({target}); channel 0 of each map",
         fontsize=9,
     )
     buffer = io.BytesIO()

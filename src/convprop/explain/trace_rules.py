@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from convprop import nn
+from convprop.data.canvases import IGNORE
 from convprop.ops import geometry
 
 
@@ -79,11 +80,30 @@ def _pool_arithmetic(module: Any, in_size: Sequence[int], out_size: Sequence[int
     )
 
 
+def _joined_axis(input_shapes: Sequence[Sequence[int]], output_shape: Sequence[int]) -> int:
+    """The axis a concatenation joined along: where the inputs' sizes add up to the output's."""
+    for axis in range(1, len(output_shape)):
+        if sum(shape[axis] for shape in input_shapes) == output_shape[axis]:
+            return axis
+    return 1
+
+
 def shape_arithmetic(
-    kind: str, module: Any, input_shape: Sequence[int], output_shape: Sequence[int]
+    kind: str,
+    module: Any,
+    input_shape: Sequence[int],
+    output_shape: Sequence[int],
+    input_shapes: Sequence[Sequence[int]] = (),
 ) -> str:
-    """The layer's output size worked out from its input's (per spatial axis), or the shapes."""
+    """The layer's output size worked out from its input's (per spatial axis), or the shapes;
+    ``input_shapes``, every input's, for an op of several inputs."""
     in_size, out_size = input_shape[2:], output_shape[2:]
+    if kind == "cat" and len(input_shapes) > 1:
+        axis = _joined_axis(input_shapes, output_shape)
+        sizes = " + ".join(str(shape[axis]) for shape in input_shapes)
+        shapes = " + ".join(str(tuple(shape[1:])) for shape in input_shapes)
+        what = "channels" if axis == 1 else f"along axis {axis - 1}"
+        return f"{sizes} {what} = {output_shape[axis]}: {shapes} -> {tuple(output_shape[1:])}"
     if kind in ("Conv1d", "Conv2d"):
         return _conv_arithmetic(module, in_size, out_size)
     if kind in ("ConvTranspose1d", "ConvTranspose2d"):
@@ -99,10 +119,78 @@ def _size(values: Sequence[int]) -> str:
     return "x".join(str(v) for v in values)
 
 
+def _transpose_rule(module: Any, input_shape: Sequence[int], output_shape: Sequence[int]) -> str:
+    """The notes' upsampling: a transposed convolution is the input gradient of the
+    convolution with the same kernel, so its backward is that convolution's forward."""
+    spatial = len(input_shape) - 2
+    kernel, stride = _axes(module.kernel_size, spatial), _axes(module.stride, spatial)
+    padding, dilation = _axes(module.padding, spatial), _axes(module.dilation, spatial)
+    extra = _axes(module.output_padding, spatial)
+    border = [d * (k - 1) - p for k, d, p in zip(kernel, dilation, padding, strict=True)]
+    zeros = [s - 1 for s in stride]
+    between = (
+        f"{zeros[0]} zero{'s' if zeros[0] > 1 else ''}"
+        if len(set(zeros)) == 1
+        else f"{_size(zeros)} zeros"
+    )
+    inserted = f"zero-inserted ({between} between neighbours), " if any(zeros) else ""
+    framed = f"padded by {_size(border)}"
+    if any(b < 0 for b in border):
+        framed = f"padded by {border} (a negative padding crops)"
+    if any(extra):
+        framed += f" (+{_size(extra)} at the end: output_padding)"
+    x = f"{_size(input_shape[2:])}x{input_shape[1]}"
+    delta = f"{_size(output_shape[2:])}x{output_shape[1]}"
+    strided = f"at stride {_size(stride)}"
+    if any(padding):
+        strided += f", padding {_size(padding)}"
+    if any(d > 1 for d in dilation):
+        strided += f", dilation {_size(dilation)}"
+    return (
+        f"transposed convolution {_size(kernel)}: forward = the input ({x}) {inserted}{framed} "
+        "and correlated with the channel-swapped Rot180 kernels (the notes' upsampling: "
+        "zero insertion, then convolution); "
+        f"dL/dx = delta ({delta}) correlated with the kernels {strided}, an ordinary strided "
+        "convolution (the forward of the Conv it transposes); dL/dw = delta correlated with "
+        "the input (a convolution's weight gradient, input and delta swapped); "
+        "dL/db = the sum of delta"
+    )
+
+
+def pixel_loss_rule(labelled: int, ignored: int) -> str:
+    """A segmenter's loss: the mean over the labelled pixels of the per-pixel cross-entropy."""
+    return (
+        f"per-pixel softmax + cross-entropy, the mean over the {labelled} labelled pixels "
+        f"({ignored} ignored): dL/ds = (p - onehot(mask)) / {labelled} at each labelled pixel, "
+        f"0 at the ignored ones (mask {IGNORE})"
+    )
+
+
+def _cat_rule(input_shapes: Sequence[Sequence[int]], output_shape: Sequence[int]) -> str:
+    axis = _joined_axis(input_shapes, output_shape)
+    start, slices = 0, []
+    for number, shape in enumerate(input_shapes, 1):
+        slices.append(f"{start}..{start + shape[axis] - 1} to input {number}")
+        start += shape[axis]
+    where = "the channels" if axis == 1 else f"axis {axis - 1}"
+    return (
+        f"concatenation of {len(input_shapes)} inputs along {where}: delta "
+        f"({_size(output_shape[2:])}x{output_shape[1]}) split back into its slices, "
+        f"{', '.join(slices)}; where an input also feeds another layer (a skip connection), "
+        "its gradient is the sum of both shares"
+    )
+
+
 def rule(
-    kind: str, module: Any, input_shape: Sequence[int], output_shape: Sequence[int], inputs: int = 1
+    kind: str,
+    module: Any,
+    input_shape: Sequence[int],
+    output_shape: Sequence[int],
+    inputs: int = 1,
+    input_shapes: Sequence[Sequence[int]] = (),
 ) -> str:
-    """The backward rule of the notes for this layer, with its numbers."""
+    """The backward rule of the notes for this layer, with its numbers (``input_shapes``:
+    every input's, for an op of several inputs)."""
     spatial = len(input_shape) - 2
     if kind in ("Conv1d", "Conv2d"):
         kernel = _axes(module.kernel_size, spatial)
@@ -124,11 +212,7 @@ def rule(
             "delta (summed over every position the kernel visited); dL/db = the sum of delta"
         )
     if kind in ("ConvTranspose1d", "ConvTranspose2d"):
-        return (
-            "a transposed convolution is a convolution's backward: dL/dx = the convolution "
-            "of delta with the kernel (strided as the layer upsamples); dL/dw = delta "
-            "correlated with the input"
-        )
+        return _transpose_rule(module, input_shape, output_shape)
     if kind in ("MaxPool1d", "MaxPool2d"):
         kernel = _axes(module.kernel_size, spatial)
         window = math.prod(kernel)
@@ -171,6 +255,10 @@ def rule(
             "add: each summand receives delta unchanged; where a value fed two paths (a "
             "fork, as the residual shortcut), their gradients add"
         )
+    if kind == "cat" and len(input_shapes) > 1:
+        return _cat_rule(input_shapes, output_shape)
+    if kind == "cat" and inputs == 1:
+        return "concatenation of 1 input: delta passes unchanged"
     if kind == "cat":
         return (
             f"concatenation of {inputs} inputs: delta split back along the channels, each "

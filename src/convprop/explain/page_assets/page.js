@@ -257,7 +257,10 @@ function weightGroup(layer) {
   group.className = "group backward-only";
   group.dataset.map = "grad_weight";
   const heading = document.createElement("h3");
-  heading.textContent = `dL/dw per filter, input channel 0 (${gw.shape.join("x")})`;
+  // A transposed convolution's weight is (in_channels, out_channels, ...): its first axis
+  // is the input channel a kernel reads, not an output filter.
+  const transposed = layer.type.startsWith("ConvTranspose");
+  heading.textContent = `dL/dw per ${transposed ? "input channel, output channel 0" : "filter, input channel 0"} (${gw.shape.join("x")})`;
   const row = document.createElement("div");
   row.className = "channels";
   const filterSize = gw.values.length / gw.shape[0], perChannel = filterSize / gw.shape[1];
@@ -266,7 +269,7 @@ function weightGroup(layer) {
     const kernel = { shape: gw.shape.slice(2).length === 1 ? [1, gw.shape[2]] : gw.shape.slice(2),
       values: gw.values.slice(f * filterSize, f * filterSize + perChannel) };
     const canvas = document.createElement("canvas");
-    canvas.title = `filter ${f}`;
+    canvas.title = transposed ? `input channel ${f}` : `filter ${f}`;
     drawPlane(canvas, { shape: [1, ...kernel.shape], values: kernel.values }, 0, scale, null);
     row.append(canvas);
   }
@@ -286,7 +289,8 @@ function buildPanel(layer) {
   arith.className = "arith"; arith.textContent = "shape: " + layer.shape_arithmetic;
   const check = document.createElement("div");
   check.className = "check";
-  check.textContent = `check: max relative error ${Number(layer.check.max_rel_error || 0).toExponential(1)} over ${layer.check.entries || 0} finite differences and chain-rule sums (float64)`;
+  const skipped = layer.check.skipped ? `; ${layer.check.skipped} entries with no derivative there (kinks on both sides) skipped` : "";
+  check.textContent = `check: max relative error ${Number(layer.check.max_rel_error || 0).toExponential(1)} over ${layer.check.entries || 0} finite differences and chain-rule sums (float64)${skipped}`;
   const maps = document.createElement("div");
   maps.className = "maps";
   const input = mapGroup(layer.inputs > 1 ? `input 1 of ${layer.inputs}` : "input", layer.input, false, "input");
@@ -306,6 +310,46 @@ function buildPanel(layer) {
   }
   if (layer.type === "MaxPool2d") attachMaxPoolBackwardHover(layer, gradInput, gradOutput, input, box);
   return panel;
+}
+
+// A segmenter's label and predicted masks in the classes' colours (ignored pixels in their
+// own colour), and a legend of the classes either mask holds.
+function drawMasks(masks) {
+  const root = document.getElementById("masks"), found = new Set();
+  const figures = document.createElement("div");
+  figures.className = "masks";
+  for (const [role, title] of [["label", "label mask"], ["prediction", "predicted mask"]]) {
+    const mask = decode(masks[role]);
+    const [rows, cols] = mask.shape.length === 2 ? mask.shape : [1, mask.shape[0]];
+    const size = Math.max(1, Math.min(8, Math.floor(128 / Math.max(rows, cols))));
+    const canvas = document.createElement("canvas");
+    canvas.dataset.mask = role; canvas.dataset.cell = size;
+    canvas.width = cols * size; canvas.height = rows * size;
+    const g = canvas.getContext("2d");
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) {
+        const value = mask.values[i * cols + j], known = value < masks.palette.length;
+        if (known) found.add(value);
+        const [r, gr, b] = known ? masks.palette[value] : masks.ignore_colour;
+        g.fillStyle = `rgb(${r},${gr},${b})`;
+        g.fillRect(j * size, i * size, size, size);
+      }
+    }
+    const figure = document.createElement("figure"), caption = document.createElement("figcaption");
+    caption.textContent = `${title} (${rows}x${cols})`;
+    figure.append(canvas, caption);
+    figures.append(figure);
+  }
+  const key = document.createElement("div");
+  key.className = "classes";
+  [...found].sort((a, b) => a - b).forEach((value) => {
+    const item = document.createElement("span"), swatch = document.createElement("i");
+    const [r, g, b] = masks.palette[value];
+    swatch.style.background = `rgb(${r},${g},${b})`;
+    item.append(swatch, masks.classes[value]);
+    key.append(item);
+  });
+  root.append(figures, key);
 }
 
 function show(name) {
@@ -328,8 +372,13 @@ function buildLayers() {
     nav.append(entry);
     panels.append(buildPanel(layer));
   });
-  const top = trace.probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).slice(0, 3);
-  document.getElementById("summary").textContent = `prediction ${trace.prediction} (${top.map(([p, i]) => `${i}: ${p.toFixed(3)}`).join(", ")}), label ${trace.label}, loss ${number(trace.loss)}; ${trace.layers.length} entries`;
+  if (trace.masks) {
+    document.getElementById("summary").textContent = trace.masks.summary;
+    drawMasks(trace.masks);
+  } else {
+    const top = trace.probabilities.map((p, i) => [p, i]).sort((a, b) => b[0] - a[0]).slice(0, 3);
+    document.getElementById("summary").textContent = `prediction ${trace.prediction} (${top.map(([p, i]) => `${i}: ${p.toFixed(3)}`).join(", ")}), label ${trace.label}, loss ${number(trace.loss)}; ${trace.layers.length} entries`;
+  }
   if (trace.layers.length) show(trace.layers[0].name);
 }
 
