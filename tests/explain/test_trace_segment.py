@@ -17,7 +17,7 @@ from convprop.explain.trace import AGREEMENT, Trace, trace
 from convprop.models import UNet
 
 torch = pytest.importorskip("torch")
-from tests.models.test_zoo import TorchUNet  # noqa: E402
+from tests.models.mirrors import TorchUNet  # noqa: E402
 
 SIZE = 16
 CLASSES = 3

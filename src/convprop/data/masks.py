@@ -110,6 +110,13 @@ def _mask_array(path: Path, picture: Any, size: tuple[int, int] | None) -> np.nd
     return np.asarray(picture, dtype=np.uint8)
 
 
+def read_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One mask file as an (H, W) int64 array of class indices (255: ignore), by the mask
+    folder's rules (8-bit, mode L or P), resized by nearest neighbour to ``size`` if given."""
+    path = Path(path)
+    return _mask_array(path, _open(path), size).astype(np.int64)
+
+
 def load_mask_folder(
     root: str | Path, resize: tuple[int, int] | None = None
 ) -> SegmentationDataset:

@@ -39,10 +39,10 @@ def _label(text: str | None, checkpoint: Checkpoint) -> int | None:
 def read_mask(path: Path, size: tuple[int, int], classes: int) -> np.ndarray:
     """A mask file as an int64 (H, W) array: 8-bit (mode L or P) class indices of the image's
     ``size`` (H, W), each below ``classes`` or ``IGNORE``; anything else is a DataError."""
-    from convprop.data.masks import _mask_array, _open
+    from convprop.data import masks
 
     try:
-        mask = _mask_array(path, _open(path), None).astype(np.int64)
+        mask = masks.read_mask(path)
     except DataError as error:  # "PATH: cannot read image", "PATH: a mask must be 8-bit ..."
         raise DataError(f"--mask {error}") from None
     if mask.shape != size:

@@ -181,6 +181,71 @@ def _cat_rule(input_shapes: Sequence[Sequence[int]], output_shape: Sequence[int]
     )
 
 
+def _conv_rule(module: Any, spatial: int, output_shape: Sequence[int]) -> str:
+    kernel = _axes(module.kernel_size, spatial)
+    stride, dilation = _axes(module.stride, spatial), _axes(module.dilation, spatial)
+    pads = geometry.conv_padding(module.padding, kernel, stride, dilation, "explain")
+    full = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    delta = f"{_size(output_shape[2:])}x{output_shape[1]}"
+    inserted = f"zero-inserted for stride {_size(stride)}, " if any(s > 1 for s in stride) else ""
+    cut = (
+        f"; then the padding {_size([b for b, _ in pads])} is removed" if any(sum(pads, ())) else ""
+    )
+    return (
+        f"dL/dx = full convolution of delta ({delta}, {inserted}padded by {_size(full)}) "
+        f"with the channel-swapped Rot180 kernels{cut}; dL/dw = the input correlated with "
+        "delta (summed over every position the kernel visited); dL/db = the sum of delta"
+    )
+
+
+def _pool_rule(kind: str, module: Any, spatial: int) -> str:
+    kernel = _axes(module.kernel_size, spatial)
+    if kind.startswith("Max"):
+        return (
+            f"max pool {_size(kernel)}: each delta routed to its window's argmax (1 of "
+            f"{math.prod(kernel)} positions), += where windows overlap; the others get 0"
+        )
+    return (
+        f"mean pool {_size(kernel)}: each delta spread evenly over its window "
+        f"(1/{math.prod(kernel)} to each position), += where windows overlap"
+    )
+
+
+# The rules whose words do not depend on the layer's numbers: (layer and op names, rule).
+_FIXED: list[tuple[tuple[str, ...], str]] = [
+    (
+        ("AdaptiveAvgPool1d", "AdaptiveAvgPool2d"),
+        "adaptive average: each delta spread evenly over the positions of its window",
+    ),
+    (
+        ("AdaptiveMaxPool1d", "AdaptiveMaxPool2d"),
+        "adaptive max: each delta routed to its window's argmax",
+    ),
+    (("ReLU", "relu"), "ReLU: delta * (z > 0)"),
+    (("Sigmoid", "sigmoid"), "sigmoid: delta * s (1 - s)"),
+    (("Tanh", "tanh"), "tanh: delta * (1 - tanh(z)^2)"),
+    (("LeakyReLU", "leaky_relu"), "leaky ReLU: delta where z > 0, slope * delta elsewhere"),
+    (
+        ("Linear",),
+        "linear y = W x + b (deck 002's Y = WX + b): dL/dx = W^T delta, "
+        "dL/dW = delta x^T, dL/db = delta",
+    ),
+    (
+        ("BatchNorm1d", "BatchNorm2d"),
+        "batch norm (eval: the running statistics are constants): dL/dx = delta * "
+        "gamma / sqrt(var + eps); dL/dgamma = sum of delta * x_hat, dL/dbeta = sum of delta",
+    ),
+    (("Flatten", "reshape"), "flatten: delta folded back into the maps it came from"),
+    (
+        ("add",),
+        "add: each summand receives delta unchanged; where a value fed two paths (a "
+        "fork, as the residual shortcut), their gradients add",
+    ),
+    (("loss",), "softmax + cross-entropy: dL/ds = p - onehot(label)"),
+]
+_FIXED_RULES = {name: text for names, text in _FIXED for name in names}
+
+
 def rule(
     kind: str,
     module: Any,
@@ -193,68 +258,11 @@ def rule(
     every input's, for an op of several inputs)."""
     spatial = len(input_shape) - 2
     if kind in ("Conv1d", "Conv2d"):
-        kernel = _axes(module.kernel_size, spatial)
-        stride, dilation = _axes(module.stride, spatial), _axes(module.dilation, spatial)
-        pads = geometry.conv_padding(module.padding, kernel, stride, dilation, "explain")
-        full = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
-        delta = f"{_size(output_shape[2:])}x{output_shape[1]}"
-        inserted = (
-            f"zero-inserted for stride {_size(stride)}, " if any(s > 1 for s in stride) else ""
-        )
-        cut = (
-            f"; then the padding {_size([b for b, _ in pads])} is removed"
-            if any(sum(pads, ()))
-            else ""
-        )
-        return (
-            f"dL/dx = full convolution of delta ({delta}, {inserted}padded by {_size(full)}) "
-            f"with the channel-swapped Rot180 kernels{cut}; dL/dw = the input correlated with "
-            "delta (summed over every position the kernel visited); dL/db = the sum of delta"
-        )
+        return _conv_rule(module, spatial, output_shape)
     if kind in ("ConvTranspose1d", "ConvTranspose2d"):
         return _transpose_rule(module, input_shape, output_shape)
-    if kind in ("MaxPool1d", "MaxPool2d"):
-        kernel = _axes(module.kernel_size, spatial)
-        window = math.prod(kernel)
-        return (
-            f"max pool {_size(kernel)}: each delta routed to its window's argmax (1 of "
-            f"{window} positions), += where windows overlap; the others get 0"
-        )
-    if kind in ("AvgPool1d", "AvgPool2d"):
-        kernel = _axes(module.kernel_size, spatial)
-        return (
-            f"mean pool {_size(kernel)}: each delta spread evenly over its window "
-            f"(1/{math.prod(kernel)} to each position), += where windows overlap"
-        )
-    if kind in ("AdaptiveAvgPool1d", "AdaptiveAvgPool2d"):
-        return "adaptive average: each delta spread evenly over the positions of its window"
-    if kind in ("AdaptiveMaxPool1d", "AdaptiveMaxPool2d"):
-        return "adaptive max: each delta routed to its window's argmax"
-    if kind in ("ReLU", "relu"):
-        return "ReLU: delta * (z > 0)"
-    if kind in ("Sigmoid", "sigmoid"):
-        return "sigmoid: delta * s (1 - s)"
-    if kind in ("Tanh", "tanh"):
-        return "tanh: delta * (1 - tanh(z)^2)"
-    if kind in ("LeakyReLU", "leaky_relu"):
-        return "leaky ReLU: delta where z > 0, slope * delta elsewhere"
-    if kind == "Linear":
-        return (
-            "linear y = W x + b (deck 002's Y = WX + b): dL/dx = W^T delta, "
-            "dL/dW = delta x^T, dL/db = delta"
-        )
-    if kind in ("BatchNorm1d", "BatchNorm2d"):
-        return (
-            "batch norm (eval: the running statistics are constants): dL/dx = delta * "
-            "gamma / sqrt(var + eps); dL/dgamma = sum of delta * x_hat, dL/dbeta = sum of delta"
-        )
-    if kind in ("Flatten", "reshape"):
-        return "flatten: delta folded back into the maps it came from"
-    if kind == "add":
-        return (
-            "add: each summand receives delta unchanged; where a value fed two paths (a "
-            "fork, as the residual shortcut), their gradients add"
-        )
+    if kind in ("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"):
+        return _pool_rule(kind, module, spatial)
     if kind == "cat" and len(input_shapes) > 1:
         return _cat_rule(input_shapes, output_shape)
     if kind == "cat" and inputs == 1:
@@ -266,9 +274,7 @@ def rule(
         )
     if kind in ("Dropout", "Dropout2d", "Identity"):
         return f"{kind} (eval mode): delta passes unchanged"
-    if kind == "loss":
-        return "softmax + cross-entropy: dL/ds = p - onehot(label)"
-    return f"{kind}: its hand-derived backward"
+    return _FIXED_RULES.get(kind, f"{kind}: its hand-derived backward")
 
 
 def top_entries(array: np.ndarray, count: int = 3) -> list[tuple[tuple[int, ...], float]]:
