@@ -109,7 +109,9 @@ def evaluation(run: Path) -> str:
     return finished.stdout.split("\n", 1)[1]
 
 
-def test_lenet5_on_two_processes_trains_as_one_and_resumes_on_either(tmp_path: Path) -> None:
+def test_lenet5_on_two_processes_trains_as_one_and_resumes_on_another_count(
+    tmp_path: Path,
+) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     succeeded(one_process("train", *LENET, "--epochs", "3", "--out", str(one)))
     finished = processes("train", "--distributed", *LENET, "--epochs", "3", "--out", str(two))
@@ -120,14 +122,17 @@ def test_lenet5_on_two_processes_trains_as_one_and_resumes_on_either(tmp_path: P
     assert_same_weights(one, two)
     assert_same_metrics(one, two)
     assert evaluation(one) == evaluation(two)
-    # Two epochs on one process, the third on two: the run is the same.
-    switched = tmp_path / "switched"
-    succeeded(one_process("train", *LENET, "--epochs", "2", "--out", str(switched)))
+    # Augmented, two epochs on one process and the third on two: the same run, since each
+    # process augments its share with the draws one process makes for the whole batch.
+    augmented = [*LENET, "--augment", "shift,rotate,scale"]
+    straight, switched = tmp_path / "straight", tmp_path / "switched"
+    succeeded(one_process("train", *augmented, "--epochs", "3", "--out", str(straight)))
+    succeeded(one_process("train", *augmented, "--epochs", "2", "--out", str(switched)))
     succeeded(
         processes("train", "--resume", str(switched), "--distributed", "--epochs", "3", "--quiet")
     )
-    assert_same_weights(one, switched)
-    assert_same_metrics(one, switched)
+    assert_same_weights(straight, switched)
+    assert_same_metrics(straight, switched)
 
 
 def test_resnet20_with_sync_bn_on_two_processes_trains_as_one(tmp_path: Path) -> None:

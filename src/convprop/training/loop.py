@@ -33,6 +33,7 @@ from convprop import nn, optim
 from convprop import random as cp_random
 from convprop.data import DataError, DataLoader, Normalize, build_augmentation
 from convprop.data.canvases import IGNORE
+from convprop.data.transforms import Compose
 from convprop.io.files import atomic_write_bytes
 from convprop.nn import functional as F
 from convprop.nn.parallel import DistributedDataParallel
@@ -450,10 +451,10 @@ class _Run:
         bar = _progress_bar(self.progress, len(loader), f"epoch {epoch}/{self.config.epochs}")
         with bar:
             for batch_index, (inputs, labels) in enumerate(loader, start=1):
-                if augmentation is not None:
-                    inputs = augmentation(inputs)
                 images += len(labels)
-                batch_loss_sum, batch_correct, batch_seen = step(inputs, labels, epoch, batch_index)
+                batch_loss_sum, batch_correct, batch_seen = step(
+                    inputs, labels, augmentation, epoch, batch_index
+                )
                 loss_sum += batch_loss_sum
                 correct += batch_correct
                 seen += batch_seen
@@ -464,10 +465,17 @@ class _Run:
         return loss_sum / max(seen, 1), correct / max(seen, 1)
 
     def _step(
-        self, inputs: np.ndarray, labels: np.ndarray, epoch: int, batch_index: int
+        self,
+        inputs: np.ndarray,
+        labels: np.ndarray,
+        augmentation: Callable[[np.ndarray], np.ndarray] | None,
+        epoch: int,
+        batch_index: int,
     ) -> tuple[float, int, int]:
         """One optimizer step on a batch; its loss sum, correct predictions and count, per
         sample or per labelled pixel of a segmentation mask."""
+        if augmentation is not None:
+            inputs = augmentation(inputs)
         logits = self.model(_to_tensor(self.normalize(inputs), self.dtype))
         loss = F.cross_entropy(logits, cp.from_numpy(labels), ignore_index=self.ignore_index)
         value = float(loss.item())
@@ -484,7 +492,12 @@ class _Run:
         return value * seen, correct, seen
 
     def _distributed_step(
-        self, inputs: np.ndarray, labels: np.ndarray, epoch: int, batch_index: int
+        self,
+        inputs: np.ndarray,
+        labels: np.ndarray,
+        augmentation: Callable[[np.ndarray], np.ndarray] | None,
+        epoch: int,
+        batch_index: int,
     ) -> tuple[float, int, int]:
         """``_step`` on this process's share of the global batch ``inputs``, ``labels``: the
         same optimizer step on every process, and the step's figures summed over them.
@@ -495,10 +508,20 @@ class _Run:
         computes it, also when the shares differ (the last batch of an epoch; masks with
         more or fewer unlabelled pixels). The loss is weighted rather than the gradients
         because through ``SyncBatchNorm`` each process's gradients mix every process's loss.
+
+        The augmentation draws for the whole batch, as one process's, but transforms the
+        share's images only (``share``): the images are one process's, independent of N.
         """
         world = parallel.world_size()
+        count = len(labels)
         batch_seen = int(np.count_nonzero(labels != self.ignore_index))
-        inputs, labels = dist.shard_batch(inputs, labels)
+        positions = slice(dist.get_rank(), None, world)  # dist.shard_batch's strided share
+        share_augmentation = getattr(augmentation, "share", None)
+        if augmentation is not None and share_augmentation is None:
+            inputs = augmentation(inputs)  # a transform that cannot do part of a batch
+        inputs, labels = inputs[positions], labels[positions]
+        if share_augmentation is not None:
+            inputs = share_augmentation(inputs, count, positions)
         counted = labels != self.ignore_index
         seen = int(counted.sum())
         self.optimizer.zero_grad()
@@ -577,13 +600,21 @@ def augmentation_for(
         return None
     if not data.as_sequence:
         return augmentation
-    image_shape = data.image_shape
+    return _AsImages(augmentation, data.image_shape)
 
-    def augment_as_image(batch: np.ndarray) -> np.ndarray:
-        images = batch.reshape(len(batch), *image_shape)
-        return augmentation(images).reshape(batch.shape)
 
-    return augment_as_image
+class _AsImages:
+    """An image augmentation of sequences that are images read column by column."""
+
+    def __init__(self, augmentation: Compose, shape: tuple[int, ...]) -> None:
+        self.augmentation, self.shape = augmentation, shape
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.augmentation(batch.reshape(len(batch), *self.shape)).reshape(batch.shape)
+
+    def share(self, sequences: np.ndarray, count: int, positions: slice) -> np.ndarray:
+        images = sequences.reshape(len(sequences), *self.shape)
+        return self.augmentation.share(images, count, positions).reshape(sequences.shape)
 
 
 def _progress_bar(enabled: bool, total: int, description: str) -> Any:
