@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from convprop.io.files import load_arrays
-from tests.distributed.launch import mpirun_command
+from tests.distributed.launch import convprop_lines, mpirun_command
 
 LIMIT_SECONDS = 30
 EXACT = ["--dtype", "float64", "--augment", "none", "--quiet"]
@@ -66,11 +66,6 @@ def processes(*args: str, ranks: int = 2) -> subprocess.CompletedProcess[str]:
 
 def succeeded(finished: subprocess.CompletedProcess[str]) -> None:
     assert finished.returncode == 0, f"stdout:\n{finished.stdout}\nstderr:\n{finished.stderr}"
-
-
-def our_lines(stderr: str) -> list[str]:
-    """convprop's own lines (mpirun adds its banner about the exit status)."""
-    return [line for line in stderr.splitlines() if line.startswith("convprop:")]
 
 
 def assert_same_weights(expected_run: Path, actual_run: Path, rtol: float = 1e-10) -> None:
@@ -263,7 +258,7 @@ def test_distributed_errors_are_one_line(tmp_path: Path) -> None:
         "train", "--distributed", "--batch-size", "15", "--limit", "40", "--out", str(run)
     )
     assert finished.returncode == 2
-    assert our_lines(finished.stderr) == [
+    assert convprop_lines(finished.stderr) == [
         "convprop: error: batch size 15 is not divisible by the number of processes 2: the "
         "batch size is the global batch, split evenly between the processes; choose a "
         "multiple of 2"
@@ -272,7 +267,7 @@ def test_distributed_errors_are_one_line(tmp_path: Path) -> None:
     # Several processes without --distributed would each train the whole run.
     finished = processes("train", "--limit", "40", "--out", str(run))
     assert finished.returncode == 2
-    assert {line for line in our_lines(finished.stderr)} == {
+    assert {line for line in convprop_lines(finished.stderr)} == {
         "convprop: error: this is one of 2 processes started by an MPI launcher, but without "
         "--distributed each would train the whole run on its own; pass --distributed"
     }, finished.stderr
