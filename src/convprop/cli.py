@@ -4,6 +4,10 @@ A user error (bad flag, bad file, bad run directory) and an OS error (a full dis
 read-only file system, no permission) print one line to stderr and exit with status 2, never
 a traceback, and leave every file a user saved intact; a run stopped by a non-finite loss
 exits with status 1; Ctrl-C with 130.
+
+``train --distributed`` under ``mpirun -n N`` trains one run on N processes; process 0 alone
+prints and writes. An error is still one line, from the process that failed (``rank R:``),
+and ends every process of the job (``convprop.training.parallel``, docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -248,6 +252,19 @@ def _add_train(commands: Any) -> None:
     )
     train.add_argument("--overwrite", action="store_true", help="replace an existing run")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="train on every process of an MPI job: `mpirun -n N convprop train --distributed "
+        "...`; --batch-size is the global batch (needs pip install 'convprop[mpi]')",
+    )
+    train.add_argument(
+        "--sync-bn",
+        action="store_true",
+        default=None,
+        help="batch norm statistics over the global batch of a distributed run "
+        "(SyncBatchNorm; saved with the run), instead of each process's share",
+    )
 
 
 # ----------------------------------------------------------------------------- train
@@ -329,13 +346,31 @@ def _check_resume_flags(args: argparse.Namespace) -> None:
             )
 
 
+def _start_processes(args: argparse.Namespace) -> None:
+    """Join the MPI job for ``--distributed``; refuse a job of several processes without it
+    (each process would train the whole run on its own)."""
+    from convprop import distributed
+
+    if args.distributed:
+        distributed.init_process_group()
+        return
+    launched = distributed.launched_world_size()
+    if launched is not None and launched > 1:
+        raise UsageError(
+            f"this is one of {launched} processes started by an MPI launcher, but without "
+            "--distributed each would train the whole run on its own; pass --distributed"
+        )
+
+
 def _train(args: argparse.Namespace) -> int:
     from convprop import training
     from convprop.ops.kernels.memory import keep_freed_memory
+    from convprop.training import parallel
 
+    _start_processes(args)
     keep_freed_memory()  # a training loop re-allocates the same buffers every step
     if args.resume is not None:
-        _check_resume_flags(args)
+        parallel.from_leader(lambda: _check_resume_flags(args))
         try:
             result = training.fit(
                 TrainConfig(), args.resume, resume=True, progress=not args.quiet, epochs=args.epochs
@@ -343,8 +378,16 @@ def _train(args: argparse.Namespace) -> int:
         except ConfigError as error:
             raise _config_error(error, args, {"epochs": args.epochs}) from None
     else:
-        config = _train_config(args)
-        result = training.fit(config, args.out, overwrite=args.overwrite, progress=not args.quiet)
+        config = parallel.together(lambda: _train_config(args))
+        try:
+            result = training.fit(
+                config, args.out, overwrite=args.overwrite, progress=not args.quiet
+            )
+        except ConfigError as error:
+            # Only a setting checked against the data can fail here: --sync-bn's last batch.
+            raise _config_error(error, args, {"sync_bn": True} if args.sync_bn else {}) from None
+    if not parallel.is_leader():
+        return 0
     extra = result.history[-1].extra if result.history else {}
     if "test_mean_iou" in extra:
         print(
@@ -441,8 +484,29 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point; returns the exit status.
+
+    In a distributed run, a process that fails ends the whole job: with ``MPI_Abort``, unless
+    every process already knows (an error agreed during setup, a non-finite loss), when they
+    all leave together with the same status (``convprop.training.parallel``).
+    """
+    from convprop import distributed
+    from convprop.training import parallel
+
+    with distributed.abort_on_error():
+        status = _main(argv)
+        if status != 0 and distributed.is_initialized() and distributed.get_world_size() > 1:
+            if parallel.failure_is_shared():
+                distributed.barrier()  # the failing process has said why: leave together
+            else:
+                distributed.get_process_group().abort(status)
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from convprop.distributed import DistributedError
     from convprop.training import TrainingError
+    from convprop.training.parallel import PeerFailed, is_leader
 
     try:
         args = build_parser().parse_args(argv)
@@ -453,6 +517,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
     except UsageError as error:
         return _fail(str(error))
+    except PeerFailed as failure:  # another process reports the error
+        return failure.status
     except (
         DataError,
         CheckpointError,
@@ -461,6 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,  # OnnxError too
         TypeError,
         MissingExtraError,  # an ImportError: say what to install
+        DistributedError,  # no mpi4py, no MPI launcher: say what is missing
     ) as error:
         return _fail(str(error))
     except BrokenPipeError:  # e.g. `convprop evaluate RUN | head`
@@ -472,14 +539,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"convprop: training stopped: {error}", file=sys.stderr)
         return TRAINING_FAILED
     except KeyboardInterrupt:
-        print(
-            "convprop: interrupted; the last completed epoch's checkpoint is kept", file=sys.stderr
-        )
+        if is_leader():
+            print(
+                "convprop: interrupted; the last completed epoch's checkpoint is kept",
+                file=sys.stderr,
+            )
         return INTERRUPTED
 
 
 def _fail(message: str) -> int:
-    print(f"convprop: error: {' '.join(message.split())}", file=sys.stderr)
+    from convprop.distributed import error_line
+    from convprop.training.parallel import failed_everywhere
+
+    # ``rank R:`` in front when one of several processes failed; not when all did alike.
+    line = f"convprop: error: {' '.join(message.split())}"
+    print(line if failed_everywhere() else error_line(message), file=sys.stderr)
     return USAGE_ERROR
 
 

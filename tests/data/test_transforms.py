@@ -77,3 +77,23 @@ def test_normalize_with_data_statistics() -> None:
     np.testing.assert_allclose(out.std(axis=(0, 2, 3)), 1, atol=1e-4)
     with pytest.raises(ValueError, match="std must be positive"):
         Normalize([0.0], [0.0])
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 11])
+def test_a_share_of_the_batch_is_augmented_as_in_the_whole(world: int) -> None:
+    """What a process of a distributed run does: the draws of the whole batch, the images of
+    its strided share only, bitwise those of one process augmenting the whole batch; every
+    process's generator ends in the same state (an empty share included)."""
+    batch = np.random.default_rng(0).random((10, 2, 9, 8)).astype(np.float32)
+    whole = build_augmentation(["all"], np.random.default_rng(5))
+    assert whole is not None
+    expected = whole(batch)
+    for rank in range(world):
+        generator = np.random.default_rng(5)
+        part = build_augmentation(["all"], generator)
+        assert part is not None
+        positions = slice(rank, None, world)
+        np.testing.assert_array_equal(
+            part.share(batch[positions], 10, positions), expected[positions]
+        )
+        assert generator.bit_generator.state == whole.transforms[0].generator.bit_generator.state

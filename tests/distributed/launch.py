@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,3 +81,12 @@ def run_ranks_ok(script: str, out: Path, *args: str, ranks: int = 2) -> list[dic
         with np.load(out / f"rank{rank}.npz") as saved:
             results.append({name: saved[name] for name in saved.files})
     return results
+
+
+def convprop_lines(stderr: str) -> list[str]:
+    """convprop's own lines of a job's stderr (mpirun adds its banners around them). Open
+    MPI's output forwarding now and then puts a NUL byte or a colour reset in front of a
+    line it passes on; those are not convprop's and are dropped."""
+    cleaned = re.sub(r"\x1b\[[0-9;]*m|\x00", "", stderr)
+    lines = (line.strip() for line in cleaned.splitlines())
+    return [line for line in lines if line.startswith("convprop:")]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.distributed.launch import run_ranks
+from tests.distributed.launch import convprop_lines, run_ranks
 
 LIMIT_SECONDS = 30
 
@@ -20,7 +20,7 @@ def test_a_failing_rank_ends_the_job(tmp_path: Path, mode: str, status: int | No
         assert finished.returncode == status, finished.stderr
     assert seconds < LIMIT_SECONDS
     assert not list(tmp_path.glob("*-finished"))
-    ours = [line for line in finished.stderr.splitlines() if line.startswith("convprop:")]
+    ours = convprop_lines(finished.stderr)
     if mode == "raise":
         assert ours == ["convprop: error: rank 1: rank one fails on purpose"], finished.stderr
         assert "Traceback" not in finished.stderr

@@ -30,6 +30,7 @@ from convprop.training import ConfigError, TrainConfig, load_config_file
         ({"momentum": float("nan")}, "momentum", "must be a non-negative finite number, got nan"),
         ({"resize": [28]}, "resize", "must be two positive integers HEIGHT, WIDTH, got [28]"),
         ({"num_classes": 1}, "num_classes", "must be an integer >= 2, got 1"),
+        ({"sync_bn": "yes"}, "sync_bn", "must be true or false, got 'yes' (a string)"),
         ({"colour": 1, "size": 2}, "colour, size", "are not settings (the settings are: augment"),
     ],
 )

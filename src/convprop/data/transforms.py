@@ -5,6 +5,12 @@ invariance partly from weight sharing and pooling; the rest is taught by showing
 scaled, rotated and elastically deformed copies of the training images. Every random
 transform draws from its own seeded ``numpy.random.Generator``, so the same seed gives the
 same augmented batches. All transforms take and return float32 (N, C, H, W) batches.
+
+The random transforms draw every image's parameters for the whole batch, then transform each
+image on its own, so :meth:`RandomAffine.share` (and ``ElasticDeformation.share``,
+``Compose.share``) can make the same draws and transform only some of the images: what a
+process of a distributed run does with its share of the global batch, getting exactly the
+images one process would, at 1/N of the cost.
 """
 
 from __future__ import annotations
@@ -28,6 +34,19 @@ class Compose:
         for transform in self.transforms:
             batch = transform(batch)
         return batch
+
+    def share(self, images: np.ndarray, count: int, positions: slice) -> np.ndarray:
+        """``self(batch)[positions]`` for the ``images = batch[positions]`` of a batch of
+        ``count``, transforming only those (every transform must have ``share``)."""
+        for transform in self.transforms:
+            share = getattr(transform, "share", None)
+            if share is None:
+                raise TypeError(
+                    f"Compose.share: {type(transform).__name__} cannot transform part of a batch "
+                    "(it has no share method)"
+                )
+            images = share(images, count, positions)
+        return images
 
 
 class Normalize:
@@ -73,12 +92,22 @@ class RandomAffine:
         self.generator = generator if generator is not None else np.random.default_rng()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        count = len(batch)
+        return self.share(batch, len(batch), slice(None))
+
+    def share(self, images: np.ndarray, count: int, positions: slice) -> np.ndarray:
+        """Draw the parameters of a batch of ``count`` images, as a call on it would, and
+        transform the ``images`` at ``positions`` of it only: ``self(batch)[positions]``
+        for ``images = batch[positions]``, bitwise."""
         rng = self.generator
         angle = np.radians(rng.uniform(-self.max_rotation, self.max_rotation, count))
         zoom = rng.uniform(self.scale[0], self.scale[1], count)
         shift = rng.uniform(-self.max_shift, self.max_shift, (count, 2))
-        return affine_sample(batch, angle, zoom, shift)
+        if not len(images):
+            return images
+        # The coefficients of the whole batch, then the share's: the same numbers, whatever
+        # the share (a vectorised cosine need not round alike at every position).
+        cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+        return _affine_resample(images, cos[positions], sin[positions], shift[positions])
 
 
 def affine_sample(
@@ -93,12 +122,19 @@ def affine_sample(
     angle of 90 degrees is ``np.rot90(image, -1)``. A whole-pixel shift at angle 0 and zoom 1
     reads exact pixels (a translation with zero fill).
     """
+    return _affine_resample(batch, np.cos(angle) / zoom, np.sin(angle) / zoom, shift)
+
+
+def _affine_resample(
+    batch: np.ndarray, cos: np.ndarray, sin: np.ndarray, shift: np.ndarray
+) -> np.ndarray:
+    """``affine_sample`` given cos(angle) / zoom and sin(angle) / zoom per image."""
     _, _, height, width = batch.shape
     rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
     centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
     rel_row = rows[None] - centre_row - shift[:, 0, None, None]
     rel_col = cols[None] - centre_col - shift[:, 1, None, None]
-    cos, sin = (np.cos(angle) / zoom)[:, None, None], (np.sin(angle) / zoom)[:, None, None]
+    cos, sin = cos[:, None, None], sin[:, None, None]
     source_row = cos * rel_row - sin * rel_col + centre_row
     source_col = sin * rel_row + cos * rel_col + centre_col
     return bilinear_sample(batch, source_row, source_col)
@@ -120,9 +156,16 @@ class ElasticDeformation:
         self.generator = generator if generator is not None else np.random.default_rng()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        count, _, height, width = batch.shape
+        return self.share(batch, len(batch), slice(None))
+
+    def share(self, images: np.ndarray, count: int, positions: slice) -> np.ndarray:
+        """``self(batch)[positions]`` for the ``images = batch[positions]`` of a batch of
+        ``count``, bitwise: the noise of the whole batch drawn, the share's images deformed."""
+        _, _, height, width = images.shape
         noise = self.generator.uniform(-1, 1, (2, count, height, width))
-        return elastic_sample(batch, noise, self.alpha, self.sigma)
+        if not len(images):
+            return images
+        return elastic_sample(images, noise[:, positions], self.alpha, self.sigma)
 
 
 def elastic_sample(batch: np.ndarray, noise: np.ndarray, alpha: float, sigma: float) -> np.ndarray:
@@ -179,7 +222,7 @@ def bilinear_sample(
     return result.reshape(count, channels, *out_shape).astype(batch.dtype)
 
 
-def build_augmentation(names: Sequence[str], generator: np.random.Generator) -> Transform | None:
+def build_augmentation(names: Sequence[str], generator: np.random.Generator) -> Compose | None:
     """The augmentation for a list of names from ``AUGMENTATIONS`` (``all`` selects every one).
 
     Shift of up to 2 pixels, scale 0.9-1.1, rotation up to 10 degrees, elastic alpha 8 sigma 3:

@@ -41,6 +41,7 @@ from convprop.distributed.process_group import (
     is_available,
     is_initialized,
     launched_by_mpi,
+    launched_world_size,
 )
 from convprop.distributed.sampler import (
     DistributedSampler,
@@ -83,6 +84,7 @@ __all__ = [
     "is_available",
     "is_initialized",
     "launched_by_mpi",
+    "launched_world_size",
     "shard_batch",
     "shard_range",
     "share_weight",

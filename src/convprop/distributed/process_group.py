@@ -47,6 +47,7 @@ __all__ = [
     "is_available",
     "is_initialized",
     "launched_by_mpi",
+    "launched_world_size",
 ]
 
 INSTALL_HINT = "pip install 'convprop[mpi]'"
@@ -91,6 +92,16 @@ def launched_by_mpi() -> bool:
     """Whether this process was started by an MPI launcher (``mpirun``, ``mpiexec``, ``srun``
     with an MPI plugin), judged by the variables launchers set (``LAUNCHER_VARIABLES``)."""
     return any(name in os.environ for name in LAUNCHER_VARIABLES)
+
+
+def launched_world_size() -> int | None:
+    """The number of processes the launcher says it started (``OMPI_COMM_WORLD_SIZE``,
+    ``PMI_SIZE``, ...), without starting MPI; None where no launcher says."""
+    for name in _LAUNCHED_SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return None
 
 
 def _load_mpi() -> Any:

@@ -67,6 +67,10 @@ class TrainConfig:
     limit: int | None = None
     resize: list[int] | None = None
     num_classes: int | None = None
+    # Batch norm over the global batch of a distributed run (SyncBatchNorm). Saved with the
+    # run, since it changes the model a resume must rebuild; ``--distributed`` is not, so a
+    # run may resume on another number of processes.
+    sync_bn: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first setting that breaks its rule."""
@@ -125,6 +129,8 @@ class TrainConfig:
                 f"names unknown augmentation(s) {', '.join(unknown)} (choose from "
                 f"{', '.join(AUGMENTATIONS)}, or all)",
             )
+        if not isinstance(self.sync_bn, bool):
+            raise ConfigError("sync_bn", f"must be true or false, got {_describe(self.sync_bn)}")
         self._check_task()
         if self.resize is not None and not (
             isinstance(self.resize, list)

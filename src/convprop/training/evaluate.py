@@ -50,6 +50,25 @@ def evaluate_arrays(
     With (N, H, W) masks for labels and a segmenter's (N, K, H, W) scores, both are per pixel:
     the mean is over the pixels whose label is not ``ignore_index``, and the predictions are
     (N, H, W)."""
+    loss_sum, counted, predicted = evaluate_totals(
+        model, inputs, labels, normalize, dtype, batch_size, ignore_index
+    )
+    return loss_sum / max(1, counted), predicted
+
+
+def evaluate_totals(
+    model: nn.Module,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    normalize: Callable[[np.ndarray], np.ndarray],
+    dtype: np.dtype,
+    batch_size: int = 256,
+    ignore_index: int = -100,
+) -> tuple[float, int, np.ndarray]:
+    """``evaluate_arrays`` as sums: the summed cross-entropy, the number of samples (or
+    labelled pixels) it sums over, and the predictions. Sums of shards add up to the whole
+    set's, which is how a distributed run evaluates (each process a slice, then one
+    ``Allreduce``)."""
     was_training = model.training
     model.eval()
     total_loss = 0.0
@@ -63,9 +82,11 @@ def evaluate_arrays(
             total_loss += float(loss.item())
             predictions.append(np.argmax(logits.numpy(), axis=1))
     model.train(was_training)
-    predicted = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
+    # No inputs (an empty shard): no predictions, in the labels' shape (masks stay 3-D).
+    empty = np.zeros(labels.shape, dtype=np.int64)
+    predicted = np.concatenate(predictions) if predictions else empty
     counted = int(np.count_nonzero(labels != ignore_index))
-    return total_loss / max(1, counted), predicted
+    return total_loss, counted, predicted
 
 
 @dataclass
