@@ -126,8 +126,9 @@ def load(
 ) -> tuple[ArrayDataset, ArrayDataset | None]:
     """Load a data set by name or path; returns (data, test data if the source provides one).
 
-    ``spec`` is a bundled name (``mnist-5k``), a ``.npz`` file, a directory of MNIST IDX files
-    or a directory of class-named image folders.
+    ``spec`` is a bundled name (``mnist-5k``), a ``.npz`` file, a directory of ``.npy`` files
+    (``images.npy`` and ``labels.npy``: :mod:`convprop.data.lazy`), a directory of MNIST IDX
+    files or a directory of class-named image folders.
     """
     if spec in BUNDLED:
         return load_mnist_5k(), None
@@ -143,6 +144,10 @@ def load(
                 "(expected .npz, an IDX directory or an image folder)"
             )
         return load_npz(path), None
+    from convprop.data.lazy import is_npy_directory, load_npy_directory
+
+    if is_npy_directory(path):
+        return load_npy_directory(path), None
     if _find_idx(path, "train-images") is not None:
         return load_idx_directory(path)
     if (path / "images").is_dir() and (path / "masks").is_dir():
