@@ -67,6 +67,11 @@ class TrainConfig:
     limit: int | None = None
     resize: list[int] | None = None
     num_classes: int | None = None
+    # Data larger than memory (convprop.data.lazy): read the data lazily even when it would
+    # fit (an image folder or .npy directory too big for the memory budget is read lazily
+    # anyway), and decode it in this many worker processes (0: in the training process).
+    stream: bool = False
+    num_workers: int = 0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first setting that breaks its rule."""
@@ -126,6 +131,7 @@ class TrainConfig:
                 f"{', '.join(AUGMENTATIONS)}, or all)",
             )
         self._check_task()
+        self._check_streaming()
         if self.resize is not None and not (
             isinstance(self.resize, list)
             and len(self.resize) == 2
@@ -162,6 +168,17 @@ class TrainConfig:
                 "augment",
                 f"{', '.join(self.augment)} would move the images but not their masks; "
                 "--task segment trains without augmentation (--augment none)",
+            )
+
+    def _check_streaming(self) -> None:
+        if not isinstance(self.stream, bool):
+            raise ConfigError("stream", f"must be true or false, got {_describe(self.stream)}")
+        _check_int("num_workers", self.num_workers, minimum=0)
+        if self.stream and self.task == "segment":
+            raise ConfigError(
+                "stream",
+                "reads classification data lazily; --task segment holds its images and masks "
+                "in memory",
             )
 
     @property
