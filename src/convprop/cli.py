@@ -212,8 +212,9 @@ def _add_train(commands: Any) -> None:
         action="store_true",
         default=None,
         help="read an image folder or a directory of .npy files lazily, decoding batches as "
-        "they are needed, even if it would fit in memory (one too big for the memory budget, "
-        "a quarter of the available memory or CONVPROP_MEMORY_BUDGET, is read lazily anyway)",
+        "they are needed, even if it would fit in memory (one whose loading would exceed the "
+        "memory budget, 3/4 of the available memory or CONVPROP_MEMORY_BUDGET, is read "
+        "lazily anyway)",
     )
     train.add_argument(
         "--num-workers",

@@ -120,7 +120,8 @@ def test_resume_of_a_streamed_run_and_changed_data(tmp_path: Path, capsys) -> No
 
 
 def test_a_folder_over_the_memory_budget_streams_unasked(digits: Path, monkeypatch) -> None:
-    monkeypatch.setenv("CONVPROP_MEMORY_BUDGET", "100K")  # the folder decodes to 376 KB
+    # The folder decodes to 376 KB, which takes some 1.7 MB to load.
+    monkeypatch.setenv("CONVPROP_MEMORY_BUDGET", "1M")
     assert isinstance(prepare_data(TrainConfig(data=str(digits))).train, LazyDataset)
     monkeypatch.setenv("CONVPROP_MEMORY_BUDGET", "1G")
     assert not isinstance(prepare_data(TrainConfig(data=str(digits))).train, LazyDataset)

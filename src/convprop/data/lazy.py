@@ -50,14 +50,17 @@ from convprop.data.datasets import (
 )
 
 INPUT_KEYS = ("images", "signals", "sequences")
-# The memory the in-memory path may fill, as a share of the memory available: loading an
-# image folder holds the decoded images about three times over at its peak (the uint8 pictures,
-# the float32 array being scaled, its train/test copies), so a folder whose float32 array
-# exceeds a quarter of what is available is read lazily instead.
-BUDGET_FRACTION = 0.25
+# The memory budget is what loading data into memory may take, at its peak: three quarters of
+# the memory available, unless CONVPROP_MEMORY_BUDGET says otherwise. That peak is several
+# times the float32 array (the decoded pictures, the array being scaled, its train and test
+# copies, with freed memory kept by the training process: 4.2 GB for a 0.98 GB array,
+# measured in BENCHMARKS.md), so a data set is read into memory only while LOAD_PEAK_FACTOR
+# times its array fits the budget (by default: an array up to a sixth of what is available).
+BUDGET_FRACTION = 0.75
+LOAD_PEAK_FACTOR = 4.5
 BUDGET_VARIABLE = "CONVPROP_MEMORY_BUDGET"
 # Bulk passes (statistics, fingerprint, a check for NaN) decode this many bytes at a time.
-CHUNK_BYTES = 16 * 2**20
+CHUNK_BYTES = 4 * 2**20
 _NPY_MAGIC = b"\x93NUMPY"
 
 
@@ -581,9 +584,9 @@ def available_memory() -> int | None:
 
 
 def memory_budget() -> int | None:
-    """The bytes a data set may take in memory before it is read lazily: the
-    ``CONVPROP_MEMORY_BUDGET`` environment variable if set, else ``BUDGET_FRACTION`` of
-    :func:`available_memory` (None: unknown, never stream unasked)."""
+    """The bytes loading a data set into memory may take: the ``CONVPROP_MEMORY_BUDGET``
+    environment variable if set, else ``BUDGET_FRACTION`` of :func:`available_memory`
+    (None: unknown, never stream unasked)."""
     text = os.environ.get(BUDGET_VARIABLE, "").strip()
     if text:
         return parse_size(text)
@@ -591,16 +594,21 @@ def memory_budget() -> int | None:
     return int(available * BUDGET_FRACTION) if available is not None else None
 
 
+def fits_in_memory(decoded_bytes: int, budget: int | None) -> bool:
+    """Whether loading a float32 array of ``decoded_bytes`` stays within ``budget``."""
+    return budget is None or LOAD_PEAK_FACTOR * decoded_bytes <= budget
+
+
 def load_data(
     spec: str, resize: tuple[int, int] | None = None, stream: bool = False
 ) -> tuple[ArrayDataset, ArrayDataset | None]:
     """:func:`~convprop.data.load`, or the lazy data set when ``stream`` asks for it or when
-    an image folder or ``.npy`` directory would decode to more than :func:`memory_budget`."""
+    loading an image folder or ``.npy`` directory into memory would exceed
+    :func:`memory_budget` (see :func:`fits_in_memory`)."""
     if stream:
         return open_lazy(spec, resize), None
     size = decoded_size(spec, resize)
-    budget = memory_budget() if size is not None else None
-    if size is not None and budget is not None and size > budget:
+    if size is not None and not fits_in_memory(size, memory_budget()):
         return open_lazy(spec, resize), None
     return load(spec, resize)
 
