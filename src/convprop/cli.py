@@ -242,6 +242,21 @@ def _add_train(commands: Any) -> None:
         help="the number of classes, when the labels 0..K-1 do not all occur in the data",
     )
     train.add_argument(
+        "--stream",
+        action="store_true",
+        default=None,
+        help="read an image folder or a directory of .npy files lazily, decoding batches as "
+        "they are needed, even if it would fit in memory (one whose loading would exceed the "
+        "memory budget, 3/4 of the available memory or CONVPROP_MEMORY_BUDGET, is read "
+        "lazily anyway)",
+    )
+    train.add_argument(
+        "--num-workers",
+        type=int,
+        help="worker processes that decode batches ahead of training (default 0: the "
+        "training process decodes them)",
+    )
+    train.add_argument(
         "--out", type=_path, help="run directory (default: a new runs/YYYYmmdd-HHMMSS)"
     )
     train.add_argument(

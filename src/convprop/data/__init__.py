@@ -1,4 +1,5 @@
-"""Data: the bundled MNIST subset, file loaders, batching and augmentation."""
+"""Data: the bundled MNIST subset, file loaders, lazy data sets larger than memory,
+batching (in worker processes too) and augmentation."""
 
 from convprop.data.datasets import (
     ArrayDataset,
@@ -11,6 +12,13 @@ from convprop.data.datasets import (
     load_npz,
     read_idx,
     stratified_split,
+)
+from convprop.data.lazy import (
+    LazyArray,
+    LazyDataset,
+    load_npy_directory,
+    open_image_folder,
+    open_npy_directory,
 )
 from convprop.data.loader import DataLoader
 from convprop.data.transforms import (
@@ -30,6 +38,8 @@ __all__ = [
     "DataError",
     "DataLoader",
     "ElasticDeformation",
+    "LazyArray",
+    "LazyDataset",
     "Normalize",
     "RandomAffine",
     "build_augmentation",
@@ -39,7 +49,10 @@ __all__ = [
     "load_image",
     "load_image_folder",
     "load_mnist_5k",
+    "load_npy_directory",
     "load_npz",
+    "open_image_folder",
+    "open_npy_directory",
     "read_idx",
     "stratified_split",
 ]

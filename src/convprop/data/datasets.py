@@ -9,6 +9,7 @@ A bad file raises :class:`DataError` naming the file and what is wrong with it.
 from __future__ import annotations
 
 import gzip
+import os
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import numpy as np
 
 BUNDLED = ("mnist-5k",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+# Pillow's modes of a grey image: a folder of only these is read as one channel.
+GREY_MODES = ("1", "L", "I", "I;16", "F")
 
 
 class DataError(ValueError):
@@ -123,8 +126,9 @@ def load(
 ) -> tuple[ArrayDataset, ArrayDataset | None]:
     """Load a data set by name or path; returns (data, test data if the source provides one).
 
-    ``spec`` is a bundled name (``mnist-5k``), a ``.npz`` file, a directory of MNIST IDX files
-    or a directory of class-named image folders.
+    ``spec`` is a bundled name (``mnist-5k``), a ``.npz`` file, a directory of ``.npy`` files
+    (``images.npy`` and ``labels.npy``: :mod:`convprop.data.lazy`), a directory of MNIST IDX
+    files or a directory of class-named image folders.
     """
     if spec in BUNDLED:
         return load_mnist_5k(), None
@@ -140,6 +144,10 @@ def load(
                 "(expected .npz, an IDX directory or an image folder)"
             )
         return load_npz(path), None
+    from convprop.data.lazy import is_npy_directory, load_npy_directory
+
+    if is_npy_directory(path):
+        return load_npy_directory(path), None
     if _find_idx(path, "train-images") is not None:
         return load_idx_directory(path)
     if (path / "images").is_dir() and (path / "masks").is_dir():
@@ -203,6 +211,19 @@ def load_npz(path: str | Path) -> ArrayDataset:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
     except (OSError, zipfile.BadZipFile, EOFError, KeyError) as error:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
+    inputs = _checked_arrays(path, input_key, inputs, labels, classes)
+    data = _scale_images(inputs) if inputs.dtype.kind in "iu" else inputs.astype(np.float32)
+    _check_finite(data, f"{path}: {input_key}")
+    return ArrayDataset(data, labels.astype(np.int64), classes, str(path))
+
+
+def _checked_arrays(
+    path: Path, input_key: str, inputs: np.ndarray, labels: np.ndarray, classes: list[str]
+) -> np.ndarray:
+    """Refuse labels, inputs and class names that do not make a data set (the rules of a
+    ``.npz``, shared by a directory of ``.npy`` files); returns the inputs, (N, H, W) images
+    given their channel axis. Reads the labels but only the inputs' shape and dtype, so the
+    inputs may be memory-mapped."""
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise DataError(
             f"{path}: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}"
@@ -228,9 +249,7 @@ def load_npz(path: str | Path) -> ArrayDataset:
         raise DataError(
             f"{path}: label {int(labels.max())} has no name among its {len(classes)} classes"
         )
-    data = _scale_images(inputs) if inputs.dtype.kind in "iu" else inputs.astype(np.float32)
-    _check_finite(data, f"{path}: {input_key}")
-    return ArrayDataset(data, labels.astype(np.int64), classes, str(path))
+    return inputs
 
 
 def _check_finite(inputs: np.ndarray, what: str) -> None:
@@ -345,6 +364,36 @@ def load_image_folder(root: str | Path, resize: tuple[int, int] | None = None) -
     from PIL import Image, UnidentifiedImageError
 
     root = Path(root)
+    class_dirs, names = image_folder_files(root)
+    files = [
+        (class_dir / name, label)
+        for label, (class_dir, members) in enumerate(zip(class_dirs, names, strict=True))
+        for name in members
+    ]
+    pictures = []
+    for path, _ in files:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                pictures.append(image.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError) as error:
+            raise DataError(f"{path}: cannot read image ({error})") from None
+    grey = all(p.mode in GREY_MODES for p in pictures)
+    mode = "L" if grey else "RGB"
+    sizes = {p.size for p in pictures}
+    if resize is None and len(sizes) > 1:
+        raise _different_sizes(root, sizes)
+    arrays = [_picture_to_chw(picture, mode, resize) for picture in pictures]
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    return ArrayDataset(
+        _scale_images(np.stack(arrays)), labels, [d.name for d in class_dirs], str(root)
+    )
+
+
+def image_folder_files(root: Path) -> tuple[list[Path], list[list[str]]]:
+    """The class folders of an image folder, sorted by name, and the sorted names of each
+    one's image files: the order the data set holds them in (by class, then by file name).
+    Names, not paths, so that a folder of a million images lists in little memory."""
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(
@@ -354,35 +403,23 @@ def load_image_folder(root: str | Path, resize: tuple[int, int] | None = None) -
         raise DataError(
             f"{root}: only one class folder ({class_dirs[0].name}); need at least two classes"
         )
-    files: list[tuple[Path, int]] = []
-    for label, class_dir in enumerate(class_dirs):
-        members = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    names = []
+    for class_dir in class_dirs:
+        members = sorted(
+            name for name in os.listdir(class_dir) if Path(name).suffix.lower() in IMAGE_SUFFIXES
+        )
         if not members:
             raise DataError(
                 f"{class_dir}: empty class folder (no {'/'.join(IMAGE_SUFFIXES)} images)"
             )
-        files += [(p, label) for p in members]
-    pictures = []
-    for path, _ in files:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                pictures.append(image.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError) as error:
-            raise DataError(f"{path}: cannot read image ({error})") from None
-    grey = all(p.mode in ("1", "L", "I", "I;16", "F") for p in pictures)
-    mode = "L" if grey else "RGB"
-    sizes = {p.size for p in pictures}
-    if resize is None and len(sizes) > 1:
-        examples = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:3])
-        raise DataError(
-            f"{root}: images have different sizes ({examples}, ...); "
-            "pass --resize HxW to resize them"
-        )
-    arrays = [_picture_to_chw(picture, mode, resize) for picture in pictures]
-    labels = np.array([label for _, label in files], dtype=np.int64)
-    return ArrayDataset(
-        _scale_images(np.stack(arrays)), labels, [d.name for d in class_dirs], str(root)
+        names.append(members)
+    return class_dirs, names
+
+
+def _different_sizes(root: Path, sizes: set[tuple[int, int]]) -> DataError:
+    examples = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:3])
+    return DataError(
+        f"{root}: images have different sizes ({examples}, ...); pass --resize HxW to resize them"
     )
 
 

@@ -71,6 +71,11 @@ class TrainConfig:
     # run, since it changes the model a resume must rebuild; ``--distributed`` is not, so a
     # run may resume on another number of processes.
     sync_bn: bool = False
+    # Data larger than memory (convprop.data.lazy): read the data lazily even when it would
+    # fit (an image folder or .npy directory too big for the memory budget is read lazily
+    # anyway), and decode it in this many worker processes (0: in the training process).
+    stream: bool = False
+    num_workers: int = 0
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first setting that breaks its rule."""
@@ -132,6 +137,7 @@ class TrainConfig:
         if not isinstance(self.sync_bn, bool):
             raise ConfigError("sync_bn", f"must be true or false, got {_describe(self.sync_bn)}")
         self._check_task()
+        self._check_streaming()
         if self.resize is not None and not (
             isinstance(self.resize, list)
             and len(self.resize) == 2
@@ -168,6 +174,17 @@ class TrainConfig:
                 "augment",
                 f"{', '.join(self.augment)} would move the images but not their masks; "
                 "--task segment trains without augmentation (--augment none)",
+            )
+
+    def _check_streaming(self) -> None:
+        if not isinstance(self.stream, bool):
+            raise ConfigError("stream", f"must be true or false, got {_describe(self.stream)}")
+        _check_int("num_workers", self.num_workers, minimum=0)
+        if self.stream and self.task == "segment":
+            raise ConfigError(
+                "stream",
+                "reads classification data lazily; --task segment holds its images and masks "
+                "in memory",
             )
 
     @property

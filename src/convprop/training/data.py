@@ -9,12 +9,14 @@ labels found, which must then be exactly 0..K-1 (a stray label 99 would otherwis
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
 
-from convprop.data import ArrayDataset, DataError, channel_statistics, load, stratified_split
+from convprop.data import ArrayDataset, DataError, channel_statistics, stratified_split
+from convprop.data.lazy import LazyArray, LazyDataset, RunningStatistics, iter_decoded, load_data
 from convprop.data.masks import load_segmentation
 from convprop.training.config import TrainConfig
 from convprop.training.registry import SEQUENCE_MODELS
@@ -30,17 +32,41 @@ class PreparedData:
     std: list[float]
     as_sequence: bool
     image_shape: tuple[int, ...] | None  # (C, H, W) of images read as sequences by a TDNN
+    # Lazy data's fingerprint, computed once (by prepare_data, in the pass that also gives
+    # the statistics): decoding every image again at each epoch's commit would be slow.
+    known_fingerprint: str | None = field(default=None, repr=False, compare=False)
 
     def fingerprint(self) -> str:
         """A digest of every input, label and class name, train and test: resuming a run
         on data that changed since it started is refused by comparing these."""
-        digest = hashlib.sha256()
-        for part in (self.train, self.test):
-            digest.update(str((part.inputs.shape, part.inputs.dtype.str)).encode())
+        if self.known_fingerprint is not None:
+            return self.known_fingerprint
+        return data_fingerprint(self.train, self.test, self.classes)
+
+
+def data_fingerprint(
+    train: ArrayDataset,
+    test: ArrayDataset,
+    classes: list[str],
+    num_workers: int = 0,
+    observe_train: Callable[[np.ndarray], None] | None = None,
+) -> str:
+    """The digest of :meth:`PreparedData.fingerprint`. Lazy inputs are decoded and hashed a
+    chunk at a time (in ``num_workers`` processes), which gives the digest of the array the
+    in-memory path holds; ``observe_train`` sees each decoded chunk of the training inputs."""
+    digest = hashlib.sha256()
+    for part in (train, test):
+        digest.update(str((part.inputs.shape, part.inputs.dtype.str)).encode())
+        if isinstance(part.inputs, LazyArray):
+            for chunk in iter_decoded(part.inputs, num_workers):
+                digest.update(np.ascontiguousarray(chunk).data)
+                if observe_train is not None and part is train:
+                    observe_train(chunk)
+        else:
             digest.update(np.ascontiguousarray(part.inputs).data)
-            digest.update(np.ascontiguousarray(part.labels, dtype="<i8").data)
-        digest.update("\0".join(self.classes).encode())
-        return "sha256:" + digest.hexdigest()
+        digest.update(np.ascontiguousarray(part.labels, dtype="<i8").data)
+    digest.update("\0".join(classes).encode())
+    return "sha256:" + digest.hexdigest()
 
 
 def resolve_classes(
@@ -80,9 +106,10 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     if config.task == "segment":
         return prepare_segmentation_data(config)
     resize = (config.resize[0], config.resize[1]) if config.resize else None
-    data, given_test = load(config.data, resize)
+    # An image folder or .npy directory is read lazily with --stream, or when too big.
+    data, given_test = load_data(config.data, resize, config.stream)
     if config.test_data is not None:
-        given_test, _ = load(config.test_data, resize)
+        given_test, _ = load_data(config.test_data, resize, config.stream)
     classes = resolve_classes(data, given_test, config.num_classes)
     data = data.relabelled(classes)
     if given_test is None:
@@ -119,14 +146,31 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         raise DataError(
             f"{config.data}: holds 1-D sequences (N, C, L); only --model tdnn accepts them"
         )
-    mean, std = channel_statistics(train.inputs)
+    fingerprint, running = None, None
+    if isinstance(train, LazyDataset) or isinstance(test, LazyDataset):
+        # One pass decodes everything: the fingerprint, and the statistics on the way (equal
+        # to the in-memory ones to float64 rounding; see RunningStatistics).
+        running = RunningStatistics() if isinstance(train, LazyDataset) else None
+        observe = running.update if running is not None else None
+        fingerprint = data_fingerprint(train, test, classes, config.num_workers, observe)
+    mean, std = running.result() if running is not None else channel_statistics(train.inputs)
     return PreparedData(
-        train, test, tuple(train.inputs.shape[1:]), classes, mean, std, as_sequence, image_shape
+        train,
+        test,
+        tuple(train.inputs.shape[1:]),
+        classes,
+        mean,
+        std,
+        as_sequence,
+        image_shape,
+        fingerprint,
     )
 
 
 def image_as_sequence(data: ArrayDataset) -> ArrayDataset:
     """(N, C, H, W) images as (N, C*H, W) sequences: one frame per column."""
+    if isinstance(data, LazyDataset):
+        return data.as_sequence()
     count, channels, height, width = data.inputs.shape
     inputs = np.ascontiguousarray(data.inputs.reshape(count, channels * height, width))
     return ArrayDataset(inputs, data.labels, data.classes, data.source, data.named)

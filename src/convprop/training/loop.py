@@ -332,7 +332,13 @@ class _Run:
         config = self.config
         augmentation = augmentation_for(self.data, config.augment, self.generators["augment"])
         loader = DataLoader(
-            self.data.train, config.batch_size, shuffle=True, generator=self.generators["shuffle"]
+            self.data.train,
+            config.batch_size,
+            shuffle=True,
+            generator=self.generators["shuffle"],
+            num_workers=config.num_workers,
+            # Started once for all epochs, not once each.
+            persistent_workers=config.num_workers > 0,
         )
         done = len(self.history)
         if done >= config.epochs:
