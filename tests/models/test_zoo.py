@@ -239,10 +239,11 @@ def test_segmenters_score_every_pixel_at_any_multiple_of_their_stride(
         model(cp.tensor(np.zeros((1, 2, 30, 28), np.float32)))
 
 
-@pytest.mark.parametrize(("convolutions", "field"), [(1, 22), (2, 56)])
+@pytest.mark.parametrize(("convolutions", "field"), [(1, 22), (2, 44)])
 def test_segmenter_receptive_fields(convolutions: int, field: int) -> None:
     """The pixels one output pixel sees (the module docstring's figures): where the gradient
     of one score with respect to the input is non-zero."""
+    cp.manual_seed(0)  # the weights decide which ReLUs are off, so fix them
     model = models.UNet(1, 3, (4, 8, 16), convolutions).double()
     model.eval()
     x = cp.tensor(np.random.default_rng(0).random((1, 1, 96, 96)), requires_grad=True)
@@ -250,7 +251,10 @@ def test_segmenter_receptive_fields(convolutions: int, field: int) -> None:
     grad = np.zeros(scores.shape)
     grad[0, 0, 48, 48] = 1.0
     scores.backward(grad)
-    seen = np.argwhere(x.grad.numpy()[0, 0] != 0)
+    # Rounding leaves residues far below the gradient's scale (1e-36 of it, through Winograd's
+    # transforms) where the exact gradient is 0: count the entries that matter.
+    magnitude = np.abs(x.grad.numpy()[0, 0])
+    seen = np.argwhere(magnitude > 1e-9 * magnitude.max())
     assert (seen.max(axis=0) - seen.min(axis=0) + 1).tolist() == [field, field]
 
 

@@ -16,7 +16,7 @@ skip connection sums the gradients of both uses.
 
 Both builders make this network with two 3x3 convolutions (each followed by batch norm and
 ReLU) per level, as Ronneberger et al.'s U-Net (2015) has: ``fcn``, the default of ``convprop
-train --task segment``, with three levels (16, 32 and 64 channels; a receptive field of 56
+train --task segment``, with three levels (16, 32 and 64 channels; a receptive field of 44
 pixels, more than two digits' width on the canvases), and ``unet`` with four (16 to 128
 channels), closer to the paper's depth. One convolution per level was measured too
 short-sighted: its receptive field (22 pixels) barely covers a digit, and on the digit canvases
