@@ -139,6 +139,9 @@ class WorkerPool:
         if self.closed:
             raise ValueError(f"{self.name}: its worker processes were shut down")
         count = self.num_workers
+        # A pool shut down while a pass is unfinished (its consumer gone without closing it)
+        # is terminated: a worker may be blocked writing a batch nobody will read.
+        self._abrupt[0] = True
         try:
             # Each worker is told its share of the pass up front, while it is idle (so a large
             # message cannot meet a worker busy writing), then computes a batch per credit.
@@ -157,6 +160,7 @@ class WorkerPool:
                 if done[worker] + self.prefetch_factor <= len(shares[worker]):
                     self._send(worker, b"")  # a credit: compute one more batch
                 yield value
+            self._abrupt[0] = False
         except BaseException:
             self._abort()  # an error, Ctrl-C, or the consumer abandoning the iteration
             raise
@@ -180,6 +184,13 @@ class WorkerPool:
         return message
 
     def _died(self, number: int) -> DataError:
+        """The error of a worker whose pipe closed: the one it reported before it exited
+        (it could not rebuild the source), else how it ended."""
+        with contextlib.suppress(EOFError, OSError, pickle.UnpicklingError):
+            if self._results[number].poll(0):
+                succeeded, value = pickle.loads(self._results[number].recv_bytes())
+                if not succeeded:
+                    return DataError(value)
         worker = self._workers[number]
         worker.join(JOIN_SECONDS)
         return DataError(
