@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convprop.data import DataError, DataLoader, open_image_folder
+from convprop.data import DataError, DataLoader, open_image_folder, open_npy_directory
 from convprop.data.workers import WorkerPool
 from tests.data.test_lazy import noisy_folder
 
@@ -148,3 +148,15 @@ def test_workers_exit_when_their_parent_dies(tmp_path: Path) -> None:
     assert done.returncode == -signal.SIGKILL, done.stderr
     pids = [int(pid) for pid in done.stdout.split()]
     assert len(pids) == 2 and gone(pids)
+
+
+def test_a_source_a_worker_cannot_rebuild_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    np.save(folder / "images.npy", np.zeros((6, 4, 4), np.uint8))
+    np.save(folder / "labels.npy", np.arange(6) % 2)
+    data = open_npy_directory(folder)
+    (folder / "images.npy").unlink()  # still mapped here, gone for a worker mapping it anew
+    with pytest.raises(DataError, match=r"images.npy: cannot read \(No such file or directory\)"):
+        list(DataLoader(data, 2, num_workers=1))
+    assert multiprocessing.active_children() == []
