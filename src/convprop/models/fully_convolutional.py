@@ -54,22 +54,6 @@ from convprop.ops import geometry
 
 __all__ = ["FullyConvolutional", "fully_convolutional"]
 
-# Layers that compute the same function of each position's values wherever they are applied
-# (BatchNorm2d in eval mode: a per-channel affine map; in training mode its batch statistics
-# would be those of the whole canvas).
-POINTWISE: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.GELU,
-    nn.SiLU,
-    nn.ELU,
-    nn.LeakyReLU,
-    nn.Identity,
-    nn.Dropout,
-    nn.Dropout2d,
-    nn.BatchNorm2d,
-)
 # Point-wise layers allowed in the MLP head (between the Linears): they act on one vector per
 # position, so they act on a (N, features, h, w) map unchanged.
 HEAD_POINTWISE: tuple[type[nn.Module], ...] = (
@@ -83,6 +67,10 @@ HEAD_POINTWISE: tuple[type[nn.Module], ...] = (
     nn.Identity,
     nn.Dropout,
 )
+# Layers that compute the same function of each position's values wherever they are applied
+# (BatchNorm2d in eval mode: a per-channel affine map; in training mode its batch statistics
+# would be those of the whole canvas).
+POINTWISE: tuple[type[nn.Module], ...] = (*HEAD_POINTWISE, nn.Dropout2d, nn.BatchNorm2d)
 
 
 class FullyConvolutional(nn.Sequential):
